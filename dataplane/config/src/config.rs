@@ -1,0 +1,502 @@
+//! The `signaldb.yaml` schema.
+//!
+//! Precedence, lowest first: built-in defaults, the YAML file, `SIGNALDB_*`
+//! environment variables, command-line flags. Environment variables name a key
+//! path with `__` between levels: `SIGNALDB_WRITER__FLUSH_MAX_AGE=5s` sets
+//! `writer.flush_max_age`. Values are parsed as YAML scalars, so numbers and
+//! booleans keep their types.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::size::ByteSize;
+use crate::vocab::{TenantId, ports};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SIGNALDB_";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid YAML: {source}")]
+    Yaml { path: PathBuf, source: serde_yaml_ng::Error },
+    #[error("override {key}={value:?}: {reason}")]
+    Override { key: String, value: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration of a `signaldb` process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Stable id of this process in the service registry (the pod name in
+    /// Kubernetes). Default: kept in `<data_dir>/node-id`, made once.
+    pub node_id: Option<String>,
+    /// Directory for the WALs, the embedded catalog and local object storage.
+    pub data_dir: PathBuf,
+    pub acceptor: AcceptorConfig,
+    pub writer: WriterConfig,
+    pub wal: WalConfig,
+    pub catalog: CatalogConfig,
+    pub storage: StorageConfig,
+    pub discovery: DiscoveryConfig,
+    pub admin: AdminConfig,
+    pub tenancy: TenancyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            data_dir: PathBuf::from("./data"),
+            acceptor: AcceptorConfig::default(),
+            writer: WriterConfig::default(),
+            wal: WalConfig::default(),
+            catalog: CatalogConfig::default(),
+            storage: StorageConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            admin: AdminConfig::default(),
+            tenancy: TenancyConfig::default(),
+        }
+    }
+}
+
+/// OTLP intake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcceptorConfig {
+    /// OTLP/gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Largest request accepted, after decompression.
+    pub max_request_size: ByteSize,
+    /// Bytes of acknowledged data that may wait in the WAL for a writer; past
+    /// this the acceptor answers 429 / RESOURCE_EXHAUSTED.
+    pub max_pending: ByteSize,
+    /// How many writers receive each trace.
+    pub replication_factor: u8,
+    /// Longest wait between delivery attempts to an unreachable writer.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_retry_backoff: Duration,
+    /// Largest attribute value (string or bytes) stored; longer ones are
+    /// truncated and counted.
+    pub max_attribute_value_size: ByteSize,
+}
+
+impl Default for AcceptorConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], ports::OTLP_GRPC)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], ports::OTLP_HTTP)),
+            max_request_size: ByteSize::mib(16),
+            max_pending: ByteSize::mib(256),
+            replication_factor: 1,
+            max_retry_backoff: Duration::from_secs(5),
+            max_attribute_value_size: ByteSize(64 * 1024),
+        }
+    }
+}
+
+/// Buffering and Parquet flushing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Arrow Flight listen address.
+    pub flight_addr: SocketAddr,
+    /// Address other services use to reach this writer (`host:port`). Default:
+    /// the listen address, with `0.0.0.0` replaced by `127.0.0.1`.
+    pub advertise_addr: Option<String>,
+    /// Flush when the buffer reaches this size.
+    pub flush_max_size: ByteSize,
+    /// Flush buffered data at least this often.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_max_age: Duration,
+    /// Refuse new data (RESOURCE_EXHAUSTED) while the buffer holds this much.
+    pub max_buffer_size: ByteSize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            flight_addr: SocketAddr::from(([0, 0, 0, 0], ports::WRITER_FLIGHT)),
+            advertise_addr: None,
+            flush_max_size: ByteSize::mib(64),
+            flush_max_age: Duration::from_secs(30),
+            max_buffer_size: ByteSize::mib(512),
+        }
+    }
+}
+
+/// The write-ahead logs of the acceptor and writer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Directory of the WALs (one subdirectory per role). Default: `<data_dir>/wal`.
+    pub dir: Option<PathBuf>,
+    /// A segment is closed and a new one started at this size.
+    pub segment_size: ByteSize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self { dir: None, segment_size: ByteSize::mib(64) }
+    }
+}
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`. Default:
+    /// SQLite at `<data_dir>/catalog.db`.
+    pub url: Option<String>,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 8 }
+    }
+}
+
+/// Where Parquet files go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `file:///PATH` or `s3://BUCKET[/PREFIX]`. Default: `<data_dir>/objects`.
+    pub url: Option<String>,
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { url: None, s3: S3Config::default() }
+    }
+}
+
+/// Settings for `s3://` storage URLs. Unset values come from the usual
+/// `AWS_*` environment variables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `http://minio:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers need.
+    pub path_style: bool,
+    /// Allow `http://` endpoints.
+    pub allow_http: bool,
+}
+
+/// The service registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    #[serde(with = "humantime_serde_compat")]
+    pub heartbeat_interval: Duration,
+    /// A service whose last heartbeat is older than this is out of routing.
+    #[serde(with = "humantime_serde_compat")]
+    pub ttl: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self { heartbeat_interval: Duration::from_secs(5), ttl: Duration::from_secs(30) }
+    }
+}
+
+/// `/metrics`, `/ready`, `/live`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { addr: SocketAddr::from(([0, 0, 0, 0], ports::ADMIN_HTTP)) }
+    }
+}
+
+/// Tenancy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Require `X-Scope-OrgID` on every request. When off, requests without it
+    /// belong to `default_tenant`.
+    pub multi_tenant: bool,
+    pub default_tenant: TenantId,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self { multi_tenant: false, default_tenant: TenantId::default_tenant() }
+    }
+}
+
+impl Config {
+    /// Loads a configuration: defaults, then `file`, then every `SIGNALDB_*`
+    /// pair of `env`, then `overrides` (`key.path`, value), then validation.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                if text.trim().is_empty() {
+                    Value::Mapping(Mapping::new())
+                } else {
+                    serde_yaml_ng::from_str(&text)
+                        .map_err(|source| ConfigError::Yaml { path: path.to_owned(), source })?
+                }
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        let mut env_pairs: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                Some((rest.to_ascii_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        env_pairs.sort();
+        for (key, value) in env_pairs.iter().chain(overrides) {
+            set_path(&mut tree, key, value)?;
+        }
+        let config: Config = serde_yaml_ng::from_value(tree).map_err(|e| {
+            ConfigError::Invalid(e.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a YAML document, as the operator renders it.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the configuration as YAML.
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        serde_yaml_ng::to_string(self).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Checks rules that span fields or that types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.acceptor.replication_factor == 0 {
+            return bad("acceptor.replication_factor must be at least 1".into());
+        }
+        if self.acceptor.max_request_size.as_u64() < 1024 {
+            return bad(format!(
+                "acceptor.max_request_size is {}; at least 1KiB is needed",
+                self.acceptor.max_request_size
+            ));
+        }
+        if self.acceptor.max_pending < self.acceptor.max_request_size {
+            return bad(format!(
+                "acceptor.max_pending ({}) must be at least acceptor.max_request_size ({})",
+                self.acceptor.max_pending, self.acceptor.max_request_size
+            ));
+        }
+        if self.writer.flush_max_size > self.writer.max_buffer_size {
+            return bad(format!(
+                "writer.flush_max_size ({}) must not exceed writer.max_buffer_size ({})",
+                self.writer.flush_max_size, self.writer.max_buffer_size
+            ));
+        }
+        if self.writer.flush_max_age.is_zero() {
+            return bad("writer.flush_max_age must be greater than zero".into());
+        }
+        if self.wal.segment_size.as_u64() < 4096 {
+            return bad(format!("wal.segment_size is {}; at least 4KiB is needed", self.wal.segment_size));
+        }
+        if self.discovery.heartbeat_interval.is_zero() {
+            return bad("discovery.heartbeat_interval must be greater than zero".into());
+        }
+        if self.discovery.ttl <= self.discovery.heartbeat_interval {
+            return bad(format!(
+                "discovery.ttl ({}) must be longer than discovery.heartbeat_interval ({})",
+                humantime::format_duration(self.discovery.ttl),
+                humantime::format_duration(self.discovery.heartbeat_interval)
+            ));
+        }
+        if let Some(url) = &self.catalog.url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return bad(format!(
+                    "catalog.url {url:?} is neither sqlite:PATH nor postgres://..."
+                ));
+            }
+        }
+        if let Some(url) = &self.storage.url {
+            if !(url.starts_with("file://") || url.starts_with("s3://")) {
+                return bad(format!("storage.url {url:?} is neither file:///PATH nor s3://BUCKET[/PREFIX]"));
+            }
+        }
+        if let Some(id) = &self.node_id {
+            if id.is_empty() || id.len() > 253 || id.chars().any(|c| c.is_whitespace() || c == '/') {
+                return bad(format!("node_id {id:?} must be 1 to 253 characters without spaces or '/'"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The WAL directory of a role.
+    pub fn wal_dir(&self, role: &str) -> PathBuf {
+        self.wal.dir.clone().unwrap_or_else(|| self.data_dir.join("wal")).join(role)
+    }
+
+    /// The catalog URL, defaulting to SQLite under the data directory.
+    pub fn catalog_url(&self) -> String {
+        self.catalog.url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("catalog.db").display())
+        })
+    }
+}
+
+/// Sets `key` (dotted path) in `tree` to `value` parsed as a YAML scalar.
+fn set_path(tree: &mut Value, key: &str, value: &str) -> Result<(), ConfigError> {
+    let fail = |reason: String| ConfigError::Override {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    let parsed: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(fail("empty key segment".into()));
+    }
+    let mut node = tree;
+    for (i, part) in parts.iter().enumerate() {
+        let map = match node {
+            Value::Mapping(m) => m,
+            Value::Null => {
+                *node = Value::Mapping(Mapping::new());
+                match node {
+                    Value::Mapping(m) => m,
+                    _ => return Err(fail("internal error".into())),
+                }
+            }
+            _ => return Err(fail(format!("{} is not a section", parts[..i].join(".")))),
+        };
+        let k = Value::String((*part).to_owned());
+        if i + 1 == parts.len() {
+            map.insert(k, parsed);
+            return Ok(());
+        }
+        node = map.entry(k).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+/// `Duration` as a humantime string (`30s`, `1m 30s`), also accepting an integer of seconds.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as 500ms, 30s or 5m, or a number of seconds")
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(n))
+        }
+        fn visit_str<E: de::Error>(self, t: &str) -> Result<Duration, E> {
+            humantime::parse_duration(t).map_err(|e| {
+                E::custom(format!("invalid duration {t:?}: {e} (write e.g. 500ms, 30s, 5m)"))
+            })
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let yaml = c.to_yaml().unwrap();
+        assert_eq!(Config::from_yaml(&yaml).unwrap(), c);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = std::env::temp_dir().join(format!("sdb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signaldb.yaml");
+        std::fs::write(
+            &path,
+            "data_dir: /var/lib/signaldb\nwriter:\n  flush_max_age: 10s\n  flush_max_size: 8MiB\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("SIGNALDB_WRITER__FLUSH_MAX_AGE".to_owned(), "5s".to_owned()),
+            ("SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(), "2".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let flags = vec![("writer.flush_max_age".to_owned(), "2s".to_owned())];
+        let c = Config::load(Some(&path), env, &flags).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/signaldb"));
+        assert_eq!(c.writer.flush_max_age, Duration::from_secs(2));
+        assert_eq!(c.writer.flush_max_size, ByteSize::mib(8));
+        assert_eq!(c.acceptor.replication_factor, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = Config::from_yaml("writer:\n  flush_max_age: soon\n").unwrap_err().to_string();
+        assert!(e.contains("invalid duration \"soon\""), "{e}");
+        let e = Config::from_yaml("writr: {}\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `writr`"), "{e}");
+        let e = Config::from_yaml("acceptor:\n  replication_factor: 0\n").unwrap_err().to_string();
+        assert!(e.contains("replication_factor must be at least 1"), "{e}");
+        let e = Config::from_yaml("catalog:\n  url: mysql://x\n").unwrap_err().to_string();
+        assert!(e.contains("neither sqlite"), "{e}");
+        let e = Config::from_yaml("tenancy:\n  default_tenant: a/b\n").unwrap_err().to_string();
+        assert!(e.contains("contains '/'"), "{e}");
+        let e = Config::load(
+            None,
+            vec![],
+            &[("writer.flush_max_age".into(), "3s".into()), ("writer.flush_max_age.x".into(), "1".into())],
+        )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a section"), "{e}");
+        let e = Config::from_yaml("acceptor:\n  max_pending: 12 parsecs\n").unwrap_err().to_string();
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+}

@@ -1,0 +1,20 @@
+//! The shared vocabulary of SignalDB: the typed `signaldb.yaml` schema, tenant
+//! ids, role and capability names, default ports and size/duration types.
+//!
+//! This crate does no I/O beyond parsing text and depends on neither Arrow nor
+//! any network stack, so both the data plane and the operator can use it: the
+//! operator renders pod configuration from the very types the pods parse.
+
+mod config;
+mod size;
+mod vocab;
+
+pub use config::{
+    AcceptorConfig, AdminConfig, CatalogConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
+    S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig,
+};
+pub use size::{ByteSize, ParseByteSizeError};
+pub use vocab::{
+    Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError,
+    ports,
+};
