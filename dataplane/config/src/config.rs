@@ -266,13 +266,7 @@ impl Config {
             }
             None => Value::Mapping(Mapping::new()),
         };
-        let mut env_pairs: Vec<(String, String)> = env
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let rest = k.strip_prefix(ENV_PREFIX)?;
-                Some((rest.to_ascii_lowercase().replace("__", "."), v))
-            })
-            .collect();
+        let (mut env_pairs, _ignored) = env_overrides(env);
         env_pairs.sort();
         for (key, value) in env_pairs.iter().chain(overrides) {
             set_path(&mut tree, key, value)?;
@@ -368,6 +362,36 @@ impl Config {
             format!("sqlite://{}?mode=rwc", self.data_dir.join("catalog.db").display())
         })
     }
+}
+
+/// The top-level keys of the configuration.
+fn top_level_keys() -> Vec<String> {
+    match serde_yaml_ng::to_value(Config::default()) {
+        Ok(Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Splits `SIGNALDB_*` variables into configuration overrides (`key.path`,
+/// value) and the names of those that name no configuration key. The latter
+/// are ignored, not fatal: Kubernetes injects `SIGNALDB_SERVICE_HOST` and
+/// friends for a Service named `signaldb`.
+pub fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Vec<(String, String)>, Vec<String>) {
+    let top = top_level_keys();
+    let mut keep = Vec::new();
+    let mut ignored = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let first = key.split('.').next().unwrap_or_default();
+        if top.iter().any(|t| t == first) {
+            keep.push((key, value));
+        } else {
+            ignored.push(name);
+        }
+    }
+    ignored.sort();
+    (keep, ignored)
 }
 
 /// Sets `key` (dotted path) in `tree` to `value` parsed as a YAML scalar.
@@ -466,7 +490,10 @@ mod tests {
             ("SIGNALDB_WRITER__FLUSH_MAX_AGE".to_owned(), "5s".to_owned()),
             ("SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(), "2".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
+            ("SIGNALDB_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned()),
         ];
+        let (_, ignored) = env_overrides(env.clone());
+        assert_eq!(ignored, vec!["SIGNALDB_SERVICE_HOST".to_owned()]);
         let flags = vec![("writer.flush_max_age".to_owned(), "2s".to_owned())];
         let c = Config::load(Some(&path), env, &flags).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/signaldb"));

@@ -11,6 +11,7 @@ mod vocab;
 
 pub use config::{
     AcceptorConfig, AdminConfig, CatalogConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
+    env_overrides,
     S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig,
 };
 pub use size::{ByteSize, ParseByteSizeError};

@@ -1,1 +1,219 @@
-fn main() {}
+//! `signaldb`: the SignalDB data plane. See `signaldb --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use signaldb::server::{Roles, start};
+use signaldb_config::Config;
+use tracing::{error, info};
+
+/// SignalDB: OpenTelemetry in, Parquet on object storage, Grafana Tempo's API out.
+///
+/// With no command, every role runs in one process on the embedded defaults:
+/// a SQLite catalog and Parquet files under ./data.
+///
+/// Configuration, lowest precedence first: built-in defaults, the YAML file
+/// given with --config, SIGNALDB_* environment variables, then flags.
+/// Environment variables name a key path with `__` between levels, e.g.
+/// SIGNALDB_WRITER__FLUSH_MAX_AGE=5s sets writer.flush_max_age. Every key is
+/// described in docs/configuration.md.
+#[derive(Debug, Parser)]
+#[command(name = "signaldb", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    /// YAML configuration file.
+    #[arg(short, long, env = "SIGNALDB_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Data directory (WALs, embedded catalog, local Parquet). Key: data_dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<String>,
+
+    /// Stable id of this process in the service registry. Key: node_id.
+    #[arg(long, global = true, value_name = "ID")]
+    node_id: Option<String>,
+
+    /// Catalog: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB. Key: catalog.url.
+    #[arg(long, global = true, value_name = "URL")]
+    catalog_url: Option<String>,
+
+    /// Parquet storage: file:///PATH or s3://BUCKET[/PREFIX]. Key: storage.url.
+    #[arg(long, global = true, value_name = "URL")]
+    storage_url: Option<String>,
+
+    /// OTLP/gRPC listen address. Key: acceptor.grpc_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    otlp_grpc_addr: Option<String>,
+
+    /// OTLP/HTTP listen address. Key: acceptor.http_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    otlp_http_addr: Option<String>,
+
+    /// Writer Flight listen address. Key: writer.flight_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    flight_addr: Option<String>,
+
+    /// Address other services use to reach this writer. Key: writer.advertise_addr.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    advertise_addr: Option<String>,
+
+    /// Listen address of /metrics, /ready and /live. Key: admin.addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    admin_addr: Option<String>,
+
+    /// Sets any configuration key, e.g. --set writer.flush_max_age=5s. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+
+    /// Log format.
+    #[arg(long, env = "SIGNALDB_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process (the default).
+    All,
+    /// OTLP intake: gRPC 4317, HTTP 4318; WAL; delivery to writers.
+    Acceptor,
+    /// Flight 50051: buffering, Parquet flushes, catalog registration.
+    Writer,
+    /// Validates the configuration and prints it, with every default filled in.
+    CheckConfig,
+    /// Sends OTLP/gRPC load and prints throughput, latency and server memory.
+    Loadgen(signaldb::loadgen::LoadgenArgs),
+}
+
+/// Environment variables that are flags of this binary, not configuration keys.
+const NOT_CONFIG_ENV: &[&str] = &["SIGNALDB_CONFIG", "SIGNALDB_LOG_FORMAT", "SIGNALDB_LOG"];
+
+impl Cli {
+    fn overrides(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let flags = [
+            ("data_dir", &self.data_dir),
+            ("node_id", &self.node_id),
+            ("catalog.url", &self.catalog_url),
+            ("storage.url", &self.storage_url),
+            ("acceptor.grpc_addr", &self.otlp_grpc_addr),
+            ("acceptor.http_addr", &self.otlp_http_addr),
+            ("writer.flight_addr", &self.flight_addr),
+            ("writer.advertise_addr", &self.advertise_addr),
+            ("admin.addr", &self.admin_addr),
+        ];
+        for (key, value) in flags {
+            if let Some(v) = value {
+                out.push((key.to_owned(), v.clone()));
+            }
+        }
+        for s in &self.set {
+            let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s:?}: expected KEY=VALUE"))?;
+            out.push((k.trim().to_owned(), v.to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn load_config(&self) -> Result<Config, String> {
+        let env: Vec<(String, String)> =
+            std::env::vars().filter(|(k, _)| !NOT_CONFIG_ENV.contains(&k.as_str())).collect();
+        let (_, ignored) = signaldb_config::env_overrides(env.clone());
+        if !ignored.is_empty() {
+            tracing::warn!(variables = ?ignored, "ignoring SIGNALDB_* variables that name no configuration key");
+        }
+        Config::load(self.config.as_deref(), env, &self.overrides()?).map_err(|e| e.to_string())
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNALDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signaldb: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let roles = match &cli.command {
+        None | Some(Command::All) => Roles::ALL,
+        Some(Command::Acceptor) => Roles::ACCEPTOR,
+        Some(Command::Writer) => Roles::WRITER,
+        Some(Command::Loadgen(args)) => {
+            return match signaldb::loadgen::run(args.clone()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signaldb loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::CheckConfig) => {
+            return match cli.load_config().and_then(|c| c.to_yaml().map_err(|e| e.to_string())) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("signaldb: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("signaldb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match start(config, roles).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "start failed");
+            eprintln!("signaldb: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One JSON line on stdout tells scripts and tests where everything listens.
+    if let Ok(line) = serde_json::to_string(&running.endpoints) {
+        println!("{line}");
+    }
+    wait_for_signal().await;
+    info!("signal received");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Delivery of logged requests to writers: route each trace over the writer
+//! ring, `DoPut` one batch per writer, retry with backoff until every part is
+//! durably held by its writers, then mark the WAL entry done.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use signaldb_config::TenantId;
+use signaldb_wal::Wal;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::discovery::{Ring, WriterDirectory, trace_key};
+use crate::flight::{FlightPool, put_batch};
+use crate::metrics::Metrics;
+use crate::proto::{PutMetadata, SIGNAL_TRACES};
+
+/// A WAL entry waiting for delivery.
+#[derive(Debug)]
+pub struct Pending {
+    seq: u64,
+    tenant: TenantId,
+    request: ExportTraceServiceRequest,
+    replayed: bool,
+    accepted: Instant,
+}
+
+impl Pending {
+    pub(crate) fn new(seq: u64, tenant: TenantId, request: ExportTraceServiceRequest, _size: u64, replayed: bool) -> Self {
+        Self { seq, tenant, request, replayed, accepted: Instant::now() }
+    }
+}
+
+/// One writer partition of an entry.
+struct Part {
+    no: u32,
+    route_key: u64,
+    batch: RecordBatch,
+    held_by: Vec<String>,
+}
+
+/// Delivers pending entries, up to `max_in_flight` at once.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub source: String,
+    pub wal: Wal,
+    pub writers: WriterDirectory,
+    pub pool: FlightPool,
+    pub metrics: Metrics,
+    pub replication_factor: usize,
+    pub max_backoff: Duration,
+    pub max_in_flight: usize,
+}
+
+impl Delivery {
+    /// Runs until `rx` closes or shutdown; undelivered entries stay in the WAL.
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>, shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut stop = shutdown.clone();
+        loop {
+            let pending = tokio::select! {
+                p = rx.recv() => match p { Some(p) => p, None => break },
+                _ = stop.changed() => break,
+            };
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                this.deliver(pending, shutdown).await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        // Give in-flight deliveries a moment to finish; the rest is replayed.
+        let grace = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                _ = &mut grace => { tasks.abort_all(); break }
+            }
+        }
+    }
+
+    async fn ring(&self) -> Arc<Ring> {
+        let ring = self.writers.ring();
+        if !ring.is_empty() {
+            return ring;
+        }
+        match self.writers.refresh().await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "no writers known and the catalog is unreachable");
+                ring
+            }
+        }
+    }
+
+    async fn deliver(&self, p: Pending, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(50);
+        let mut parts: Option<Vec<Part>> = None;
+        let mut attempt = 0u32;
+        loop {
+            let ring = self.ring().await;
+            if !ring.is_empty() {
+                if parts.is_none() {
+                    match partition(&p, &ring) {
+                        Ok(v) => parts = Some(v),
+                        Err(e) => {
+                            // Validated before logging, so this means a bug or a
+                            // damaged record; keep it out of the way and say so.
+                            warn!(seq = p.seq, error = %e, "cannot convert WAL entry; dropping it");
+                            self.wal.mark_done(&[p.seq]);
+                            return;
+                        }
+                    }
+                }
+                if let Some(parts) = parts.as_mut() {
+                    self.attempt(&p, &ring, parts, attempt > 0 || p.replayed).await;
+                    let need = self.replication_factor.min(ring.len()).max(1);
+                    if parts.iter().all(|part| part.held_by.len() >= need) {
+                        self.wal.mark_done(&[p.seq]);
+                        self.metrics.deliveries.inc();
+                        self.metrics.delivery_latency_seconds.observe(p.accepted.elapsed().as_secs_f64());
+                        self.metrics.set_wal_pending("acceptor", self.wal.stats().pending_bytes);
+                        return;
+                    }
+                }
+            }
+            attempt += 1;
+            if attempt == 1 || attempt % 20 == 0 {
+                debug!(seq = p.seq, attempt, "delivery incomplete; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(self.max_backoff);
+            if attempt % 4 == 0 {
+                let _ = self.writers.refresh().await;
+            }
+        }
+    }
+
+    /// Sends every part that lacks replicas to the writers the ring names now.
+    async fn attempt(&self, p: &Pending, ring: &Ring, parts: &mut [Part], maybe_duplicate: bool) {
+        let mut sends = Vec::new();
+        for (idx, part) in parts.iter().enumerate() {
+            for w in ring.replicas(part.route_key, self.replication_factor) {
+                if part.held_by.contains(&w.id) {
+                    continue;
+                }
+                let meta = PutMetadata {
+                    tenant: p.tenant.as_str().to_owned(),
+                    signal: SIGNAL_TRACES,
+                    source: self.source.clone(),
+                    seq: p.seq,
+                    part: part.no,
+                    maybe_duplicate,
+                };
+                let batch = part.batch.clone();
+                let (id, address) = (w.id.clone(), w.address.clone());
+                let pool = self.pool.clone();
+                sends.push(async move {
+                    let r = put_batch(&pool, &address, &meta, batch).await;
+                    (idx, id, address, r)
+                });
+            }
+        }
+        for (idx, id, address, result) in futures::future::join_all(sends).await {
+            match result {
+                Ok(_ack) => parts[idx].held_by.push(id),
+                Err(e) => {
+                    self.metrics.delivery_attempts_failed.inc();
+                    debug!(writer = %id, error = %e, "delivery attempt failed");
+                    if e.code().is_none_or(|c| c == tonic::Code::Unavailable) {
+                        self.pool.forget(&address);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits an entry's spans by the writer that owns each trace now. A part
+/// keeps its number and routing key for every retry.
+fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, signaldb_schema::Error> {
+    let tenant = p.tenant.as_str();
+    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(&p.request.resource_spans, ring.len(), |tid| {
+        ring.owner(trace_key(tenant, tid)).unwrap_or(0)
+    })?;
+    let mut parts = Vec::new();
+    for (no, batch) in batches.into_iter().enumerate() {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let route_key = first_trace_key(tenant, &batch).unwrap_or(0);
+        parts.push(Part { no: no as u32, route_key, batch, held_by: Vec::new() });
+    }
+    Ok(parts)
+}
+
+fn first_trace_key(tenant: &str, batch: &RecordBatch) -> Option<u64> {
+    use arrow_array::Array;
+    let col = batch.column_by_name(signaldb_schema::columns::TRACE_ID)?;
+    let ids = col.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
+    (!ids.is_empty()).then(|| trace_key(tenant, ids.value(0)))
+}

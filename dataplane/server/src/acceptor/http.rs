@@ -1,0 +1,191 @@
+//! OTLP/HTTP (port 4318): `POST /v1/traces` with protobuf or JSON bodies,
+//! optionally gzip-compressed. Errors are `google.rpc.Status` in the
+//! request's encoding, as the OTLP specification asks.
+
+use std::io::Read;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
+
+use super::{Acceptor, IngestError};
+use crate::metrics::RequestLabels;
+use crate::proto::RpcStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// The HTTP front end's routes.
+pub fn router(acceptor: Acceptor) -> Router {
+    let limit = acceptor.config().max_request_size.as_usize();
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/logs", post(not_yet))
+        .route("/v1/metrics", post(not_yet))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(acceptor)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+async fn not_yet() -> Response {
+    (StatusCode::NOT_IMPLEMENTED, "SignalDB does not store this signal yet; only traces (/v1/traces) are accepted\n")
+        .into_response()
+}
+
+async fn traces(State(acceptor): State<Acceptor>, headers: HeaderMap, body: Bytes) -> Response {
+    let (encoding, result) = handle(&acceptor, &headers, body).await;
+    let outcome = match &result {
+        Ok(()) => "ok",
+        Err(HttpError::Ingest(e)) => e.outcome(),
+        Err(_) => "invalid",
+    };
+    acceptor.metrics().requests.get_or_create(&RequestLabels { transport: "http", outcome }).inc();
+    match result {
+        Ok(()) => success(encoding),
+        Err(e) => e.into_response(encoding),
+    }
+}
+
+enum HttpError {
+    Ingest(IngestError),
+    UnsupportedMediaType(String),
+    TooLarge(String),
+}
+
+impl HttpError {
+    fn into_response(self, encoding: Encoding) -> Response {
+        let (status, grpc_code, message, retry_after) = match self {
+            HttpError::Ingest(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, 3, m, None),
+            HttpError::Ingest(IngestError::Unauthenticated(m)) => (StatusCode::UNAUTHORIZED, 16, m, None),
+            HttpError::Ingest(IngestError::Overloaded { detail, retry_after }) => {
+                (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after))
+            }
+            HttpError::Ingest(IngestError::Unavailable(m)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, 14, m, Some(std::time::Duration::from_secs(1)))
+            }
+            HttpError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, m, None),
+            HttpError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, 3, m, None),
+        };
+        let body = RpcStatus { code: grpc_code, message, details: vec![] };
+        let mut response = encode(encoding, status, &body);
+        if let Some(after) = retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+fn encode(encoding: Encoding, status: StatusCode, body: &RpcStatus) -> Response {
+    match encoding {
+        Encoding::Protobuf => {
+            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body.encode_to_vec()).into_response()
+        }
+        Encoding::Json => {
+            let json = serde_json::json!({ "code": body.code, "message": body.message });
+            (status, [(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+        }
+    }
+}
+
+fn success(encoding: Encoding) -> Response {
+    match encoding {
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            ExportTraceServiceResponse { partial_success: None }.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"partialSuccess":{}}"#).into_response()
+        }
+    }
+}
+
+async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encoding, Result<(), HttpError>) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let encoding = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            let shown = if other.is_empty() { "none" } else { other };
+            return (
+                Encoding::Json,
+                Err(HttpError::UnsupportedMediaType(format!(
+                    "unsupported content type {shown}: send application/x-protobuf or application/json"
+                ))),
+            );
+        }
+    };
+    (encoding, decode_and_export(acceptor, headers, body, encoding).await)
+}
+
+async fn decode_and_export(
+    acceptor: &Acceptor,
+    headers: &HeaderMap,
+    body: Bytes,
+    encoding: Encoding,
+) -> Result<(), HttpError> {
+    let tenant = acceptor
+        .tenant(headers.get("x-scope-orgid").map(|v| v.to_str().unwrap_or("\u{fffd}")))
+        .map_err(HttpError::Ingest)?;
+    let max = acceptor.config().max_request_size.as_usize();
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let body = match content_encoding.as_str() {
+        "" | "identity" => body,
+        "gzip" => Bytes::from(gunzip(&body, max)?),
+        other => {
+            return Err(HttpError::UnsupportedMediaType(format!(
+                "unsupported content encoding {other}: send gzip or identity"
+            )));
+        }
+    };
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP protobuf: {e}"))))?,
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
+    };
+    acceptor.export_traces(tenant, request).await.map(|_| ()).map_err(HttpError::Ingest)
+}
+
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    let mut reader = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}"))))?;
+    if out.len() > max {
+        return Err(HttpError::TooLarge(format!(
+            "request is larger than {max} bytes after decompression (acceptor.max_request_size)"
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,155 @@
+//! The acceptor: OTLP in over gRPC and HTTP, validated, logged to the WAL and
+//! fsynced before the client hears "ok", then delivered to writers over Flight.
+
+mod delivery;
+pub mod grpc;
+pub mod http;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use signaldb_config::{AcceptorConfig, TenancyConfig, TenantId};
+use signaldb_wal::Wal;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+pub use delivery::{Delivery, Pending};
+
+use crate::metrics::Metrics;
+use crate::proto::{AcceptorWalRecord, SIGNAL_TRACES};
+
+/// Why an export was refused. Each maps to one HTTP status and one gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The request is malformed; retrying it cannot help (400 / INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String),
+    /// No or a bad tenant (401 / UNAUTHENTICATED).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The WAL holds as much undelivered data as allowed (429 / RESOURCE_EXHAUSTED).
+    #[error("{detail}")]
+    Overloaded { detail: String, retry_after: Duration },
+    /// The WAL cannot be written (503 / UNAVAILABLE).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IngestError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            IngestError::Invalid(_) => "invalid",
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::Overloaded { .. } => "overloaded",
+            IngestError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// The acceptor's request path, shared by the gRPC and HTTP front ends.
+#[derive(Debug, Clone)]
+pub struct Acceptor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    wal: Wal,
+    config: AcceptorConfig,
+    tenancy: TenancyConfig,
+    metrics: Metrics,
+    to_delivery: mpsc::UnboundedSender<Pending>,
+}
+
+impl Acceptor {
+    pub fn new(
+        wal: Wal,
+        config: AcceptorConfig,
+        tenancy: TenancyConfig,
+        metrics: Metrics,
+        to_delivery: mpsc::UnboundedSender<Pending>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { wal, config, tenancy, metrics, to_delivery }) }
+    }
+
+    pub fn config(&self) -> &AcceptorConfig {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The tenant of a request from its `X-Scope-OrgID` value.
+    pub fn tenant(&self, header: Option<&str>) -> Result<TenantId, IngestError> {
+        match header.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(h) => TenantId::new(h).map_err(|e| IngestError::Unauthenticated(format!("X-Scope-OrgID: {e}"))),
+            None if self.inner.tenancy.multi_tenant => {
+                Err(IngestError::Unauthenticated("no org id: the X-Scope-OrgID header is required".into()))
+            }
+            None => Ok(self.inner.tenancy.default_tenant.clone()),
+        }
+    }
+
+    /// Validates, logs durably, and queues for delivery. Returns once the
+    /// request is fsynced: from then on it survives a crash.
+    pub async fn export_traces(
+        &self,
+        tenant: TenantId,
+        mut request: ExportTraceServiceRequest,
+    ) -> Result<usize, IngestError> {
+        let i = &self.inner;
+        let summary = validate::validate_traces(&mut request, i.config.max_attribute_value_size.as_usize())
+            .map_err(IngestError::Invalid)?;
+        i.metrics.attributes_truncated.inc_by(summary.truncated_values);
+        if summary.spans == 0 {
+            return Ok(0);
+        }
+        let record = AcceptorWalRecord {
+            tenant: tenant.as_str().to_owned(),
+            signal: SIGNAL_TRACES,
+            request: Bytes::from(request.encode_to_vec()),
+        };
+        let size = record.encoded_len() as u64;
+        let seq = match i.wal.append(Bytes::from(record.encode_to_vec())).await {
+            Ok(seq) => seq,
+            Err(signaldb_wal::Error::Full { pending_bytes, limit }) => {
+                return Err(IngestError::Overloaded {
+                    detail: format!(
+                        "writers are behind: {pending_bytes} bytes wait for delivery (limit {limit}); retry later"
+                    ),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "WAL append failed");
+                return Err(IngestError::Unavailable(format!("cannot log the request durably: {e}")));
+            }
+        };
+        i.metrics.spans_accepted.inc_by(summary.spans as u64);
+        i.metrics.set_wal_pending("acceptor", i.wal.stats().pending_bytes);
+        let pending = Pending::new(seq, tenant, request, size, false);
+        if i.to_delivery.send(pending).is_err() {
+            // Delivery has stopped (shutdown): the entry is in the WAL and is
+            // delivered after the restart.
+            warn!(seq, "delivery stopped; entry stays in the WAL for the next start");
+        }
+        Ok(summary.spans)
+    }
+}
+
+/// Decodes a replayed WAL record into a pending delivery.
+pub fn pending_from_wal(seq: u64, payload: &[u8]) -> Result<Pending, String> {
+    let record = AcceptorWalRecord::decode(payload).map_err(|e| format!("undecodable WAL record {seq}: {e}"))?;
+    if record.signal != SIGNAL_TRACES {
+        return Err(format!("WAL record {seq} has unknown signal {}", record.signal));
+    }
+    let tenant = TenantId::new(record.tenant).map_err(|e| format!("WAL record {seq}: {e}"))?;
+    let request = ExportTraceServiceRequest::decode(record.request.as_ref())
+        .map_err(|e| format!("WAL record {seq}: undecodable OTLP request: {e}"))?;
+    Ok(Pending::new(seq, tenant, request, payload.len() as u64, true))
+}

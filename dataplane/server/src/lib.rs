@@ -1,0 +1,21 @@
+//! The SignalDB data plane: every role of the `signaldb` binary.
+//!
+//! Roles are modules; [`server`] wires them to listeners, the catalog and
+//! object storage. Roles talk Arrow Flight to each other even inside one
+//! process, so the all-in-one mode and the one-role-per-pod mode run the same
+//! code.
+
+pub mod acceptor;
+pub mod discovery;
+pub mod flight;
+pub mod loadgen;
+pub mod metrics;
+pub mod proto;
+pub mod server;
+pub mod storage;
+pub mod writer;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

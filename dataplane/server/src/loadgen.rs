@@ -1,0 +1,365 @@
+//! `signaldb loadgen`: the ingest load generator and benchmark.
+//!
+//! Sends OTLP/gRPC export requests from several concurrent clients and prints
+//! spans/s, request latency percentiles and the server's peak RSS. With
+//! `--spawn-server` it starts an all-in-one `signaldb` on a fresh data
+//! directory first and stops it after the run, so one command reproduces the
+//! figures of docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use rand::{Rng, SeedableRng};
+use tokio::io::AsyncBufReadExt;
+
+/// Parameters of a load run. Defaults are the standard load of DESIGN §7.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// OTLP/gRPC endpoint of an acceptor.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    /// Spans to send in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: u64,
+    /// Spans of each trace.
+    #[arg(long, default_value_t = 10)]
+    pub spans_per_trace: u32,
+    /// Spans of each export request.
+    #[arg(long, default_value_t = 500)]
+    pub spans_per_request: u32,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// Attributes of each span (resource attributes come on top).
+    #[arg(long, default_value_t = 10)]
+    pub attributes: u32,
+    /// Tenant (X-Scope-OrgID); none when empty.
+    #[arg(long, default_value = "")]
+    pub tenant: String,
+    /// Report the peak RSS of this process id (Linux).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Start an all-in-one signaldb (this binary) on a temporary data
+    /// directory, load it, report its peak RSS, and stop it.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// Extra `--set KEY=VALUE` for the spawned server.
+    #[arg(long = "server-set", value_name = "KEY=VALUE")]
+    pub server_set: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("bad arguments: {0}")]
+    Args(String),
+    #[error("connecting to {endpoint}: {source}")]
+    Connect { endpoint: String, source: tonic::transport::Error },
+    #[error("spawning the server: {0}")]
+    Spawn(String),
+    #[error("export failed: {0}")]
+    Export(tonic::Status),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub spans: u64,
+    pub requests: u64,
+    pub request_bytes: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub retries: u64,
+}
+
+impl Report {
+    pub fn spans_per_second(&self) -> f64 {
+        self.spans as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Makes export requests of the configured shape with random ids.
+#[derive(Debug)]
+pub struct RequestFactory {
+    rng: rand::rngs::StdRng,
+    spans_per_trace: u32,
+    attributes: u32,
+    resource: Resource,
+}
+
+fn kv(key: &str, v: any_value::Value) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.to_owned())
+}
+
+impl RequestFactory {
+    pub fn new(seed: u64, spans_per_trace: u32, attributes: u32) -> Self {
+        let resource = Resource {
+            attributes: vec![
+                kv("service.name", s("loadgen-checkout")),
+                kv("service.version", s("1.42.0")),
+                kv("deployment.environment", s("bench")),
+                kv("host.name", s("bench-host-01")),
+                kv("k8s.pod.name", s("checkout-7d9f8b6c5d-x2x8q")),
+            ],
+            ..Default::default()
+        };
+        Self { rng: rand::rngs::StdRng::seed_from_u64(seed), spans_per_trace: spans_per_trace.max(1), attributes, resource }
+    }
+
+    /// A request of `n` spans: whole traces of `spans_per_trace` spans.
+    pub fn request(&mut self, n: u32) -> ExportTraceServiceRequest {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let mut spans = Vec::with_capacity(n as usize);
+        let mut trace_id = [0u8; 16];
+        let mut root = [0u8; 8];
+        for i in 0..n {
+            let pos = i % self.spans_per_trace;
+            if pos == 0 {
+                self.rng.fill(&mut trace_id);
+                self.rng.fill(&mut root);
+                trace_id[0] |= 1;
+                root[0] |= 1;
+            }
+            let mut span_id = [0u8; 8];
+            if pos == 0 {
+                span_id = root;
+            } else {
+                self.rng.fill(&mut span_id);
+                span_id[0] |= 1;
+            }
+            let start = now - 50_000_000 + u64::from(pos) * 1_000_000;
+            let duration = self.rng.random_range(100_000..5_000_000u64);
+            let mut attributes = Vec::with_capacity(self.attributes as usize);
+            for a in 0..self.attributes {
+                attributes.push(match a % 5 {
+                    0 => kv("http.request.method", s(["GET", "POST", "PUT"][(a as usize / 5) % 3])),
+                    1 => kv("url.path", s("/api/v1/orders/12345/items")),
+                    2 => kv("http.response.status_code", any_value::Value::IntValue(200 + i64::from(pos % 3))),
+                    3 => kv("net.peer.name", s("orders-db.internal")),
+                    _ => kv(&format!("app.attr_{a}"), any_value::Value::IntValue(self.rng.random_range(0..1_000_000))),
+                });
+            }
+            spans.push(Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                parent_span_id: if pos == 0 { Vec::new() } else { root.to_vec() },
+                name: if pos == 0 { "GET /api/v1/orders".into() } else { format!("db.query {pos}") },
+                kind: if pos == 0 { span::SpanKind::Server as i32 } else { span::SpanKind::Client as i32 },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + duration,
+                attributes,
+                status: Some(Status { code: 0, message: String::new() }),
+                ..Default::default()
+            });
+        }
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope { name: "loadgen".into(), version: "1".into(), ..Default::default() }),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+}
+
+/// Runs the load against `args.endpoint`.
+pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
+    if args.spans_per_request == 0 || args.concurrency == 0 {
+        return Err(LoadgenError::Args("--spans-per-request and --concurrency must be positive".into()));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())
+        .map_err(|source| LoadgenError::Connect { endpoint: args.endpoint.clone(), source })?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|source| LoadgenError::Connect { endpoint: args.endpoint.clone(), source })?;
+    let requests_total = args.spans.div_ceil(u64::from(args.spans_per_request));
+    let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..args.concurrency {
+        let mut client = TraceServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+        let (next, retries, bytes) = (Arc::clone(&next), Arc::clone(&retries), Arc::clone(&bytes));
+        let args = args.clone();
+        tasks.spawn(async move {
+            let mut factory = RequestFactory::new(u64::from(worker) + 1, args.spans_per_trace, args.attributes);
+            let mut latencies = Vec::new();
+            let mut spans = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests_total {
+                    break;
+                }
+                let n = (args.spans - i * u64::from(args.spans_per_request)).min(u64::from(args.spans_per_request)) as u32;
+                let req = factory.request(n);
+                bytes.fetch_add(prost::Message::encoded_len(&req) as u64, Ordering::Relaxed);
+                loop {
+                    let mut request = tonic::Request::new(req.clone());
+                    if !args.tenant.is_empty() {
+                        if let Ok(v) = args.tenant.parse() {
+                            request.metadata_mut().insert("x-scope-orgid", v);
+                        }
+                    }
+                    let t = Instant::now();
+                    match client.export(request).await {
+                        Ok(_) => {
+                            latencies.push(t.elapsed());
+                            break;
+                        }
+                        Err(s) if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(s) => return Err(LoadgenError::Export(s)),
+                    }
+                }
+                spans += u64::from(n);
+            }
+            Ok((latencies, spans))
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut spans = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (l, s) = r.map_err(|e| LoadgenError::Args(format!("client task failed: {e}")))??;
+        latencies.extend(l);
+        spans += s;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            Duration::ZERO
+        } else {
+            latencies[((latencies.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    Ok(Report {
+        spans,
+        requests: latencies.len() as u64,
+        request_bytes: bytes.load(Ordering::Relaxed),
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+        retries: retries.load(Ordering::Relaxed),
+    })
+}
+
+/// Peak resident set size of a process, from `/proc/PID/status` (`VmHWM`).
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+struct Spawned {
+    child: tokio::process::Child,
+    dir: PathBuf,
+    endpoint: String,
+}
+
+async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
+    let exe = std::env::current_exe().map_err(|e| LoadgenError::Spawn(e.to_string()))?;
+    let dir = std::env::temp_dir().join(format!("signaldb-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("--data-dir")
+        .arg(&dir)
+        .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]);
+    for s in extra {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| LoadgenError::Spawn(e.to_string()))?;
+    let stdout = child.stdout.take().ok_or_else(|| LoadgenError::Spawn("no stdout".into()))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .map_err(|_| LoadgenError::Spawn("server did not start within 60 s".into()))?
+        .map_err(|e| LoadgenError::Spawn(e.to_string()))?
+        .ok_or_else(|| LoadgenError::Spawn("server exited before listening".into()))?;
+    let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| LoadgenError::Spawn(format!("{e}: {line}")))?;
+    let grpc = v["otlp_grpc"].as_str().ok_or_else(|| LoadgenError::Spawn(format!("no otlp_grpc in {line}")))?;
+    Ok(Spawned { child, dir, endpoint: format!("http://{grpc}") })
+}
+
+/// `signaldb loadgen`.
+pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
+    let mut spawned = None;
+    if args.spawn_server {
+        let s = spawn_server(&args.server_set).await?;
+        args.endpoint = s.endpoint.clone();
+        args.server_pid = s.child.id();
+        spawned = Some(s);
+    }
+    println!(
+        "load: {} spans, {} spans/trace, {} spans/request, {} clients, {} attributes/span -> {}",
+        args.spans, args.spans_per_trace, args.spans_per_request, args.concurrency, args.attributes, args.endpoint
+    );
+    let report = run_load(&args).await?;
+    println!("spans sent:        {}", report.spans);
+    println!("requests:          {} ({} retried after 429/503)", report.requests, report.retries);
+    println!("elapsed:           {:.2} s", report.elapsed.as_secs_f64());
+    println!("throughput:        {:.0} spans/s", report.spans_per_second());
+    println!("OTLP bytes/span:   {:.0}", report.request_bytes as f64 / report.spans.max(1) as f64);
+    println!("request latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        report.p50.as_secs_f64() * 1e3, report.p99.as_secs_f64() * 1e3, report.max.as_secs_f64() * 1e3);
+    if let Some(pid) = args.server_pid {
+        match peak_rss_bytes(pid) {
+            Some(b) => println!("server peak RSS:   {:.0} MiB (pid {pid})", b as f64 / (1024.0 * 1024.0)),
+            None => println!("server peak RSS:   unknown (no /proc/{pid}/status)"),
+        }
+    }
+    if let Some(mut s) = spawned {
+        if let Some(pid) = s.child.id() {
+            // SIGTERM: the server flushes and exits.
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        let t = Instant::now();
+        let _ = tokio::time::timeout(Duration::from_secs(120), s.child.wait()).await;
+        println!("server shutdown:   {:.2} s (final flush)", t.elapsed().as_secs_f64());
+        let stored = dir_size(&s.dir.join("objects"));
+        println!("Parquet bytes/span: {:.1}", stored as f64 / report.spans.max(1) as f64);
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+    Ok(())
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,373 @@
+//! Wiring: turns a [`Config`] and a set of roles into running servers, and
+//! stops them in an order that loses nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use signaldb_catalog::Catalog;
+use signaldb_config::{Capability, Config, Role};
+use signaldb_wal::{Wal, WalOptions};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::acceptor::grpc::OtlpGrpc;
+use crate::acceptor::{Acceptor, Delivery, pending_from_wal};
+use crate::discovery::{WriterDirectory, run_registration, service_record};
+use crate::flight::FlightPool;
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+use crate::writer::service::WriterFlight;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("node id file {path}: {source}")]
+    NodeId { path: String, source: std::io::Error },
+    #[error("catalog: {0}")]
+    Catalog(#[from] signaldb_catalog::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("opening the {role} WAL: {source}")]
+    Wal { role: Role, source: signaldb_wal::Error },
+    #[error("restoring the writer buffer from its WAL: {0}")]
+    Restore(String),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+}
+
+/// Which roles this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub acceptor: bool,
+    pub writer: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { acceptor: true, writer: true };
+    pub const ACCEPTOR: Roles = Roles { acceptor: true, writer: false };
+    pub const WRITER: Roles = Roles { acceptor: false, writer: true };
+}
+
+/// The bound addresses of a running process.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Endpoints {
+    pub node_id: String,
+    pub admin: Option<SocketAddr>,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub writer_flight: Option<SocketAddr>,
+}
+
+/// A started process. Call [`Running::shutdown`] to stop it cleanly.
+#[derive(Debug)]
+pub struct Running {
+    pub endpoints: Endpoints,
+    pub metrics: Metrics,
+    writer: Option<Writer>,
+    acceptor_stop: watch::Sender<bool>,
+    writer_stop: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
+    acceptor_tasks: Vec<JoinHandle<()>>,
+    writer_tasks: Vec<JoinHandle<()>>,
+    admin_task: Option<JoinHandle<()>>,
+    acceptor_wal: Option<Wal>,
+    writer_wal: Option<Wal>,
+}
+
+impl Running {
+    /// The writer of this process, if it runs one.
+    pub fn writer(&self) -> Option<&Writer> {
+        self.writer.as_ref()
+    }
+
+    /// Stops intake, lets deliveries finish (bounded), flushes the writer,
+    /// deregisters, closes the WALs.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        let _ = self.acceptor_stop.send(true);
+        for t in self.acceptor_tasks {
+            let _ = t.await;
+        }
+        if let Some(w) = &self.acceptor_wal {
+            w.close().await;
+        }
+        let _ = self.writer_stop.send(true);
+        for t in self.writer_tasks {
+            let _ = t.await;
+        }
+        if let Some(w) = &self.writer_wal {
+            w.close().await;
+        }
+        let _ = self.admin_stop.send(true);
+        if let Some(t) = self.admin_task {
+            let _ = t.await;
+        }
+        info!("stopped");
+    }
+}
+
+/// The node id: configured, or kept in `<data_dir>/node-id` (made once).
+fn node_id(config: &Config) -> Result<String, StartError> {
+    if let Some(id) = &config.node_id {
+        return Ok(id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    let err = |source| StartError::NodeId { path: path.display().to_string(), source };
+    let create = || -> Result<String, StartError> {
+        let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &id).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        Ok(id)
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Ok(_) => create(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(),
+        Err(e) => Err(err(e)),
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
+    l.local_addr().ok()
+}
+
+/// Replaces an unspecified IP with loopback, for advertising a listen address.
+fn reachable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()).to_string()
+    } else {
+        addr.to_string()
+    }
+}
+
+fn open_wal(config: &Config, role: Role, max_pending: u64, metrics: &Metrics) -> Result<(Wal, signaldb_wal::Replay), StartError> {
+    let dir = config.wal_dir(role.as_str());
+    let (wal, replay) = Wal::open(WalOptions {
+        dir,
+        segment_size: config.wal.segment_size.as_u64(),
+        max_pending_bytes: max_pending,
+    })
+    .map_err(|source| StartError::Wal { role, source })?;
+    let label = match role {
+        Role::Acceptor => "acceptor",
+        _ => "writer",
+    };
+    metrics.record_replay(label, &replay.stats);
+    let s = &replay.stats;
+    if s.corrupt_records > 0 || s.truncated_bytes > 0 || s.empty_segments > 0 {
+        warn!(role = %role, corrupt_records = s.corrupt_records, truncated_bytes = s.truncated_bytes,
+              empty_segments = s.empty_segments, "WAL damage found and skipped at start");
+    }
+    info!(role = %role, records = s.records, segments = s.segments, "WAL replayed");
+    Ok((wal, replay))
+}
+
+/// Starts `roles` per `config`.
+pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> {
+    let metrics = Metrics::new();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    let node = node_id(&config)?;
+    let catalog: Arc<dyn Catalog> =
+        Arc::new(signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (acceptor_stop, acceptor_rx) = watch::channel(false);
+    let (writer_stop, writer_rx) = watch::channel(false);
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let mut endpoints = Endpoints { node_id: node.clone(), ..Default::default() };
+    let mut writer_tasks = Vec::new();
+    let mut acceptor_tasks = Vec::new();
+    let heartbeat = config.discovery.heartbeat_interval;
+
+    // Writer first, so that an all-in-one acceptor finds it at once.
+    let mut writer = None;
+    let mut writer_wal = None;
+    if roles.writer {
+        let store = crate::storage::open(&config)?;
+        let (wal, replay) = open_wal(&config, Role::Writer, u64::MAX, &metrics)?;
+        let id = format!("{node}-writer");
+        let w = Writer::new(id.clone(), wal.clone(), Arc::clone(&catalog), store, config.writer.clone(), metrics.clone());
+        let restored = w.restore(replay.entries).await.map_err(|e| StartError::Restore(e.to_string()))?;
+        if restored > 0 {
+            info!(batches = restored, "writer buffer restored from the WAL");
+        }
+        let listener = bind("writer Flight", config.writer.flight_addr).await?;
+        let bound = local_addr(&listener);
+        endpoints.writer_flight = bound;
+        let advertise = config
+            .writer
+            .advertise_addr
+            .clone()
+            .or(bound.map(reachable))
+            .unwrap_or_default();
+        let svc = service_record(id, Role::Writer, advertise, vec![Capability::Storage]);
+        catalog.register_service(&svc).await?;
+        let mut stop = writer_rx.clone();
+        let flight = WriterFlight::new(w.clone()).into_server();
+        writer_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "writer Flight server failed");
+            }
+        }));
+        writer_tasks.push(tokio::spawn(run_registration(Arc::clone(&catalog), svc, heartbeat, writer_rx.clone())));
+        writer_tasks.push(tokio::spawn(w.clone().run_flusher(writer_rx.clone())));
+        writer = Some(w);
+        writer_wal = Some(wal);
+    }
+
+    let mut acceptor_wal = None;
+    if roles.acceptor {
+        let (wal, replay) = open_wal(&config, Role::Acceptor, config.acceptor.max_pending.as_u64(), &metrics)?;
+        let id = format!("{node}-acceptor");
+        let directory = WriterDirectory::new(Arc::clone(&catalog), config.discovery.ttl);
+        let _ = directory.refresh().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        for entry in replay.entries {
+            match pending_from_wal(entry.seq, &entry.payload) {
+                Ok(p) => {
+                    let _ = tx.send(p);
+                }
+                Err(e) => {
+                    warn!(error = %e, "skipping unreadable acceptor WAL record");
+                    wal.mark_done(&[entry.seq]);
+                }
+            }
+        }
+        let delivery = Delivery {
+            source: id.clone(),
+            wal: wal.clone(),
+            writers: directory.clone(),
+            pool: FlightPool::default(),
+            metrics: metrics.clone(),
+            replication_factor: usize::from(config.acceptor.replication_factor),
+            max_backoff: config.acceptor.max_retry_backoff,
+            max_in_flight: 256,
+        };
+        acceptor_tasks.push(tokio::spawn(delivery.run(rx, acceptor_rx.clone())));
+        acceptor_tasks.push(tokio::spawn(directory.run(Duration::from_secs(2).min(heartbeat), acceptor_rx.clone())));
+        let acceptor = Acceptor::new(wal.clone(), config.acceptor.clone(), config.tenancy.clone(), metrics.clone(), tx);
+
+        let grpc_listener = bind("OTLP gRPC", config.acceptor.grpc_addr).await?;
+        endpoints.otlp_grpc = local_addr(&grpc_listener);
+        let grpc = OtlpGrpc::new(acceptor.clone());
+        let mut stop = acceptor_rx.clone();
+        acceptor_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(grpc.clone().trace_service())
+                .add_service(grpc.clone().logs_service())
+                .add_service(grpc.metrics_service())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "OTLP gRPC server failed");
+            }
+        }));
+
+        let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
+        endpoints.otlp_http = local_addr(&http_listener);
+        let app = crate::acceptor::http::router(acceptor);
+        let mut stop = acceptor_rx.clone();
+        acceptor_tasks.push(tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "OTLP HTTP server failed");
+            }
+        }));
+        let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
+        let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
+        acceptor_tasks.push(tokio::spawn(run_registration(Arc::clone(&catalog), svc, heartbeat, acceptor_rx)));
+        acceptor_wal = Some(wal);
+    }
+
+    let admin_listener = bind("admin HTTP", config.admin.addr).await?;
+    endpoints.admin = local_addr(&admin_listener);
+    let admin = admin_router(metrics.clone(), Arc::clone(&ready), writer.clone());
+    let mut stop = admin_rx;
+    let admin_task = tokio::spawn(async move {
+        let result = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "admin HTTP server failed");
+        }
+    });
+    ready.store(true, Ordering::Release);
+    info!(?endpoints, "SignalDB started");
+    Ok(Running {
+        endpoints,
+        metrics,
+        writer,
+        acceptor_stop,
+        writer_stop,
+        admin_stop,
+        acceptor_tasks,
+        writer_tasks,
+        admin_task: Some(admin_task),
+        acceptor_wal,
+        writer_wal,
+    })
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    writer: Option<Writer>,
+}
+
+fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>, writer: Option<Writer>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/ready", get(ready_handler))
+        .route("/live", get(|| async { "live\n" }))
+        .with_state(AdminState { metrics, ready, writer })
+}
+
+async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    if let Some(w) = &s.writer {
+        let (bytes, _) = w.buffered();
+        s.metrics.writer_buffer_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+}
+
+async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}

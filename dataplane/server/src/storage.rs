@@ -1,0 +1,111 @@
+//! Object storage for Parquet files: the local filesystem or S3 and
+//! S3-compatible servers, behind `object_store`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use signaldb_config::{Config, Signal, TenantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("creating storage directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("opening storage {url}: {source}")]
+    Open { url: String, source: object_store::Error },
+    #[error("storage url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+/// Opens the configured store. Relative `file://` paths and the default
+/// (`<data_dir>/objects`) are created if missing.
+pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let url = match &config.storage.url {
+        Some(url) => url.clone(),
+        None => {
+            let dir = config.data_dir.join("objects");
+            return local(dir);
+        }
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(StorageError::BadUrl { url, reason: "no path after file://".into() });
+        }
+        return local(PathBuf::from(path));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        if bucket.is_empty() {
+            return Err(StorageError::BadUrl { url, reason: "no bucket after s3://".into() });
+        }
+        let s3 = &config.storage.s3;
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_virtual_hosted_style_request(!s3.path_style)
+            .with_allow_http(s3.allow_http);
+        if let Some(v) = &s3.endpoint {
+            b = b.with_endpoint(v);
+        }
+        if let Some(v) = &s3.region {
+            b = b.with_region(v);
+        }
+        if let Some(v) = &s3.access_key_id {
+            b = b.with_access_key_id(v);
+        }
+        if let Some(v) = &s3.secret_access_key {
+            b = b.with_secret_access_key(v);
+        }
+        let store = b.build().map_err(|source| StorageError::Open { url: url.clone(), source })?;
+        return Ok(if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        });
+    }
+    Err(StorageError::BadUrl { url, reason: "expected file:///PATH or s3://BUCKET[/PREFIX]".into() })
+}
+
+fn local(dir: PathBuf) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
+    let store = LocalFileSystem::new_with_prefix(&dir)
+        .map_err(|source| StorageError::Open { url: format!("file://{}", dir.display()), source })?;
+    Ok(Arc::new(store))
+}
+
+/// Where a file of `tenant` and `signal` whose earliest row is at
+/// `min_time_ns` goes: `{tenant}/{signal}/{YYYY-MM-DD}/{HH}/{name}.parquet`.
+pub fn file_path(tenant: &TenantId, signal: Signal, min_time_ns: i64, name: &str) -> object_store::path::Path {
+    let t = chrono::DateTime::from_timestamp_nanos(min_time_ns);
+    object_store::path::Path::from(format!(
+        "{tenant}/{signal}/{}/{}/{name}.parquet",
+        t.format("%Y-%m-%d"),
+        t.format("%H")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let t = TenantId::new("acme").unwrap();
+        let p = file_path(&t, Signal::Traces, 1_795_567_888_410_106_559, "x");
+        assert_eq!(p.as_ref(), "acme/traces/2026-11-25/00/x.parquet");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        let mut c = Config::default();
+        c.storage.url = Some("s3://".into());
+        assert!(open(&c).unwrap_err().to_string().contains("no bucket"));
+        c.storage.url = Some("gs://x".into());
+        assert!(open(&c).unwrap_err().to_string().contains("expected file:///PATH"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The writer: receives Arrow batches over Flight `DoPut`, logs each to its
+//! own WAL (fsync before the acknowledgement), buffers them in memory where
+//! they are queryable at once, and flushes sorted Parquet to object storage on
+//! size and age. A flushed file is registered in the catalog together with the
+//! names of the batches it holds; only then is the WAL trimmed.
+
+mod flush;
+pub mod service;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use object_store::ObjectStore;
+use prost::Message;
+use signaldb_catalog::{BatchId, Catalog};
+use signaldb_config::{TenantId, WriterConfig};
+use signaldb_wal::Wal;
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+pub use flush::FlushReport;
+
+use crate::metrics::Metrics;
+use crate::proto::{PutAck, PutMetadata, WriterWalRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("bad batch metadata: {0}")]
+    BadMetadata(String),
+    #[error("batch does not match the span schema: {0}")]
+    BadSchema(String),
+    #[error("this writer is draining and accepts no new data")]
+    Draining,
+    #[error("writer buffer is full ({buffered} of {limit} bytes); retry later")]
+    BufferFull { buffered: usize, limit: usize },
+    #[error("writer WAL: {0}")]
+    Wal(signaldb_wal::Error),
+    #[error("catalog: {0}")]
+    Catalog(#[from] signaldb_catalog::Error),
+    #[error("encoding batch for the WAL: {0}")]
+    Encode(arrow_schema::ArrowError),
+    #[error("flush: {0}")]
+    Flush(flush::FlushError),
+}
+
+/// What the writer holds for one tenant.
+#[derive(Debug, Default)]
+struct TenantBuffer {
+    batches: Vec<RecordBatch>,
+    ids: Vec<BatchId>,
+    seqs: Vec<u64>,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tenants: HashMap<TenantId, TenantBuffer>,
+    /// Bytes in `tenants` plus bytes being flushed.
+    bytes: usize,
+    oldest: Option<Instant>,
+    /// Names of every batch held in memory (buffered or being flushed).
+    held: HashSet<BatchId>,
+}
+
+/// The writer role's core. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: String,
+    wal: Wal,
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+    config: WriterConfig,
+    metrics: Metrics,
+    state: std::sync::Mutex<State>,
+    flush_lock: Mutex<()>,
+    draining: AtomicBool,
+}
+
+impl Writer {
+    pub fn new(
+        id: String,
+        wal: Wal,
+        catalog: Arc<dyn Catalog>,
+        store: Arc<dyn ObjectStore>,
+        config: WriterConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                wal,
+                catalog,
+                store,
+                config,
+                metrics,
+                state: std::sync::Mutex::new(State::default()),
+                flush_lock: Mutex::new(()),
+                draining: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.inner.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Refills the buffer from the WAL after a restart. Batches that a flush
+    /// already registered in the catalog (the process died between
+    /// registration and WAL trim) are trimmed instead of stored twice.
+    pub async fn restore(&self, replay: Vec<signaldb_wal::ReplayEntry>) -> Result<usize, WriterError> {
+        let mut decoded = Vec::with_capacity(replay.len());
+        for entry in replay {
+            match decode_record(&entry.payload) {
+                Ok((meta, batches)) => match TenantId::new(meta.tenant.clone()) {
+                    Ok(tenant) => decoded.push((entry.seq, tenant, batch_id(&meta), batches)),
+                    Err(e) => {
+                        warn!(seq = entry.seq, error = %e, "writer WAL record with a bad tenant; skipped");
+                        self.inner.wal.mark_done(&[entry.seq]);
+                    }
+                },
+                Err(e) => {
+                    warn!(seq = entry.seq, error = %e, "undecodable writer WAL record; skipped");
+                    self.inner.wal.mark_done(&[entry.seq]);
+                }
+            }
+        }
+        let mut registered = HashSet::new();
+        for chunk in decoded.chunks(1000) {
+            let ids: Vec<BatchId> = chunk.iter().map(|(_, _, id, _)| id.clone()).collect();
+            registered.extend(self.inner.catalog.batches_seen(&ids).await?);
+        }
+        let mut restored = 0;
+        for (seq, tenant, id, batches) in decoded {
+            if registered.contains(&id) || !self.insert(tenant, id, seq, batches) {
+                self.inner.wal.mark_done(&[seq]);
+            } else {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Stores one batch durably; see the module docs.
+    pub async fn put(&self, meta: PutMetadata, batches: Vec<RecordBatch>) -> Result<PutAck, WriterError> {
+        let i = &self.inner;
+        if i.draining.load(Ordering::Acquire) {
+            return Err(WriterError::Draining);
+        }
+        let tenant = TenantId::new(meta.tenant.clone()).map_err(|e| WriterError::BadMetadata(e.to_string()))?;
+        if meta.source.is_empty() {
+            return Err(WriterError::BadMetadata("source is empty".into()));
+        }
+        let expected = signaldb_schema::traces::schema();
+        for b in &batches {
+            if b.schema().fields() != expected.fields() {
+                return Err(WriterError::BadSchema(format!(
+                    "got columns [{}]",
+                    b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let id = batch_id(&meta);
+        let ack = |duplicate| PutAck { seq: meta.seq, part: meta.part, rows: rows as u64, duplicate };
+        {
+            let st = self.state();
+            if st.held.contains(&id) {
+                i.metrics.writer_duplicate_batches.inc();
+                return Ok(ack(true));
+            }
+            if st.bytes >= i.config.max_buffer_size.as_usize() {
+                return Err(WriterError::BufferFull { buffered: st.bytes, limit: i.config.max_buffer_size.as_usize() });
+            }
+        }
+        if meta.maybe_duplicate && !i.catalog.batches_seen(std::slice::from_ref(&id)).await?.is_empty() {
+            i.metrics.writer_duplicate_batches.inc();
+            return Ok(ack(true));
+        }
+        let record = WriterWalRecord { meta: Some(meta.clone()), ipc: encode_ipc(&batches).map_err(WriterError::Encode)? };
+        let seq = i.wal.append(Bytes::from(record.encode_to_vec())).await.map_err(WriterError::Wal)?;
+        if !self.insert(tenant, id, seq, batches) {
+            // A concurrent put of the same batch won the race; ours is redundant.
+            i.wal.mark_done(&[seq]);
+            i.metrics.writer_duplicate_batches.inc();
+            return Ok(ack(true));
+        }
+        i.metrics.writer_batches.inc();
+        i.metrics.writer_rows.inc_by(rows as u64);
+        Ok(ack(false))
+    }
+
+    /// Adds a logged batch to the buffer; false if it was already held.
+    fn insert(&self, tenant: TenantId, id: BatchId, seq: u64, batches: Vec<RecordBatch>) -> bool {
+        let mut st = self.state();
+        if !st.held.insert(id.clone()) {
+            return false;
+        }
+        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        st.bytes += bytes;
+        st.oldest.get_or_insert_with(Instant::now);
+        let buf = st.tenants.entry(tenant).or_default();
+        buf.batches.extend(batches);
+        buf.ids.push(id);
+        buf.seqs.push(seq);
+        buf.bytes += bytes;
+        self.inner.metrics.writer_buffer_bytes.set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
+        true
+    }
+
+    /// Bytes buffered and age of the oldest buffered batch.
+    pub fn buffered(&self) -> (usize, Option<Duration>) {
+        let st = self.state();
+        let buffered: usize = st.tenants.values().map(|t| t.bytes).sum();
+        (buffered, st.oldest.map(|t| t.elapsed()))
+    }
+
+    /// Starts draining: refuse new data from now on.
+    pub fn set_draining(&self, draining: bool) {
+        self.inner.draining.store(draining, Ordering::Release);
+    }
+
+    /// Flushes on size and age until shutdown, then flushes everything.
+    pub async fn run_flusher(self, mut shutdown: watch::Receiver<bool>) {
+        let tick = Duration::from_millis(250).min(self.inner.config.flush_max_age);
+        let mut backoff = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick + backoff) => {}
+                _ = shutdown.changed() => break,
+            }
+            let (bytes, age) = self.buffered();
+            let due = bytes >= self.inner.config.flush_max_size.as_usize()
+                || age.is_some_and(|a| a >= self.inner.config.flush_max_age);
+            if due {
+                match self.flush().await {
+                    Ok(_) => backoff = Duration::ZERO,
+                    Err(e) => {
+                        warn!(error = %e, "flush failed; data stays buffered and logged, retrying");
+                        backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+        info!("writer shutting down: flushing buffered data");
+        for attempt in 1..=5u32 {
+            match self.flush().await {
+                Ok(r) => {
+                    info!(files = r.files, rows = r.rows, "final flush done");
+                    return;
+                }
+                Err(e) => {
+                    warn!(attempt, error = %e, "final flush failed; the WAL keeps the data for the next start");
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                }
+            }
+        }
+    }
+}
+
+fn batch_id(meta: &PutMetadata) -> BatchId {
+    BatchId { source: meta.source.clone(), seq: meta.seq, part: meta.part }
+}
+
+fn encode_ipc(batches: &[RecordBatch]) -> Result<Bytes, arrow_schema::ArrowError> {
+    let schema = signaldb_schema::traces::schema();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(Bytes::from(w.into_inner()?))
+}
+
+fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), String> {
+    let record = WriterWalRecord::decode(payload).map_err(|e| e.to_string())?;
+    let meta = record.meta.ok_or("record has no metadata")?;
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(record.ipc), None)
+        .map_err(|e| e.to_string())?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    Ok((meta, batches))
+}

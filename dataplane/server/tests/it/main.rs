@@ -1,0 +1,11 @@
+//! The server crate's one integration-test binary: real servers on port 0,
+//! real clients, real files.
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod multiprocess;
+mod otel_sdk;
+mod unreachable;
+mod wal_damage;
