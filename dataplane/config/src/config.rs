@@ -23,11 +23,21 @@ pub const ENV_PREFIX: &str = "SIGNALDB_";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid YAML: {source}")]
-    Yaml { path: PathBuf, source: serde_yaml_ng::Error },
+    Yaml {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
     #[error("override {key}={value:?}: {reason}")]
-    Override { key: String, value: String, reason: String },
+    Override {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -147,7 +157,10 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        Self { dir: None, segment_size: ByteSize::mib(64) }
+        Self {
+            dir: None,
+            segment_size: ByteSize::mib(64),
+        }
     }
 }
 
@@ -164,23 +177,21 @@ pub struct CatalogConfig {
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 8 }
+        Self {
+            url: None,
+            max_connections: 8,
+        }
     }
 }
 
 /// Where Parquet files go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct StorageConfig {
     /// `file:///PATH` or `s3://BUCKET[/PREFIX]`. Default: `<data_dir>/objects`.
     pub url: Option<String>,
     pub s3: S3Config,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self { url: None, s3: S3Config::default() }
-    }
 }
 
 /// Settings for `s3://` storage URLs. Unset values come from the usual
@@ -212,7 +223,10 @@ pub struct DiscoveryConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
-        Self { heartbeat_interval: Duration::from_secs(5), ttl: Duration::from_secs(30) }
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            ttl: Duration::from_secs(30),
+        }
     }
 }
 
@@ -225,7 +239,9 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([0, 0, 0, 0], ports::ADMIN_HTTP)) }
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], ports::ADMIN_HTTP)),
+        }
     }
 }
 
@@ -241,7 +257,10 @@ pub struct TenancyConfig {
 
 impl Default for TenancyConfig {
     fn default() -> Self {
-        Self { multi_tenant: false, default_tenant: TenantId::default_tenant() }
+        Self {
+            multi_tenant: false,
+            default_tenant: TenantId::default_tenant(),
+        }
     }
 }
 
@@ -255,13 +274,17 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut tree = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 if text.trim().is_empty() {
                     Value::Mapping(Mapping::new())
                 } else {
-                    serde_yaml_ng::from_str(&text)
-                        .map_err(|source| ConfigError::Yaml { path: path.to_owned(), source })?
+                    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Yaml {
+                        path: path.to_owned(),
+                        source,
+                    })?
                 }
             }
             None => Value::Mapping(Mapping::new()),
@@ -271,9 +294,8 @@ impl Config {
         for (key, value) in env_pairs.iter().chain(overrides) {
             set_path(&mut tree, key, value)?;
         }
-        let config: Config = serde_yaml_ng::from_value(tree).map_err(|e| {
-            ConfigError::Invalid(e.to_string())
-        })?;
+        let config: Config =
+            serde_yaml_ng::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -319,7 +341,10 @@ impl Config {
             return bad("writer.flush_max_age must be greater than zero".into());
         }
         if self.wal.segment_size.as_u64() < 4096 {
-            return bad(format!("wal.segment_size is {}; at least 4KiB is needed", self.wal.segment_size));
+            return bad(format!(
+                "wal.segment_size is {}; at least 4KiB is needed",
+                self.wal.segment_size
+            ));
         }
         if self.discovery.heartbeat_interval.is_zero() {
             return bad("discovery.heartbeat_interval must be greater than zero".into());
@@ -331,35 +356,50 @@ impl Config {
                 humantime::format_duration(self.discovery.heartbeat_interval)
             ));
         }
-        if let Some(url) = &self.catalog.url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return bad(format!(
-                    "catalog.url {url:?} is neither sqlite:PATH nor postgres://..."
-                ));
-            }
+        if let Some(url) = &self.catalog.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return bad(format!(
+                "catalog.url {url:?} is neither sqlite:PATH nor postgres://..."
+            ));
         }
-        if let Some(url) = &self.storage.url {
-            if !(url.starts_with("file://") || url.starts_with("s3://")) {
-                return bad(format!("storage.url {url:?} is neither file:///PATH nor s3://BUCKET[/PREFIX]"));
-            }
+        if let Some(url) = &self.storage.url
+            && !(url.starts_with("file://") || url.starts_with("s3://"))
+        {
+            return bad(format!(
+                "storage.url {url:?} is neither file:///PATH nor s3://BUCKET[/PREFIX]"
+            ));
         }
-        if let Some(id) = &self.node_id {
-            if id.is_empty() || id.len() > 253 || id.chars().any(|c| c.is_whitespace() || c == '/') {
-                return bad(format!("node_id {id:?} must be 1 to 253 characters without spaces or '/'"));
-            }
+        if let Some(id) = &self.node_id
+            && (id.is_empty()
+                || id.len() > 253
+                || id.chars().any(|c| c.is_whitespace() || c == '/'))
+        {
+            return bad(format!(
+                "node_id {id:?} must be 1 to 253 characters without spaces or '/'"
+            ));
         }
         Ok(())
     }
 
     /// The WAL directory of a role.
     pub fn wal_dir(&self, role: &str) -> PathBuf {
-        self.wal.dir.clone().unwrap_or_else(|| self.data_dir.join("wal")).join(role)
+        self.wal
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("wal"))
+            .join(role)
     }
 
     /// The catalog URL, defaulting to SQLite under the data directory.
     pub fn catalog_url(&self) -> String {
         self.catalog.url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("catalog.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("catalog.db").display()
+            )
         })
     }
 }
@@ -367,7 +407,10 @@ impl Config {
 /// The top-level keys of the configuration.
 fn top_level_keys() -> Vec<String> {
     match serde_yaml_ng::to_value(Config::default()) {
-        Ok(Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect(),
+        Ok(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -376,12 +419,16 @@ fn top_level_keys() -> Vec<String> {
 /// value) and the names of those that name no configuration key. The latter
 /// are ignored, not fatal: Kubernetes injects `SIGNALDB_SERVICE_HOST` and
 /// friends for a Service named `signaldb`.
-pub fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Vec<(String, String)>, Vec<String>) {
+pub fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, String)>, Vec<String>) {
     let top = top_level_keys();
     let mut keep = Vec::new();
     let mut ignored = Vec::new();
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let key = rest.to_ascii_lowercase().replace("__", ".");
         let first = key.split('.').next().unwrap_or_default();
         if top.iter().any(|t| t == first) {
@@ -401,7 +448,8 @@ fn set_path(tree: &mut Value, key: &str, value: &str) -> Result<(), ConfigError>
         value: value.to_owned(),
         reason,
     };
-    let parsed: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    let parsed: Value =
+        serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(fail("empty key segment".into()));
@@ -454,7 +502,9 @@ mod humantime_serde_compat {
         }
         fn visit_str<E: de::Error>(self, t: &str) -> Result<Duration, E> {
             humantime::parse_duration(t).map_err(|e| {
-                E::custom(format!("invalid duration {t:?}: {e} (write e.g. 500ms, 30s, 5m)"))
+                E::custom(format!(
+                    "invalid duration {t:?}: {e} (write e.g. 500ms, 30s, 5m)"
+                ))
             })
         }
     }
@@ -488,7 +538,10 @@ mod tests {
         .unwrap();
         let env = vec![
             ("SIGNALDB_WRITER__FLUSH_MAX_AGE".to_owned(), "5s".to_owned()),
-            ("SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(), "2".to_owned()),
+            (
+                "SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(),
+                "2".to_owned(),
+            ),
             ("HOME".to_owned(), "/root".to_owned()),
             ("SIGNALDB_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned()),
         ];
@@ -505,25 +558,38 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let e = Config::from_yaml("writer:\n  flush_max_age: soon\n").unwrap_err().to_string();
+        let e = Config::from_yaml("writer:\n  flush_max_age: soon\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid duration \"soon\""), "{e}");
         let e = Config::from_yaml("writr: {}\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `writr`"), "{e}");
-        let e = Config::from_yaml("acceptor:\n  replication_factor: 0\n").unwrap_err().to_string();
+        let e = Config::from_yaml("acceptor:\n  replication_factor: 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("replication_factor must be at least 1"), "{e}");
-        let e = Config::from_yaml("catalog:\n  url: mysql://x\n").unwrap_err().to_string();
+        let e = Config::from_yaml("catalog:\n  url: mysql://x\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("neither sqlite"), "{e}");
-        let e = Config::from_yaml("tenancy:\n  default_tenant: a/b\n").unwrap_err().to_string();
+        let e = Config::from_yaml("tenancy:\n  default_tenant: a/b\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("contains '/'"), "{e}");
         let e = Config::load(
             None,
             vec![],
-            &[("writer.flush_max_age".into(), "3s".into()), ("writer.flush_max_age.x".into(), "1".into())],
+            &[
+                ("writer.flush_max_age".into(), "3s".into()),
+                ("writer.flush_max_age.x".into(), "1".into()),
+            ],
         )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not a section"), "{e}");
+        let e = Config::from_yaml("acceptor:\n  max_pending: 12 parsecs\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("is not a section"), "{e}");
-        let e = Config::from_yaml("acceptor:\n  max_pending: 12 parsecs\n").unwrap_err().to_string();
         assert!(e.contains("unknown unit"), "{e}");
     }
 }

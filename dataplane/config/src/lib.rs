@@ -11,11 +11,9 @@ mod vocab;
 
 pub use config::{
     AcceptorConfig, AdminConfig, CatalogConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
-    env_overrides,
-    S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig,
+    S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig, env_overrides,
 };
 pub use size::{ByteSize, ParseByteSizeError};
 pub use vocab::{
-    Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError,
-    ports,
+    Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError, ports,
 };

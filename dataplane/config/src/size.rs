@@ -50,7 +50,10 @@ const UNITS: &[(&str, u64)] = &[
 impl FromStr for ByteSize {
     type Err = ParseByteSizeError;
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseByteSizeError { input: input.to_owned(), reason };
+        let err = |reason| ParseByteSizeError {
+            input: input.to_owned(),
+            reason,
+        };
         let s = input.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
@@ -64,7 +67,9 @@ impl FromStr for ByteSize {
             .find(|(u, _)| *u == unit)
             .map(|(_, m)| *m)
             .ok_or_else(|| err("unknown unit"))?;
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| err("too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| err("too large"))
     }
 }
 
@@ -91,8 +96,13 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, mult) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= mult && self.0 % mult == 0 {
+        for (unit, mult) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return write!(f, "{}{unit}", self.0 / mult);
             }
         }
@@ -119,7 +129,13 @@ mod tests {
         assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
         assert_eq!(ByteSize(1000).to_string(), "1000");
         assert!("MiB".parse::<ByteSize>().is_err());
-        assert!("12 parsecs".parse::<ByteSize>().unwrap_err().to_string().contains("unknown unit"));
+        assert!(
+            "12 parsecs"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!("99999999999999TiB".parse::<ByteSize>().is_err());
     }
 }

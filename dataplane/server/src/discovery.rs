@@ -56,9 +56,22 @@ pub async fn run_registration(
 }
 
 /// Builds the registry entry of a role.
-pub fn service_record(id: String, role: Role, address: String, capabilities: Vec<Capability>) -> ServiceRecord {
+pub fn service_record(
+    id: String,
+    role: Role,
+    address: String,
+    capabilities: Vec<Capability>,
+) -> ServiceRecord {
     let now = now_ms();
-    ServiceRecord { id, role, address, capabilities, draining: false, started_at_ms: now, last_heartbeat_ms: now }
+    ServiceRecord {
+        id,
+        role,
+        address,
+        capabilities,
+        draining: false,
+        started_at_ms: now,
+        last_heartbeat_ms: now,
+    }
 }
 
 /// A writer that can receive data.
@@ -140,7 +153,12 @@ impl Ring {
 /// The routing key of a trace of a tenant.
 pub fn trace_key(tenant: &str, trace_id: &[u8]) -> u64 {
     let mut h = FNV_OFFSET;
-    for b in tenant.as_bytes().iter().chain([0xffu8].iter()).chain(trace_id) {
+    for b in tenant
+        .as_bytes()
+        .iter()
+        .chain([0xffu8].iter())
+        .chain(trace_id)
+    {
         h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
     }
     mix(h)
@@ -175,7 +193,11 @@ pub struct WriterDirectory {
 
 impl WriterDirectory {
     pub fn new(catalog: Arc<dyn Catalog>, ttl: Duration) -> Self {
-        Self { catalog, ttl, ring: Arc::new(RwLock::new(Arc::new(Ring::default()))) }
+        Self {
+            catalog,
+            ttl,
+            ring: Arc::new(RwLock::new(Arc::new(Ring::default()))),
+        }
     }
 
     /// The current ring.
@@ -189,11 +211,17 @@ impl WriterDirectory {
     /// Reads the registry now.
     pub async fn refresh(&self) -> Result<Arc<Ring>, signaldb_catalog::Error> {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
-        let services = self.catalog.live_services(Capability::Storage, now_ms(), ttl_ms).await?;
+        let services = self
+            .catalog
+            .live_services(Capability::Storage, now_ms(), ttl_ms)
+            .await?;
         let writers: Vec<WriterEndpoint> = services
             .into_iter()
             .filter(|s| !s.draining)
-            .map(|s| WriterEndpoint { id: s.id, address: s.address })
+            .map(|s| WriterEndpoint {
+                id: s.id,
+                address: s.address,
+            })
             .collect();
         let ring = Arc::new(Ring::new(writers));
         let changed = {
@@ -230,7 +258,14 @@ mod tests {
     use super::*;
 
     fn ring(n: usize) -> Ring {
-        Ring::new((0..n).map(|i| WriterEndpoint { id: format!("w{i}"), address: format!("a{i}") }).collect())
+        Ring::new(
+            (0..n)
+                .map(|i| WriterEndpoint {
+                    id: format!("w{i}"),
+                    address: format!("a{i}"),
+                })
+                .collect(),
+        )
     }
 
     #[test]

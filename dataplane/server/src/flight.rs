@@ -23,15 +23,27 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FlightClientError {
     #[error("bad writer address {address:?}: {source}")]
-    Address { address: String, source: tonic::transport::Error },
+    Address {
+        address: String,
+        source: tonic::transport::Error,
+    },
     #[error("encoding batch for {address}: {source}")]
-    Encode { address: String, source: FlightError },
+    Encode {
+        address: String,
+        source: FlightError,
+    },
     #[error("DoPut to {address}: {status}")]
-    Rpc { address: String, status: tonic::Status },
+    Rpc {
+        address: String,
+        status: tonic::Status,
+    },
     #[error("DoPut to {address}: the writer sent no acknowledgement")]
     NoAck { address: String },
     #[error("DoPut to {address}: undecodable acknowledgement: {source}")]
-    BadAck { address: String, source: prost::DecodeError },
+    BadAck {
+        address: String,
+        source: prost::DecodeError,
+    },
 }
 
 impl FlightClientError {
@@ -59,9 +71,16 @@ impl FlightPool {
         let channel = match channels.get(address) {
             Some(c) => c.clone(),
             None => {
-                let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+                let uri = if address.contains("://") {
+                    address.to_owned()
+                } else {
+                    format!("http://{address}")
+                };
                 let channel = Endpoint::from_shared(uri)
-                    .map_err(|source| FlightClientError::Address { address: address.to_owned(), source })?
+                    .map_err(|source| FlightClientError::Address {
+                        address: address.to_owned(),
+                        source,
+                    })?
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(Duration::from_secs(30))
                     .tcp_nodelay(true)
@@ -99,16 +118,30 @@ pub async fn put_batch(
         .build(futures::stream::iter([Ok(batch)]))
         .try_collect()
         .await
-        .map_err(|source| FlightClientError::Encode { address: address.to_owned(), source })?;
+        .map_err(|source| FlightClientError::Encode {
+            address: address.to_owned(),
+            source,
+        })?;
     let response = client
         .do_put(futures::stream::iter(encoded))
         .await
-        .map_err(|status| FlightClientError::Rpc { address: address.to_owned(), status })?;
+        .map_err(|status| FlightClientError::Rpc {
+            address: address.to_owned(),
+            status,
+        })?;
     let mut results = response.into_inner();
     let first = results
         .next()
         .await
-        .ok_or_else(|| FlightClientError::NoAck { address: address.to_owned() })?
-        .map_err(|status| FlightClientError::Rpc { address: address.to_owned(), status })?;
-    PutAck::decode(first.app_metadata).map_err(|source| FlightClientError::BadAck { address: address.to_owned(), source })
+        .ok_or_else(|| FlightClientError::NoAck {
+            address: address.to_owned(),
+        })?
+        .map_err(|status| FlightClientError::Rpc {
+            address: address.to_owned(),
+            status,
+        })?;
+    PutAck::decode(first.app_metadata).map_err(|source| FlightClientError::BadAck {
+        address: address.to_owned(),
+        source,
+    })
 }

@@ -60,7 +60,10 @@ pub enum LoadgenError {
     #[error("bad arguments: {0}")]
     Args(String),
     #[error("connecting to {endpoint}: {source}")]
-    Connect { endpoint: String, source: tonic::transport::Error },
+    Connect {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
     #[error("spawning the server: {0}")]
     Spawn(String),
     #[error("export failed: {0}")]
@@ -96,7 +99,11 @@ pub struct RequestFactory {
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 
 fn s(v: &str) -> any_value::Value {
@@ -115,7 +122,12 @@ impl RequestFactory {
             ],
             ..Default::default()
         };
-        Self { rng: rand::rngs::StdRng::seed_from_u64(seed), spans_per_trace: spans_per_trace.max(1), attributes, resource }
+        Self {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            spans_per_trace: spans_per_trace.max(1),
+            attributes,
+            resource,
+        }
     }
 
     /// A request of `n` spans: whole traces of `spans_per_trace` spans.
@@ -147,23 +159,43 @@ impl RequestFactory {
             let mut attributes = Vec::with_capacity(self.attributes as usize);
             for a in 0..self.attributes {
                 attributes.push(match a % 5 {
-                    0 => kv("http.request.method", s(["GET", "POST", "PUT"][(a as usize / 5) % 3])),
+                    0 => kv(
+                        "http.request.method",
+                        s(["GET", "POST", "PUT"][(a as usize / 5) % 3]),
+                    ),
                     1 => kv("url.path", s("/api/v1/orders/12345/items")),
-                    2 => kv("http.response.status_code", any_value::Value::IntValue(200 + i64::from(pos % 3))),
+                    2 => kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(200 + i64::from(pos % 3)),
+                    ),
                     3 => kv("net.peer.name", s("orders-db.internal")),
-                    _ => kv(&format!("app.attr_{a}"), any_value::Value::IntValue(self.rng.random_range(0..1_000_000))),
+                    _ => kv(
+                        &format!("app.attr_{a}"),
+                        any_value::Value::IntValue(self.rng.random_range(0..1_000_000)),
+                    ),
                 });
             }
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
                 span_id: span_id.to_vec(),
                 parent_span_id: if pos == 0 { Vec::new() } else { root.to_vec() },
-                name: if pos == 0 { "GET /api/v1/orders".into() } else { format!("db.query {pos}") },
-                kind: if pos == 0 { span::SpanKind::Server as i32 } else { span::SpanKind::Client as i32 },
+                name: if pos == 0 {
+                    "GET /api/v1/orders".into()
+                } else {
+                    format!("db.query {pos}")
+                },
+                kind: if pos == 0 {
+                    span::SpanKind::Server as i32
+                } else {
+                    span::SpanKind::Client as i32
+                },
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + duration,
                 attributes,
-                status: Some(Status { code: 0, message: String::new() }),
+                status: Some(Status {
+                    code: 0,
+                    message: String::new(),
+                }),
                 ..Default::default()
             });
         }
@@ -171,7 +203,11 @@ impl RequestFactory {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource.clone()),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "loadgen".into(), version: "1".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "loadgen".into(),
+                        version: "1".into(),
+                        ..Default::default()
+                    }),
                     spans,
                     schema_url: String::new(),
                 }],
@@ -184,14 +220,22 @@ impl RequestFactory {
 /// Runs the load against `args.endpoint`.
 pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
     if args.spans_per_request == 0 || args.concurrency == 0 {
-        return Err(LoadgenError::Args("--spans-per-request and --concurrency must be positive".into()));
+        return Err(LoadgenError::Args(
+            "--spans-per-request and --concurrency must be positive".into(),
+        ));
     }
     let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())
-        .map_err(|source| LoadgenError::Connect { endpoint: args.endpoint.clone(), source })?
+        .map_err(|source| LoadgenError::Connect {
+            endpoint: args.endpoint.clone(),
+            source,
+        })?
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|source| LoadgenError::Connect { endpoint: args.endpoint.clone(), source })?;
+        .map_err(|source| LoadgenError::Connect {
+            endpoint: args.endpoint.clone(),
+            source,
+        })?;
     let requests_total = args.spans.div_ceil(u64::from(args.spans_per_request));
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -199,11 +243,13 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..args.concurrency {
-        let mut client = TraceServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+        let mut client =
+            TraceServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
         let (next, retries, bytes) = (Arc::clone(&next), Arc::clone(&retries), Arc::clone(&bytes));
         let args = args.clone();
         tasks.spawn(async move {
-            let mut factory = RequestFactory::new(u64::from(worker) + 1, args.spans_per_trace, args.attributes);
+            let mut factory =
+                RequestFactory::new(u64::from(worker) + 1, args.spans_per_trace, args.attributes);
             let mut latencies = Vec::new();
             let mut spans = 0u64;
             loop {
@@ -211,15 +257,16 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                 if i >= requests_total {
                     break;
                 }
-                let n = (args.spans - i * u64::from(args.spans_per_request)).min(u64::from(args.spans_per_request)) as u32;
+                let n = (args.spans - i * u64::from(args.spans_per_request))
+                    .min(u64::from(args.spans_per_request)) as u32;
                 let req = factory.request(n);
                 bytes.fetch_add(prost::Message::encoded_len(&req) as u64, Ordering::Relaxed);
                 loop {
                     let mut request = tonic::Request::new(req.clone());
-                    if !args.tenant.is_empty() {
-                        if let Ok(v) = args.tenant.parse() {
-                            request.metadata_mut().insert("x-scope-orgid", v);
-                        }
+                    if !args.tenant.is_empty()
+                        && let Ok(v) = args.tenant.parse()
+                    {
+                        request.metadata_mut().insert("x-scope-orgid", v);
                     }
                     let t = Instant::now();
                     match client.export(request).await {
@@ -227,7 +274,12 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                             latencies.push(t.elapsed());
                             break;
                         }
-                        Err(s) if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) => {
+                        Err(s)
+                            if matches!(
+                                s.code(),
+                                tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+                            ) =>
+                        {
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -288,23 +340,47 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--data-dir")
         .arg(&dir)
-        .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0"])
-        .args(["--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]);
+        .args([
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--flight-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ]);
     for s in extra {
         cmd.arg("--set").arg(s);
     }
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| LoadgenError::Spawn(e.to_string()))?;
-    let stdout = child.stdout.take().ok_or_else(|| LoadgenError::Spawn("no stdout".into()))?;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LoadgenError::Spawn(e.to_string()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| LoadgenError::Spawn("no stdout".into()))?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
         .map_err(|_| LoadgenError::Spawn("server did not start within 60 s".into()))?
         .map_err(|e| LoadgenError::Spawn(e.to_string()))?
         .ok_or_else(|| LoadgenError::Spawn("server exited before listening".into()))?;
-    let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| LoadgenError::Spawn(format!("{e}: {line}")))?;
-    let grpc = v["otlp_grpc"].as_str().ok_or_else(|| LoadgenError::Spawn(format!("no otlp_grpc in {line}")))?;
-    Ok(Spawned { child, dir, endpoint: format!("http://{grpc}") })
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| LoadgenError::Spawn(format!("{e}: {line}")))?;
+    let grpc = v["otlp_grpc"]
+        .as_str()
+        .ok_or_else(|| LoadgenError::Spawn(format!("no otlp_grpc in {line}")))?;
+    Ok(Spawned {
+        child,
+        dir,
+        endpoint: format!("http://{grpc}"),
+    })
 }
 
 /// `signaldb loadgen`.
@@ -318,19 +394,40 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
     }
     println!(
         "load: {} spans, {} spans/trace, {} spans/request, {} clients, {} attributes/span -> {}",
-        args.spans, args.spans_per_trace, args.spans_per_request, args.concurrency, args.attributes, args.endpoint
+        args.spans,
+        args.spans_per_trace,
+        args.spans_per_request,
+        args.concurrency,
+        args.attributes,
+        args.endpoint
     );
     let report = run_load(&args).await?;
     println!("spans sent:        {}", report.spans);
-    println!("requests:          {} ({} retried after 429/503)", report.requests, report.retries);
+    println!(
+        "requests:          {} ({} retried after 429/503)",
+        report.requests, report.retries
+    );
     println!("elapsed:           {:.2} s", report.elapsed.as_secs_f64());
-    println!("throughput:        {:.0} spans/s", report.spans_per_second());
-    println!("OTLP bytes/span:   {:.0}", report.request_bytes as f64 / report.spans.max(1) as f64);
-    println!("request latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        report.p50.as_secs_f64() * 1e3, report.p99.as_secs_f64() * 1e3, report.max.as_secs_f64() * 1e3);
+    println!(
+        "throughput:        {:.0} spans/s",
+        report.spans_per_second()
+    );
+    println!(
+        "OTLP bytes/span:   {:.0}",
+        report.request_bytes as f64 / report.spans.max(1) as f64
+    );
+    println!(
+        "request latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        report.p50.as_secs_f64() * 1e3,
+        report.p99.as_secs_f64() * 1e3,
+        report.max.as_secs_f64() * 1e3
+    );
     if let Some(pid) = args.server_pid {
         match peak_rss_bytes(pid) {
-            Some(b) => println!("server peak RSS:   {:.0} MiB (pid {pid})", b as f64 / (1024.0 * 1024.0)),
+            Some(b) => println!(
+                "server peak RSS:   {:.0} MiB (pid {pid})",
+                b as f64 / (1024.0 * 1024.0)
+            ),
             None => println!("server peak RSS:   unknown (no /proc/{pid}/status)"),
         }
     }
@@ -345,16 +442,24 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         }
         let t = Instant::now();
         let _ = tokio::time::timeout(Duration::from_secs(120), s.child.wait()).await;
-        println!("server shutdown:   {:.2} s (final flush)", t.elapsed().as_secs_f64());
+        println!(
+            "server shutdown:   {:.2} s (final flush)",
+            t.elapsed().as_secs_f64()
+        );
         let stored = dir_size(&s.dir.join("objects"));
-        println!("Parquet bytes/span: {:.1}", stored as f64 / report.spans.max(1) as f64);
+        println!(
+            "Parquet bytes/span: {:.1}",
+            stored as f64 / report.spans.max(1) as f64
+        );
         let _ = std::fs::remove_dir_all(&s.dir);
     }
     Ok(())
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),

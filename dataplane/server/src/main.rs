@@ -22,7 +22,13 @@ use tracing::{error, info};
 #[command(name = "signaldb", version, about, long_about, max_term_width = 100)]
 struct Cli {
     /// YAML configuration file.
-    #[arg(short, long, env = "SIGNALDB_CONFIG", global = true, value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        env = "SIGNALDB_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
 
     /// Data directory (WALs, embedded catalog, local Parquet). Key: data_dir.
@@ -110,15 +116,18 @@ impl Cli {
             }
         }
         for s in &self.set {
-            let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s:?}: expected KEY=VALUE"))?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--set {s:?}: expected KEY=VALUE"))?;
             out.push((k.trim().to_owned(), v.to_owned()));
         }
         Ok(out)
     }
 
     fn load_config(&self) -> Result<Config, String> {
-        let env: Vec<(String, String)> =
-            std::env::vars().filter(|(k, _)| !NOT_CONFIG_ENV.contains(&k.as_str())).collect();
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| !NOT_CONFIG_ENV.contains(&k.as_str()))
+            .collect();
         let (_, ignored) = signaldb_config::env_overrides(env.clone());
         if !ignored.is_empty() {
             tracing::warn!(variables = ?ignored, "ignoring SIGNALDB_* variables that name no configuration key");
@@ -130,7 +139,9 @@ impl Cli {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNALDB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -141,7 +152,10 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signaldb: cannot start the async runtime: {e}");
@@ -166,7 +180,10 @@ async fn run(cli: Cli) -> ExitCode {
             };
         }
         Some(Command::CheckConfig) => {
-            return match cli.load_config().and_then(|c| c.to_yaml().map_err(|e| e.to_string())) {
+            return match cli
+                .load_config()
+                .and_then(|c| c.to_yaml().map_err(|e| e.to_string()))
+            {
                 Ok(yaml) => {
                     print!("{yaml}");
                     ExitCode::SUCCESS
@@ -205,7 +222,10 @@ async fn run(cli: Cli) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -80,8 +80,16 @@ impl Metrics {
             writer_flushed_bytes: Counter::default(),
             writer_flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
-        r.register("acceptor_requests", "OTLP export requests by transport and outcome", m.requests.clone());
-        r.register("acceptor_spans_accepted", "Spans acknowledged to clients", m.spans_accepted.clone());
+        r.register(
+            "acceptor_requests",
+            "OTLP export requests by transport and outcome",
+            m.requests.clone(),
+        );
+        r.register(
+            "acceptor_spans_accepted",
+            "Spans acknowledged to clients",
+            m.spans_accepted.clone(),
+        );
         r.register(
             "acceptor_attributes_truncated",
             "Attribute values cut to acceptor.max_attribute_value_size",
@@ -92,7 +100,11 @@ impl Metrics {
             "Failed attempts to hand a batch to a writer (retried)",
             m.delivery_attempts_failed.clone(),
         );
-        r.register("acceptor_deliveries", "WAL entries fully delivered to writers", m.deliveries.clone());
+        r.register(
+            "acceptor_deliveries",
+            "WAL entries fully delivered to writers",
+            m.deliveries.clone(),
+        );
         r.register(
             "acceptor_delivery_latency_seconds",
             "Time from acknowledgement to durable storage in the writers",
@@ -103,24 +115,75 @@ impl Metrics {
             "WAL records found corrupt (bad checksum or impossible length) when opening",
             m.wal_corrupt_records.clone(),
         );
-        r.register("wal_truncated_bytes", "Bytes of damaged WAL skipped when opening", m.wal_truncated_bytes.clone());
-        r.register("wal_empty_segments", "Empty or headerless WAL segments removed when opening", m.wal_empty_segments.clone());
-        r.register("wal_replayed_records", "WAL records replayed at start", m.wal_replayed_records.clone());
-        r.register("wal_pending_bytes", "Bytes in the WAL not yet done", m.wal_pending_bytes.clone());
-        r.register("writer_batches", "Batches stored by the writer", m.writer_batches.clone());
+        r.register(
+            "wal_truncated_bytes",
+            "Bytes of damaged WAL skipped when opening",
+            m.wal_truncated_bytes.clone(),
+        );
+        r.register(
+            "wal_empty_segments",
+            "Empty or headerless WAL segments removed when opening",
+            m.wal_empty_segments.clone(),
+        );
+        r.register(
+            "wal_replayed_records",
+            "WAL records replayed at start",
+            m.wal_replayed_records.clone(),
+        );
+        r.register(
+            "wal_pending_bytes",
+            "Bytes in the WAL not yet done",
+            m.wal_pending_bytes.clone(),
+        );
+        r.register(
+            "writer_batches",
+            "Batches stored by the writer",
+            m.writer_batches.clone(),
+        );
         r.register(
             "writer_duplicate_batches",
             "Batches received again and not stored twice",
             m.writer_duplicate_batches.clone(),
         );
-        r.register("writer_rows", "Rows stored by the writer", m.writer_rows.clone());
-        r.register("writer_buffer_bytes", "Bytes held in the writer's memory buffer", m.writer_buffer_bytes.clone());
-        r.register("writer_flushes", "Parquet flushes", m.writer_flushes.clone());
-        r.register("writer_flush_failures", "Parquet flushes that failed (retried)", m.writer_flush_failures.clone());
-        r.register("writer_flushed_rows", "Rows written to Parquet", m.writer_flushed_rows.clone());
-        r.register("writer_flushed_bytes", "Parquet bytes written", m.writer_flushed_bytes.clone());
-        r.register("writer_flush_seconds", "Duration of a flush", m.writer_flush_seconds.clone());
-        Self { registry: Arc::new(r), ..m }
+        r.register(
+            "writer_rows",
+            "Rows stored by the writer",
+            m.writer_rows.clone(),
+        );
+        r.register(
+            "writer_buffer_bytes",
+            "Bytes held in the writer's memory buffer",
+            m.writer_buffer_bytes.clone(),
+        );
+        r.register(
+            "writer_flushes",
+            "Parquet flushes",
+            m.writer_flushes.clone(),
+        );
+        r.register(
+            "writer_flush_failures",
+            "Parquet flushes that failed (retried)",
+            m.writer_flush_failures.clone(),
+        );
+        r.register(
+            "writer_flushed_rows",
+            "Rows written to Parquet",
+            m.writer_flushed_rows.clone(),
+        );
+        r.register(
+            "writer_flushed_bytes",
+            "Parquet bytes written",
+            m.writer_flushed_bytes.clone(),
+        );
+        r.register(
+            "writer_flush_seconds",
+            "Duration of a flush",
+            m.writer_flush_seconds.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -134,10 +197,18 @@ impl Metrics {
     /// Records what opening a WAL found.
     pub fn record_replay(&self, role: &'static str, stats: &signaldb_wal::ReplayStats) {
         let l = RoleLabels { role };
-        self.wal_corrupt_records.get_or_create(&l).inc_by(stats.corrupt_records);
-        self.wal_truncated_bytes.get_or_create(&l).inc_by(stats.truncated_bytes);
-        self.wal_empty_segments.get_or_create(&l).inc_by(stats.empty_segments);
-        self.wal_replayed_records.get_or_create(&l).inc_by(stats.records);
+        self.wal_corrupt_records
+            .get_or_create(&l)
+            .inc_by(stats.corrupt_records);
+        self.wal_truncated_bytes
+            .get_or_create(&l)
+            .inc_by(stats.truncated_bytes);
+        self.wal_empty_segments
+            .get_or_create(&l)
+            .inc_by(stats.empty_segments);
+        self.wal_replayed_records
+            .get_or_create(&l)
+            .inc_by(stats.records);
     }
 
     pub fn set_wal_pending(&self, role: &'static str, bytes: u64) {

@@ -105,7 +105,11 @@ pub struct ProtoDuration {
 }
 
 /// A gRPC status carrying `RetryInfo`, which OTLP exporters honour.
-pub fn status_with_retry(code: tonic::Code, message: String, retry_after: std::time::Duration) -> tonic::Status {
+pub fn status_with_retry(
+    code: tonic::Code,
+    message: String,
+    retry_after: std::time::Duration,
+) -> tonic::Status {
     let retry = RetryInfo {
         retry_delay: Some(ProtoDuration {
             seconds: i64::try_from(retry_after.as_secs()).unwrap_or(i64::MAX),
@@ -120,5 +124,9 @@ pub fn status_with_retry(code: tonic::Code, message: String, retry_after: std::t
             value: prost::Message::encode_to_vec(&retry),
         }],
     };
-    tonic::Status::with_details(code, message, Bytes::from(prost::Message::encode_to_vec(&details)))
+    tonic::Status::with_details(
+        code,
+        message,
+        Bytes::from(prost::Message::encode_to_vec(&details)),
+    )
 }

@@ -31,19 +31,32 @@ use crate::writer::service::WriterFlight;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("creating data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("node id file {path}: {source}")]
-    NodeId { path: String, source: std::io::Error },
+    NodeId {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("catalog: {0}")]
     Catalog(#[from] signaldb_catalog::Error),
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("opening the {role} WAL: {source}")]
-    Wal { role: Role, source: signaldb_wal::Error },
+    Wal {
+        role: Role,
+        source: signaldb_wal::Error,
+    },
     #[error("restoring the writer buffer from its WAL: {0}")]
     Restore(String),
     #[error("binding {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Which roles this process runs.
@@ -54,9 +67,18 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles { acceptor: true, writer: true };
-    pub const ACCEPTOR: Roles = Roles { acceptor: true, writer: false };
-    pub const WRITER: Roles = Roles { acceptor: false, writer: true };
+    pub const ALL: Roles = Roles {
+        acceptor: true,
+        writer: true,
+    };
+    pub const ACCEPTOR: Roles = Roles {
+        acceptor: true,
+        writer: false,
+    };
+    pub const WRITER: Roles = Roles {
+        acceptor: false,
+        writer: true,
+    };
 }
 
 /// The bound addresses of a running process.
@@ -123,7 +145,10 @@ fn node_id(config: &Config) -> Result<String, StartError> {
         return Ok(id.clone());
     }
     let path = config.data_dir.join("node-id");
-    let err = |source| StartError::NodeId { path: path.display().to_string(), source };
+    let err = |source| StartError::NodeId {
+        path: path.display().to_string(),
+        source,
+    };
     let create = || -> Result<String, StartError> {
         let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tmp = path.with_extension("tmp");
@@ -140,7 +165,9 @@ fn node_id(config: &Config) -> Result<String, StartError> {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
@@ -156,7 +183,12 @@ fn reachable(addr: SocketAddr) -> String {
     }
 }
 
-fn open_wal(config: &Config, role: Role, max_pending: u64, metrics: &Metrics) -> Result<(Wal, signaldb_wal::Replay), StartError> {
+fn open_wal(
+    config: &Config,
+    role: Role,
+    max_pending: u64,
+    metrics: &Metrics,
+) -> Result<(Wal, signaldb_wal::Replay), StartError> {
     let dir = config.wal_dir(role.as_str());
     let (wal, replay) = Wal::open(WalOptions {
         dir,
@@ -181,16 +213,22 @@ fn open_wal(config: &Config, role: Role, max_pending: u64, metrics: &Metrics) ->
 /// Starts `roles` per `config`.
 pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> {
     let metrics = Metrics::new();
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
     let node = node_id(&config)?;
-    let catalog: Arc<dyn Catalog> =
-        Arc::new(signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?);
+    let catalog: Arc<dyn Catalog> = Arc::new(
+        signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?,
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let (acceptor_stop, acceptor_rx) = watch::channel(false);
     let (writer_stop, writer_rx) = watch::channel(false);
     let (admin_stop, admin_rx) = watch::channel(false);
-    let mut endpoints = Endpoints { node_id: node.clone(), ..Default::default() };
+    let mut endpoints = Endpoints {
+        node_id: node.clone(),
+        ..Default::default()
+    };
     let mut writer_tasks = Vec::new();
     let mut acceptor_tasks = Vec::new();
     let heartbeat = config.discovery.heartbeat_interval;
@@ -202,8 +240,18 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let store = crate::storage::open(&config)?;
         let (wal, replay) = open_wal(&config, Role::Writer, u64::MAX, &metrics)?;
         let id = format!("{node}-writer");
-        let w = Writer::new(id.clone(), wal.clone(), Arc::clone(&catalog), store, config.writer.clone(), metrics.clone());
-        let restored = w.restore(replay.entries).await.map_err(|e| StartError::Restore(e.to_string()))?;
+        let w = Writer::new(
+            id.clone(),
+            wal.clone(),
+            Arc::clone(&catalog),
+            store,
+            config.writer.clone(),
+            metrics.clone(),
+        );
+        let restored = w
+            .restore(replay.entries)
+            .await
+            .map_err(|e| StartError::Restore(e.to_string()))?;
         if restored > 0 {
             info!(batches = restored, "writer buffer restored from the WAL");
         }
@@ -231,7 +279,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
                 warn!(error = %e, "writer Flight server failed");
             }
         }));
-        writer_tasks.push(tokio::spawn(run_registration(Arc::clone(&catalog), svc, heartbeat, writer_rx.clone())));
+        writer_tasks.push(tokio::spawn(run_registration(
+            Arc::clone(&catalog),
+            svc,
+            heartbeat,
+            writer_rx.clone(),
+        )));
         writer_tasks.push(tokio::spawn(w.clone().run_flusher(writer_rx.clone())));
         writer = Some(w);
         writer_wal = Some(wal);
@@ -239,7 +292,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
 
     let mut acceptor_wal = None;
     if roles.acceptor {
-        let (wal, replay) = open_wal(&config, Role::Acceptor, config.acceptor.max_pending.as_u64(), &metrics)?;
+        let (wal, replay) = open_wal(
+            &config,
+            Role::Acceptor,
+            config.acceptor.max_pending.as_u64(),
+            &metrics,
+        )?;
         let id = format!("{node}-acceptor");
         let directory = WriterDirectory::new(Arc::clone(&catalog), config.discovery.ttl);
         let _ = directory.refresh().await;
@@ -264,10 +322,19 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             replication_factor: usize::from(config.acceptor.replication_factor),
             max_backoff: config.acceptor.max_retry_backoff,
             max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
         };
         acceptor_tasks.push(tokio::spawn(delivery.run(rx, acceptor_rx.clone())));
-        acceptor_tasks.push(tokio::spawn(directory.run(Duration::from_secs(2).min(heartbeat), acceptor_rx.clone())));
-        let acceptor = Acceptor::new(wal.clone(), config.acceptor.clone(), config.tenancy.clone(), metrics.clone(), tx);
+        acceptor_tasks.push(tokio::spawn(
+            directory.run(Duration::from_secs(2).min(heartbeat), acceptor_rx.clone()),
+        ));
+        let acceptor = Acceptor::new(
+            wal.clone(),
+            config.acceptor.clone(),
+            config.tenancy.clone(),
+            metrics.clone(),
+            tx,
+        );
 
         let grpc_listener = bind("OTLP gRPC", config.acceptor.grpc_addr).await?;
         endpoints.otlp_grpc = local_addr(&grpc_listener);
@@ -302,8 +369,18 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             }
         }));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
-        let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
-        acceptor_tasks.push(tokio::spawn(run_registration(Arc::clone(&catalog), svc, heartbeat, acceptor_rx)));
+        let svc = service_record(
+            id,
+            Role::Acceptor,
+            address,
+            vec![Capability::TraceIngestion],
+        );
+        acceptor_tasks.push(tokio::spawn(run_registration(
+            Arc::clone(&catalog),
+            svc,
+            heartbeat,
+            acceptor_rx,
+        )));
         acceptor_wal = Some(wal);
     }
 
@@ -350,16 +427,25 @@ fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>, writer: Option<Writer>
         .route("/metrics", get(metrics_handler))
         .route("/ready", get(ready_handler))
         .route("/live", get(|| async { "live\n" }))
-        .with_state(AdminState { metrics, ready, writer })
+        .with_state(AdminState {
+            metrics,
+            ready,
+            writer,
+        })
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
     if let Some(w) = &s.writer {
         let (bytes, _) = w.buffered();
-        s.metrics.writer_buffer_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        s.metrics
+            .writer_buffer_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }

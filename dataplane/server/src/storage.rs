@@ -13,9 +13,15 @@ use signaldb_config::{Config, Signal, TenantId};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("creating storage directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening storage {url}: {source}")]
-    Open { url: String, source: object_store::Error },
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
     #[error("storage url {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 }
@@ -32,7 +38,10 @@ pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
     };
     if let Some(path) = url.strip_prefix("file://") {
         if path.is_empty() {
-            return Err(StorageError::BadUrl { url, reason: "no path after file://".into() });
+            return Err(StorageError::BadUrl {
+                url,
+                reason: "no path after file://".into(),
+            });
         }
         return local(PathBuf::from(path));
     }
@@ -42,7 +51,10 @@ pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
             None => (rest, ""),
         };
         if bucket.is_empty() {
-            return Err(StorageError::BadUrl { url, reason: "no bucket after s3://".into() });
+            return Err(StorageError::BadUrl {
+                url,
+                reason: "no bucket after s3://".into(),
+            });
         }
         let s3 = &config.storage.s3;
         let mut b = AmazonS3Builder::from_env()
@@ -61,26 +73,42 @@ pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
         if let Some(v) = &s3.secret_access_key {
             b = b.with_secret_access_key(v);
         }
-        let store = b.build().map_err(|source| StorageError::Open { url: url.clone(), source })?;
+        let store = b.build().map_err(|source| StorageError::Open {
+            url: url.clone(),
+            source,
+        })?;
         return Ok(if prefix.is_empty() {
             Arc::new(store)
         } else {
             Arc::new(PrefixStore::new(store, prefix))
         });
     }
-    Err(StorageError::BadUrl { url, reason: "expected file:///PATH or s3://BUCKET[/PREFIX]".into() })
+    Err(StorageError::BadUrl {
+        url,
+        reason: "expected file:///PATH or s3://BUCKET[/PREFIX]".into(),
+    })
 }
 
 fn local(dir: PathBuf) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir { path: dir.clone(), source })?;
-    let store = LocalFileSystem::new_with_prefix(&dir)
-        .map_err(|source| StorageError::Open { url: format!("file://{}", dir.display()), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let store = LocalFileSystem::new_with_prefix(&dir).map_err(|source| StorageError::Open {
+        url: format!("file://{}", dir.display()),
+        source,
+    })?;
     Ok(Arc::new(store))
 }
 
 /// Where a file of `tenant` and `signal` whose earliest row is at
 /// `min_time_ns` goes: `{tenant}/{signal}/{YYYY-MM-DD}/{HH}/{name}.parquet`.
-pub fn file_path(tenant: &TenantId, signal: Signal, min_time_ns: i64, name: &str) -> object_store::path::Path {
+pub fn file_path(
+    tenant: &TenantId,
+    signal: Signal,
+    min_time_ns: i64,
+    name: &str,
+) -> object_store::path::Path {
     let t = chrono::DateTime::from_timestamp_nanos(min_time_ns);
     object_store::path::Path::from(format!(
         "{tenant}/{signal}/{}/{}/{name}.parquet",
@@ -106,6 +134,11 @@ mod tests {
         c.storage.url = Some("s3://".into());
         assert!(open(&c).unwrap_err().to_string().contains("no bucket"));
         c.storage.url = Some("gs://x".into());
-        assert!(open(&c).unwrap_err().to_string().contains("expected file:///PATH"));
+        assert!(
+            open(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("expected file:///PATH")
+        );
     }
 }

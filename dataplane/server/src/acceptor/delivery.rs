@@ -28,8 +28,20 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub(crate) fn new(seq: u64, tenant: TenantId, request: ExportTraceServiceRequest, _size: u64, replayed: bool) -> Self {
-        Self { seq, tenant, request, replayed, accepted: Instant::now() }
+    pub(crate) fn new(
+        seq: u64,
+        tenant: TenantId,
+        request: ExportTraceServiceRequest,
+        _size: u64,
+        replayed: bool,
+    ) -> Self {
+        Self {
+            seq,
+            tenant,
+            request,
+            replayed,
+            accepted: Instant::now(),
+        }
     }
 }
 
@@ -52,35 +64,63 @@ pub struct Delivery {
     pub replication_factor: usize,
     pub max_backoff: Duration,
     pub max_in_flight: usize,
+    /// How long shutdown waits for queued deliveries.
+    pub shutdown_grace: Duration,
 }
 
 impl Delivery {
-    /// Runs until `rx` closes or shutdown; undelivered entries stay in the WAL.
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>, shutdown: watch::Receiver<bool>) {
+    /// Runs until shutdown. On shutdown it keeps delivering what is queued
+    /// for up to `shutdown_grace`; whatever is left stays in the WAL and is
+    /// delivered after the next start.
+    pub async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Pending>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut tasks = tokio::task::JoinSet::new();
         let mut stop = shutdown.clone();
+        let deadline = Arc::new(std::sync::OnceLock::new());
+        let mut stopping = false;
         loop {
-            let pending = tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => break },
-                _ = stop.changed() => break,
+            let pending = if stopping {
+                match rx.try_recv() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    p = rx.recv() => match p { Some(p) => p, None => break },
+                    _ = stop.changed() => {
+                        stopping = true;
+                        let _ = deadline.set(Instant::now() + self.shutdown_grace);
+                        continue;
+                    }
+                }
             };
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                break;
+            };
             let this = self.clone();
-            let shutdown = shutdown.clone();
+            let (shutdown, deadline) = (shutdown.clone(), Arc::clone(&deadline));
             tasks.spawn(async move {
-                this.deliver(pending, shutdown).await;
+                this.deliver(pending, shutdown, deadline).await;
                 drop(permit);
             });
             while tasks.try_join_next().is_some() {}
         }
-        // Give in-flight deliveries a moment to finish; the rest is replayed.
-        let grace = tokio::time::sleep(Duration::from_secs(5));
+        let _ = deadline.set(Instant::now() + self.shutdown_grace);
+        let until = deadline.get().copied().unwrap_or_else(Instant::now);
+        let grace = tokio::time::sleep_until(until.into());
         tokio::pin!(grace);
         loop {
             tokio::select! {
                 next = tasks.join_next() => if next.is_none() { break },
-                _ = &mut grace => { tasks.abort_all(); break }
+                _ = &mut grace => {
+                    warn!(left = tasks.len(), "shutdown grace over; undelivered entries stay in the WAL");
+                    tasks.abort_all();
+                    break
+                }
             }
         }
     }
@@ -99,7 +139,12 @@ impl Delivery {
         }
     }
 
-    async fn deliver(&self, p: Pending, mut shutdown: watch::Receiver<bool>) {
+    async fn deliver(
+        &self,
+        p: Pending,
+        mut shutdown: watch::Receiver<bool>,
+        deadline: Arc<std::sync::OnceLock<Instant>>,
+    ) {
         let mut backoff = Duration::from_millis(50);
         let mut parts: Option<Vec<Part>> = None;
         let mut attempt = 0u32;
@@ -119,27 +164,39 @@ impl Delivery {
                     }
                 }
                 if let Some(parts) = parts.as_mut() {
-                    self.attempt(&p, &ring, parts, attempt > 0 || p.replayed).await;
+                    self.attempt(&p, &ring, parts, attempt > 0 || p.replayed)
+                        .await;
                     let need = self.replication_factor.min(ring.len()).max(1);
                     if parts.iter().all(|part| part.held_by.len() >= need) {
                         self.wal.mark_done(&[p.seq]);
                         self.metrics.deliveries.inc();
-                        self.metrics.delivery_latency_seconds.observe(p.accepted.elapsed().as_secs_f64());
-                        self.metrics.set_wal_pending("acceptor", self.wal.stats().pending_bytes);
+                        self.metrics
+                            .delivery_latency_seconds
+                            .observe(p.accepted.elapsed().as_secs_f64());
+                        self.metrics
+                            .set_wal_pending("acceptor", self.wal.stats().pending_bytes);
                         return;
                     }
                 }
             }
             attempt += 1;
-            if attempt == 1 || attempt % 20 == 0 {
+            if attempt == 1 || attempt.is_multiple_of(20) {
                 debug!(seq = p.seq, attempt, "delivery incomplete; retrying");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
+            // After shutdown, keep trying until the grace deadline.
+            if let Some(d) = deadline.get() {
+                if Instant::now() + backoff > *d {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
             backoff = (backoff * 2).min(self.max_backoff);
-            if attempt % 4 == 0 {
+            if attempt.is_multiple_of(4) {
                 let _ = self.writers.refresh().await;
             }
         }
@@ -189,16 +246,23 @@ impl Delivery {
 /// keeps its number and routing key for every retry.
 fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, signaldb_schema::Error> {
     let tenant = p.tenant.as_str();
-    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(&p.request.resource_spans, ring.len(), |tid| {
-        ring.owner(trace_key(tenant, tid)).unwrap_or(0)
-    })?;
+    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(
+        &p.request.resource_spans,
+        ring.len(),
+        |tid| ring.owner(trace_key(tenant, tid)).unwrap_or(0),
+    )?;
     let mut parts = Vec::new();
     for (no, batch) in batches.into_iter().enumerate() {
         if batch.num_rows() == 0 {
             continue;
         }
         let route_key = first_trace_key(tenant, &batch).unwrap_or(0);
-        parts.push(Part { no: no as u32, route_key, batch, held_by: Vec::new() });
+        parts.push(Part {
+            no: no as u32,
+            route_key,
+            batch,
+            held_by: Vec::new(),
+        });
     }
     Ok(parts)
 }
@@ -206,6 +270,8 @@ fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, signaldb_schema::Err
 fn first_trace_key(tenant: &str, batch: &RecordBatch) -> Option<u64> {
     use arrow_array::Array;
     let col = batch.column_by_name(signaldb_schema::columns::TRACE_ID)?;
-    let ids = col.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
+    let ids = col
+        .as_any()
+        .downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
     (!ids.is_empty()).then(|| trace_key(tenant, ids.value(0)))
 }

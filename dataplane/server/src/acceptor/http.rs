@@ -10,7 +10,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 use super::{Acceptor, IngestError};
@@ -40,7 +42,10 @@ async fn not_found() -> Response {
 }
 
 async fn not_yet() -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "SignalDB does not store this signal yet; only traces (/v1/traces) are accepted\n")
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        "SignalDB does not store this signal yet; only traces (/v1/traces) are accepted\n",
+    )
         .into_response()
 }
 
@@ -51,7 +56,14 @@ async fn traces(State(acceptor): State<Acceptor>, headers: HeaderMap, body: Byte
         Err(HttpError::Ingest(e)) => e.outcome(),
         Err(_) => "invalid",
     };
-    acceptor.metrics().requests.get_or_create(&RequestLabels { transport: "http", outcome }).inc();
+    acceptor
+        .metrics()
+        .requests
+        .get_or_create(&RequestLabels {
+            transport: "http",
+            outcome,
+        })
+        .inc();
     match result {
         Ok(()) => success(encoding),
         Err(e) => e.into_response(encoding),
@@ -68,17 +80,27 @@ impl HttpError {
     fn into_response(self, encoding: Encoding) -> Response {
         let (status, grpc_code, message, retry_after) = match self {
             HttpError::Ingest(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, 3, m, None),
-            HttpError::Ingest(IngestError::Unauthenticated(m)) => (StatusCode::UNAUTHORIZED, 16, m, None),
-            HttpError::Ingest(IngestError::Overloaded { detail, retry_after }) => {
-                (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after))
+            HttpError::Ingest(IngestError::Unauthenticated(m)) => {
+                (StatusCode::UNAUTHORIZED, 16, m, None)
             }
-            HttpError::Ingest(IngestError::Unavailable(m)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, 14, m, Some(std::time::Duration::from_secs(1)))
-            }
+            HttpError::Ingest(IngestError::Overloaded {
+                detail,
+                retry_after,
+            }) => (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after)),
+            HttpError::Ingest(IngestError::Unavailable(m)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                14,
+                m,
+                Some(std::time::Duration::from_secs(1)),
+            ),
             HttpError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, m, None),
             HttpError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, 3, m, None),
         };
-        let body = RpcStatus { code: grpc_code, message, details: vec![] };
+        let body = RpcStatus {
+            code: grpc_code,
+            message,
+            details: vec![],
+        };
         let mut response = encode(encoding, status, &body);
         if let Some(after) = retry_after {
             let secs = after.as_secs().max(1);
@@ -92,12 +114,20 @@ impl HttpError {
 
 fn encode(encoding: Encoding, status: StatusCode, body: &RpcStatus) -> Response {
     match encoding {
-        Encoding::Protobuf => {
-            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body.encode_to_vec()).into_response()
-        }
+        Encoding::Protobuf => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            body.encode_to_vec(),
+        )
+            .into_response(),
         Encoding::Json => {
             let json = serde_json::json!({ "code": body.code, "message": body.message });
-            (status, [(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                json.to_string(),
+            )
+                .into_response()
         }
     }
 }
@@ -107,16 +137,26 @@ fn success(encoding: Encoding) -> Response {
         Encoding::Protobuf => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            ExportTraceServiceResponse { partial_success: None }.encode_to_vec(),
+            ExportTraceServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
         )
             .into_response(),
-        Encoding::Json => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"partialSuccess":{}}"#).into_response()
-        }
+        Encoding::Json => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"partialSuccess":{}}"#,
+        )
+            .into_response(),
     }
 }
 
-async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encoding, Result<(), HttpError>) {
+async fn handle(
+    acceptor: &Acceptor,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (Encoding, Result<(), HttpError>) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -139,7 +179,10 @@ async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encod
             );
         }
     };
-    (encoding, decode_and_export(acceptor, headers, body, encoding).await)
+    (
+        encoding,
+        decode_and_export(acceptor, headers, body, encoding).await,
+    )
 }
 
 async fn decode_and_export(
@@ -149,7 +192,11 @@ async fn decode_and_export(
     encoding: Encoding,
 ) -> Result<(), HttpError> {
     let tenant = acceptor
-        .tenant(headers.get("x-scope-orgid").map(|v| v.to_str().unwrap_or("\u{fffd}")))
+        .tenant(
+            headers
+                .get("x-scope-orgid")
+                .map(|v| v.to_str().unwrap_or("\u{fffd}")),
+        )
         .map_err(HttpError::Ingest)?;
     let max = acceptor.config().max_request_size.as_usize();
     let content_encoding = headers
@@ -168,20 +215,30 @@ async fn decode_and_export(
         }
     };
     let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP protobuf: {e}"))))?,
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
+            HttpError::Ingest(IngestError::Invalid(format!(
+                "malformed OTLP protobuf: {e}"
+            )))
+        })?,
+        Encoding::Json => {
+            serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| {
+                HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}")))
+            })?
+        }
     };
-    acceptor.export_traces(tenant, request).await.map(|_| ()).map_err(HttpError::Ingest)
+    acceptor
+        .export_traces(tenant, request)
+        .await
+        .map(|_| ())
+        .map_err(HttpError::Ingest)
 }
 
 fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
     let mut reader = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}"))))?;
+    reader.read_to_end(&mut out).map_err(|e| {
+        HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}")))
+    })?;
     if out.len() > max {
         return Err(HttpError::TooLarge(format!(
             "request is larger than {max} bytes after decompression (acceptor.max_request_size)"

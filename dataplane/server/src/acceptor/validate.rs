@@ -15,7 +15,10 @@ pub struct Summary {
 /// attribute values longer than `max_value` bytes. The error names the first
 /// offending element by its position, e.g.
 /// `resource_spans[0].scope_spans[1].spans[2]: span_id is 4 bytes, expected 8`.
-pub fn validate_traces(req: &mut ExportTraceServiceRequest, max_value: usize) -> Result<Summary, String> {
+pub fn validate_traces(
+    req: &mut ExportTraceServiceRequest,
+    max_value: usize,
+) -> Result<Summary, String> {
     let mut s = Summary::default();
     for (ri, rs) in req.resource_spans.iter_mut().enumerate() {
         if let Some(r) = rs.resource.as_mut() {
@@ -30,21 +33,27 @@ pub fn validate_traces(req: &mut ExportTraceServiceRequest, max_value: usize) ->
                 id(&span.trace_id, 16, "trace_id").map_err(|e| format!("{}: {e}", at()))?;
                 id(&span.span_id, 8, "span_id").map_err(|e| format!("{}: {e}", at()))?;
                 if !span.parent_span_id.is_empty() {
-                    id(&span.parent_span_id, 8, "parent_span_id").map_err(|e| format!("{}: {e}", at()))?;
+                    id(&span.parent_span_id, 8, "parent_span_id")
+                        .map_err(|e| format!("{}: {e}", at()))?;
                 }
                 if span.start_time_unix_nano == 0 {
                     return Err(format!("{}: start_time_unix_nano is missing", at()));
                 }
-                time(span.start_time_unix_nano, "start_time_unix_nano").map_err(|e| format!("{}: {e}", at()))?;
-                time(span.end_time_unix_nano, "end_time_unix_nano").map_err(|e| format!("{}: {e}", at()))?;
+                time(span.start_time_unix_nano, "start_time_unix_nano")
+                    .map_err(|e| format!("{}: {e}", at()))?;
+                time(span.end_time_unix_nano, "end_time_unix_nano")
+                    .map_err(|e| format!("{}: {e}", at()))?;
                 s.truncated_values += limit(&mut span.attributes, max_value);
                 for (ei, ev) in span.events.iter_mut().enumerate() {
-                    time(ev.time_unix_nano, "time_unix_nano").map_err(|e| format!("{}.events[{ei}]: {e}", at()))?;
+                    time(ev.time_unix_nano, "time_unix_nano")
+                        .map_err(|e| format!("{}.events[{ei}]: {e}", at()))?;
                     s.truncated_values += limit(&mut ev.attributes, max_value);
                 }
                 for (li, link) in span.links.iter_mut().enumerate() {
-                    id(&link.trace_id, 16, "trace_id").map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
-                    id(&link.span_id, 8, "span_id").map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
+                    id(&link.trace_id, 16, "trace_id")
+                        .map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
+                    id(&link.span_id, 8, "span_id")
+                        .map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
                     s.truncated_values += limit(&mut link.attributes, max_value);
                 }
                 s.spans += 1;
@@ -59,7 +68,9 @@ fn id(bytes: &[u8], len: usize, field: &str) -> Result<(), String> {
         return Err(format!("{field} is {} bytes, expected {len}", bytes.len()));
     }
     if bytes.iter().all(|b| *b == 0) {
-        return Err(format!("{field} is all zeros, which OTLP defines as invalid"));
+        return Err(format!(
+            "{field} is all zeros, which OTLP defines as invalid"
+        ));
     }
     Ok(())
 }
@@ -74,7 +85,11 @@ fn time(t: u64, field: &str) -> Result<(), String> {
 /// Truncates string and bytes values (also inside arrays and maps) longer than
 /// `max` bytes; returns how many were cut.
 fn limit(attrs: &mut [KeyValue], max: usize) -> u64 {
-    attrs.iter_mut().filter_map(|kv| kv.value.as_mut()).map(|v| limit_value(v, max)).sum()
+    attrs
+        .iter_mut()
+        .filter_map(|kv| kv.value.as_mut())
+        .map(|v| limit_value(v, max))
+        .sum()
 }
 
 fn limit_value(v: &mut AnyValue, max: usize) -> u64 {
@@ -91,7 +106,9 @@ fn limit_value(v: &mut AnyValue, max: usize) -> u64 {
             b.truncate(max);
             1
         }
-        Some(any_value::Value::ArrayValue(a)) => a.values.iter_mut().map(|v| limit_value(v, max)).sum(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            a.values.iter_mut().map(|v| limit_value(v, max)).sum()
+        }
         Some(any_value::Value::KvlistValue(kv)) => limit(&mut kv.values, max),
         _ => 0,
     }
@@ -106,7 +123,10 @@ mod tests {
     fn req(span: Span) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -125,15 +145,53 @@ mod tests {
     #[test]
     fn accepts_good_and_names_bad_fields() {
         assert_eq!(validate_traces(&mut req(good()), 100).unwrap().spans, 1);
-        let e = validate_traces(&mut req(Span { trace_id: vec![1; 5], ..good() }), 100).unwrap_err();
-        assert_eq!(e, "resource_spans[0].scope_spans[0].spans[0]: trace_id is 5 bytes, expected 16");
-        let e = validate_traces(&mut req(Span { span_id: vec![0; 8], ..good() }), 100).unwrap_err();
+        let e = validate_traces(
+            &mut req(Span {
+                trace_id: vec![1; 5],
+                ..good()
+            }),
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "resource_spans[0].scope_spans[0].spans[0]: trace_id is 5 bytes, expected 16"
+        );
+        let e = validate_traces(
+            &mut req(Span {
+                span_id: vec![0; 8],
+                ..good()
+            }),
+            100,
+        )
+        .unwrap_err();
         assert!(e.contains("span_id is all zeros"), "{e}");
-        let e = validate_traces(&mut req(Span { parent_span_id: vec![1; 3], ..good() }), 100).unwrap_err();
+        let e = validate_traces(
+            &mut req(Span {
+                parent_span_id: vec![1; 3],
+                ..good()
+            }),
+            100,
+        )
+        .unwrap_err();
         assert!(e.contains("parent_span_id is 3 bytes"), "{e}");
-        let e = validate_traces(&mut req(Span { end_time_unix_nano: u64::MAX, ..good() }), 100).unwrap_err();
+        let e = validate_traces(
+            &mut req(Span {
+                end_time_unix_nano: u64::MAX,
+                ..good()
+            }),
+            100,
+        )
+        .unwrap_err();
         assert!(e.contains("end_time_unix_nano"), "{e}");
-        let e = validate_traces(&mut req(Span { start_time_unix_nano: 0, ..good() }), 100).unwrap_err();
+        let e = validate_traces(
+            &mut req(Span {
+                start_time_unix_nano: 0,
+                ..good()
+            }),
+            100,
+        )
+        .unwrap_err();
         assert!(e.contains("start_time_unix_nano is missing"), "{e}");
     }
 
@@ -141,13 +199,21 @@ mod tests {
     fn truncates_long_values_on_char_boundaries() {
         let long = KeyValue {
             key: "k".into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue("é".repeat(10))) }),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("é".repeat(10))),
+            }),
             ..Default::default()
         };
-        let mut r = req(Span { attributes: vec![long], ..good() });
+        let mut r = req(Span {
+            attributes: vec![long],
+            ..good()
+        });
         let s = validate_traces(&mut r, 5).unwrap();
         assert_eq!(s.truncated_values, 1);
         let v = &r.resource_spans[0].scope_spans[0].spans[0].attributes[0];
-        assert_eq!(v.value.as_ref().unwrap().value, Some(any_value::Value::StringValue("éé".into())));
+        assert_eq!(
+            v.value.as_ref().unwrap().value,
+            Some(any_value::Value::StringValue("éé".into()))
+        );
     }
 }

@@ -36,9 +36,15 @@ pub enum FlushError {
     #[error("writing Parquet: {0}")]
     Parquet(parquet::errors::ParquetError),
     #[error("uploading {path}: {source}")]
-    Upload { path: String, source: object_store::Error },
+    Upload {
+        path: String,
+        source: object_store::Error,
+    },
     #[error("registering {path} in the catalog: {source}")]
-    Register { path: String, source: signaldb_catalog::Error },
+    Register {
+        path: String,
+        source: signaldb_catalog::Error,
+    },
     #[error("flush task failed: {0}")]
     Join(String),
 }
@@ -75,13 +81,17 @@ impl Writer {
                         st.held.remove(id);
                     }
                     st.bytes = st.bytes.saturating_sub(buf.bytes);
-                    self.inner.metrics.writer_buffer_bytes.set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
+                    self.inner
+                        .metrics
+                        .writer_buffer_bytes
+                        .set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
                     drop(st);
                     let m = &self.inner.metrics;
                     m.writer_flushes.inc();
                     m.writer_flushed_rows.inc_by(rows as u64);
                     m.writer_flushed_bytes.inc_by(bytes as u64);
-                    m.writer_flush_seconds.observe(started.elapsed().as_secs_f64());
+                    m.writer_flush_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     report.files += 1;
                     report.rows += rows;
                     report.bytes += bytes;
@@ -104,17 +114,28 @@ impl Writer {
             }
         }
         if report.files > 0 {
-            info!(files = report.files, rows = report.rows, bytes = report.bytes, "flushed");
+            info!(
+                files = report.files,
+                rows = report.rows,
+                bytes = report.bytes,
+                "flushed"
+            );
         }
         Ok(report)
     }
 
-    async fn flush_tenant(&self, tenant: &TenantId, buf: &TenantBuffer) -> Result<(usize, usize), FlushError> {
+    async fn flush_tenant(
+        &self,
+        tenant: &TenantId,
+        buf: &TenantBuffer,
+    ) -> Result<(usize, usize), FlushError> {
         let batches = buf.batches.clone();
         let encoded = tokio::task::spawn_blocking(move || encode_parquet(&batches))
             .await
             .map_err(|e| FlushError::Join(e.to_string()))??;
-        let Some(file) = encoded else { return Ok((0, 0)) };
+        let Some(file) = encoded else {
+            return Ok((0, 0));
+        };
         let name = uuid::Uuid::new_v4().to_string();
         let path = file_path(tenant, Signal::Traces, file.min_time_ns, &name);
         let size = file.bytes.len();
@@ -122,7 +143,10 @@ impl Writer {
             .store
             .put(&path, PutPayload::from(file.bytes))
             .await
-            .map_err(|source| FlushError::Upload { path: path.to_string(), source })?;
+            .map_err(|source| FlushError::Upload {
+                path: path.to_string(),
+                source,
+            })?;
         let record = FileRecord {
             path: path.to_string(),
             tenant: tenant.clone(),
@@ -138,7 +162,10 @@ impl Writer {
             .catalog
             .register_file(&record, &buf.ids)
             .await
-            .map_err(|source| FlushError::Register { path: path.to_string(), source })?;
+            .map_err(|source| FlushError::Register {
+                path: path.to_string(),
+                source,
+            })?;
         Ok((file.rows, size))
     }
 }
@@ -159,25 +186,48 @@ fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, FlushE
     }
     let sorted = sort_spans(&all).map_err(FlushError::Sort)?;
     let (min_time_ns, max_time_ns) = time_range(&sorted);
-    let trace_id_idx = schema.index_of(columns::TRACE_ID).map_err(FlushError::Sort)?;
-    let start_idx = schema.index_of(columns::START_TIME_UNIX_NANO).map_err(FlushError::Sort)?;
+    let trace_id_idx = schema
+        .index_of(columns::TRACE_ID)
+        .map_err(FlushError::Sort)?;
+    let start_idx = schema
+        .index_of(columns::START_TIME_UNIX_NANO)
+        .map_err(FlushError::Sort)?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(FlushError::Parquet)?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(FlushError::Parquet)?,
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01)
-        .set_column_bloom_filter_max_ndv(ColumnPath::from(columns::TRACE_ID), sorted.num_rows() as u64)
+        .set_column_bloom_filter_max_ndv(
+            ColumnPath::from(columns::TRACE_ID),
+            sorted.num_rows() as u64,
+        )
         .set_sorting_columns(Some(vec![
-            SortingColumn { column_idx: trace_id_idx as i32, descending: false, nulls_first: false },
-            SortingColumn { column_idx: start_idx as i32, descending: false, nulls_first: false },
+            SortingColumn {
+                column_idx: trace_id_idx as i32,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: start_idx as i32,
+                descending: false,
+                nulls_first: false,
+            },
         ]))
         .build();
     let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).map_err(FlushError::Parquet)?;
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))
+        .map_err(FlushError::Parquet)?;
     writer.write(&sorted).map_err(FlushError::Parquet)?;
     writer.close().map_err(FlushError::Parquet)?;
-    Ok(Some(EncodedFile { bytes: bytes::Bytes::from(out), rows: sorted.num_rows(), min_time_ns, max_time_ns }))
+    Ok(Some(EncodedFile {
+        bytes: bytes::Bytes::from(out),
+        rows: sorted.num_rows(),
+        min_time_ns,
+        max_time_ns,
+    }))
 }
 
 /// Orders spans by trace id, then start time.
@@ -191,8 +241,14 @@ pub(crate) fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch, arrow_schem
     };
     let indices = lexsort_to_indices(
         &[
-            SortColumn { values: col(columns::TRACE_ID)?, options: None },
-            SortColumn { values: col(columns::START_TIME_UNIX_NANO)?, options: None },
+            SortColumn {
+                values: col(columns::TRACE_ID)?,
+                options: None,
+            },
+            SortColumn {
+                values: col(columns::START_TIME_UNIX_NANO)?,
+                options: None,
+            },
         ],
         None,
     )?;
@@ -201,11 +257,21 @@ pub(crate) fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch, arrow_schem
 
 fn time_range(batch: &RecordBatch) -> (i64, i64) {
     let get = |name: &str| {
-        batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>().cloned())
+        batch.column_by_name(name).and_then(|c| {
+            c.as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .cloned()
+        })
     };
-    let min = get(columns::START_TIME_UNIX_NANO).and_then(|a| arrow::compute::min(&a)).unwrap_or(0);
+    let min = get(columns::START_TIME_UNIX_NANO)
+        .and_then(|a| arrow::compute::min(&a))
+        .unwrap_or(0);
     let max = get(columns::END_TIME_UNIX_NANO)
-        .and_then(|a| (a.null_count() < a.len()).then(|| arrow::compute::max(&a)).flatten())
+        .and_then(|a| {
+            (a.null_count() < a.len())
+                .then(|| arrow::compute::max(&a))
+                .flatten()
+        })
         .unwrap_or(min)
         .max(min);
     (min, max)

@@ -123,7 +123,10 @@ impl Writer {
     /// Refills the buffer from the WAL after a restart. Batches that a flush
     /// already registered in the catalog (the process died between
     /// registration and WAL trim) are trimmed instead of stored twice.
-    pub async fn restore(&self, replay: Vec<signaldb_wal::ReplayEntry>) -> Result<usize, WriterError> {
+    pub async fn restore(
+        &self,
+        replay: Vec<signaldb_wal::ReplayEntry>,
+    ) -> Result<usize, WriterError> {
         let mut decoded = Vec::with_capacity(replay.len());
         for entry in replay {
             match decode_record(&entry.payload) {
@@ -157,12 +160,17 @@ impl Writer {
     }
 
     /// Stores one batch durably; see the module docs.
-    pub async fn put(&self, meta: PutMetadata, batches: Vec<RecordBatch>) -> Result<PutAck, WriterError> {
+    pub async fn put(
+        &self,
+        meta: PutMetadata,
+        batches: Vec<RecordBatch>,
+    ) -> Result<PutAck, WriterError> {
         let i = &self.inner;
         if i.draining.load(Ordering::Acquire) {
             return Err(WriterError::Draining);
         }
-        let tenant = TenantId::new(meta.tenant.clone()).map_err(|e| WriterError::BadMetadata(e.to_string()))?;
+        let tenant = TenantId::new(meta.tenant.clone())
+            .map_err(|e| WriterError::BadMetadata(e.to_string()))?;
         if meta.source.is_empty() {
             return Err(WriterError::BadMetadata("source is empty".into()));
         }
@@ -171,13 +179,23 @@ impl Writer {
             if b.schema().fields() != expected.fields() {
                 return Err(WriterError::BadSchema(format!(
                     "got columns [{}]",
-                    b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    b.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let id = batch_id(&meta);
-        let ack = |duplicate| PutAck { seq: meta.seq, part: meta.part, rows: rows as u64, duplicate };
+        let ack = |duplicate| PutAck {
+            seq: meta.seq,
+            part: meta.part,
+            rows: rows as u64,
+            duplicate,
+        };
         {
             let st = self.state();
             if st.held.contains(&id) {
@@ -185,15 +203,31 @@ impl Writer {
                 return Ok(ack(true));
             }
             if st.bytes >= i.config.max_buffer_size.as_usize() {
-                return Err(WriterError::BufferFull { buffered: st.bytes, limit: i.config.max_buffer_size.as_usize() });
+                return Err(WriterError::BufferFull {
+                    buffered: st.bytes,
+                    limit: i.config.max_buffer_size.as_usize(),
+                });
             }
         }
-        if meta.maybe_duplicate && !i.catalog.batches_seen(std::slice::from_ref(&id)).await?.is_empty() {
+        if meta.maybe_duplicate
+            && !i
+                .catalog
+                .batches_seen(std::slice::from_ref(&id))
+                .await?
+                .is_empty()
+        {
             i.metrics.writer_duplicate_batches.inc();
             return Ok(ack(true));
         }
-        let record = WriterWalRecord { meta: Some(meta.clone()), ipc: encode_ipc(&batches).map_err(WriterError::Encode)? };
-        let seq = i.wal.append(Bytes::from(record.encode_to_vec())).await.map_err(WriterError::Wal)?;
+        let record = WriterWalRecord {
+            meta: Some(meta.clone()),
+            ipc: encode_ipc(&batches).map_err(WriterError::Encode)?,
+        };
+        let seq = i
+            .wal
+            .append(Bytes::from(record.encode_to_vec()))
+            .await
+            .map_err(WriterError::Wal)?;
         if !self.insert(tenant, id, seq, batches) {
             // A concurrent put of the same batch won the race; ours is redundant.
             i.wal.mark_done(&[seq]);
@@ -219,7 +253,10 @@ impl Writer {
         buf.ids.push(id);
         buf.seqs.push(seq);
         buf.bytes += bytes;
-        self.inner.metrics.writer_buffer_bytes.set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
+        self.inner
+            .metrics
+            .writer_buffer_bytes
+            .set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
         true
     }
 
@@ -252,7 +289,8 @@ impl Writer {
                     Ok(_) => backoff = Duration::ZERO,
                     Err(e) => {
                         warn!(error = %e, "flush failed; data stays buffered and logged, retrying");
-                        backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                        backoff = (backoff * 2)
+                            .clamp(Duration::from_millis(500), Duration::from_secs(30));
                     }
                 }
             }
@@ -274,7 +312,11 @@ impl Writer {
 }
 
 fn batch_id(meta: &PutMetadata) -> BatchId {
-    BatchId { source: meta.source.clone(), seq: meta.seq, part: meta.part }
+    BatchId {
+        source: meta.source.clone(),
+        seq: meta.seq,
+        part: meta.part,
+    }
 }
 
 fn encode_ipc(batches: &[RecordBatch]) -> Result<Bytes, arrow_schema::ArrowError> {
@@ -292,6 +334,8 @@ fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), Stri
     let meta = record.meta.ok_or("record has no metadata")?;
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(record.ipc), None)
         .map_err(|e| e.to_string())?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     Ok((meta, batches))
 }

@@ -5,8 +5,8 @@ use std::pin::Pin;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -24,7 +24,9 @@ impl From<WriterError> for Status {
     fn from(e: WriterError) -> Self {
         let msg = e.to_string();
         match e {
-            WriterError::BadMetadata(_) | WriterError::BadSchema(_) => Status::invalid_argument(msg),
+            WriterError::BadMetadata(_) | WriterError::BadSchema(_) => {
+                Status::invalid_argument(msg)
+            }
             WriterError::Draining => Status::unavailable(msg),
             WriterError::BufferFull { .. } => Status::resource_exhausted(msg),
             WriterError::Wal(signaldb_wal::Error::Full { .. }) => Status::resource_exhausted(msg),
@@ -62,17 +64,24 @@ impl FlightService for WriterFlight {
     type ListActionsStream = BoxStream<ActionType>;
     type DoExchangeStream = BoxStream<FlightData>;
 
-    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let stream = request.into_inner().map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let stream = request
+            .into_inner()
+            .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
         let mut decoder = FlightDataDecoder::new(stream);
         let mut meta: Option<PutMetadata> = None;
         let mut batches = Vec::new();
         while let Some(item) = decoder.next().await {
-            let item = item.map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
+            let item = item
+                .map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
             if meta.is_none() && !item.inner.app_metadata.is_empty() {
                 meta = Some(
-                    PutMetadata::decode(item.inner.app_metadata.clone())
-                        .map_err(|e| Status::invalid_argument(format!("undecodable app_metadata: {e}")))?,
+                    PutMetadata::decode(item.inner.app_metadata.clone()).map_err(|e| {
+                        Status::invalid_argument(format!("undecodable app_metadata: {e}"))
+                    })?,
                 );
             }
             if let DecodedPayload::RecordBatch(b) = item.payload {
@@ -80,11 +89,17 @@ impl FlightService for WriterFlight {
             }
         }
         let meta = meta.ok_or_else(|| {
-            Status::invalid_argument("DoPut needs app_metadata with tenant, source, seq and part on its first message")
+            Status::invalid_argument(
+                "DoPut needs app_metadata with tenant, source, seq and part on its first message",
+            )
         })?;
         let ack = self.writer.put(meta, batches).await?;
-        let result = PutResult { app_metadata: Bytes::from(ack.encode_to_vec()) };
-        Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(result) }))))
+        let result = PutResult {
+            app_metadata: Bytes::from(ack.encode_to_vec()),
+        };
+        Ok(Response::new(Box::pin(futures::stream::once(async move {
+            Ok(result)
+        }))))
     }
 
     async fn handshake(
@@ -94,31 +109,54 @@ impl FlightService for WriterFlight {
         Err(Status::unimplemented("the writer needs no handshake"))
     }
 
-    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("the writer lists no flights"))
     }
 
-    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         Err(Status::unimplemented("the writer serves no flight info"))
     }
 
-    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         Err(Status::unimplemented("the writer serves no flight info"))
     }
 
-    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("the writer serves no schemas"))
     }
 
-    async fn do_get(&self, _request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Err(Status::unimplemented("reading the writer's buffer arrives with the querier"))
+    async fn do_get(
+        &self,
+        _request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        Err(Status::unimplemented(
+            "reading the writer's buffer arrives with the querier",
+        ))
     }
 
-    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        _request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         Err(Status::unimplemented("the writer has no actions"))
     }
 
-    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         Ok(Response::new(Box::pin(futures::stream::empty())))
     }
 

@@ -32,19 +32,104 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
     let bad_ids = VALID_JSON.replace("7f3a2c1b9d8e6f50", "7f3a");
     let big = vec![b'x'; 100 * 1024];
     let bomb = gzip(&vec![0u8; 1024 * 1024]);
-    let cases: Vec<(&str, &str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("malformed protobuf", "/v1/traces", "application/x-protobuf", None, b"\xff\xff\xff\x01junk".to_vec(), 400, "malformed OTLP protobuf"),
-        ("bad JSON", "/v1/traces", "application/json", None, b"{\"resourceSpans\": [".to_vec(), 400, "malformed OTLP JSON"),
-        ("wrong id length", "/v1/traces", "application/json", None, bad_ids.into_bytes(), 400, "trace_id is 10 bytes, expected 16"),
-        ("oversized body", "/v1/traces", "application/x-protobuf", None, big, 413, ""),
-        ("oversized after gunzip", "/v1/traces", "application/x-protobuf", Some("gzip"), bomb, 413, "larger than 65536 bytes after decompression"),
-        ("broken gzip", "/v1/traces", "application/json", Some("gzip"), b"not gzip".to_vec(), 400, "malformed gzip body"),
-        ("unsupported encoding", "/v1/traces", "application/json", Some("br"), b"{}".to_vec(), 415, "unsupported content encoding br"),
-        ("unsupported content type", "/v1/traces", "text/plain", None, b"hello".to_vec(), 415, "unsupported content type text/plain"),
-        ("unknown path", "/v1/spans", "application/json", None, b"{}".to_vec(), 404, "404 page not found"),
+    // (what, path, content type, content encoding, body, status, message)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "malformed protobuf",
+            "/v1/traces",
+            "application/x-protobuf",
+            None,
+            b"\xff\xff\xff\x01junk".to_vec(),
+            400,
+            "malformed OTLP protobuf",
+        ),
+        (
+            "bad JSON",
+            "/v1/traces",
+            "application/json",
+            None,
+            b"{\"resourceSpans\": [".to_vec(),
+            400,
+            "malformed OTLP JSON",
+        ),
+        (
+            "wrong id length",
+            "/v1/traces",
+            "application/json",
+            None,
+            bad_ids.into_bytes(),
+            400,
+            "trace_id is 10 bytes, expected 16",
+        ),
+        (
+            "oversized body",
+            "/v1/traces",
+            "application/x-protobuf",
+            None,
+            big,
+            413,
+            "",
+        ),
+        (
+            "oversized after gunzip",
+            "/v1/traces",
+            "application/x-protobuf",
+            Some("gzip"),
+            bomb,
+            413,
+            "larger than 65536 bytes after decompression",
+        ),
+        (
+            "broken gzip",
+            "/v1/traces",
+            "application/json",
+            Some("gzip"),
+            b"not gzip".to_vec(),
+            400,
+            "malformed gzip body",
+        ),
+        (
+            "unsupported encoding",
+            "/v1/traces",
+            "application/json",
+            Some("br"),
+            b"{}".to_vec(),
+            415,
+            "unsupported content encoding br",
+        ),
+        (
+            "unsupported content type",
+            "/v1/traces",
+            "text/plain",
+            None,
+            b"hello".to_vec(),
+            415,
+            "unsupported content type text/plain",
+        ),
+        (
+            "unknown path",
+            "/v1/spans",
+            "application/json",
+            None,
+            b"{}".to_vec(),
+            404,
+            "404 page not found",
+        ),
     ];
     for (what, path, ct, ce, body, status, needle) in cases {
-        let mut req = http.post(format!("{base}{path}")).header("content-type", ct).body(body);
+        let mut req = http
+            .post(format!("{base}{path}"))
+            .header("content-type", ct)
+            .body(body);
         if let Some(ce) = ce {
             req = req.header("content-encoding", ce);
         }
@@ -67,31 +152,51 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
         .unwrap();
     let status = signaldb::proto::RpcStatus::decode(resp.bytes().await.unwrap()).unwrap();
     assert_eq!(status.code, 3);
-    assert!(status.message.contains("malformed OTLP protobuf"), "{}", status.message);
+    assert!(
+        status.message.contains("malformed OTLP protobuf"),
+        "{}",
+        status.message
+    );
 
     // gRPC.
-    let mut grpc = TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap())).await.unwrap();
+    let mut grpc =
+        TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
+            .await
+            .unwrap();
     let mut bad = request(1, 1, 2);
     bad.resource_spans[0].scope_spans[0].spans[1].span_id = vec![1, 2, 3];
     let err = grpc.export(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("spans[1]: span_id is 3 bytes, expected 8"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("spans[1]: span_id is 3 bytes, expected 8"),
+        "{}",
+        err.message()
+    );
     let mut bad = request(2, 1, 1);
     bad.resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano = 0;
     let err = grpc.export(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("start_time_unix_nano is missing"), "{}", err.message());
+    assert!(
+        err.message().contains("start_time_unix_nano is missing"),
+        "{}",
+        err.message()
+    );
     let huge = request(3, 200, 10);
     assert!(huge.encoded_len() > 64 * 1024);
     let err = grpc.export(huge).await.unwrap_err();
     assert!(
-        matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        matches!(
+            err.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
         "oversized gRPC message: {err:?}"
     );
     let err = grpc
         .export({
             let mut r = tonic::Request::new(request(4, 1, 1));
-            r.metadata_mut().insert("x-scope-orgid", "bad/tenant".parse().unwrap());
+            r.metadata_mut()
+                .insert("x-scope-orgid", "bad/tenant".parse().unwrap());
             r
         })
         .await
@@ -123,12 +228,28 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
 
     deliver_and_flush(&running).await;
     let stored = spans_by_id(&stored_spans(&dir.path().join("objects")));
-    assert_eq!(stored.len(), 1 + 6 + 4, "exactly the valid spans are stored");
+    assert_eq!(
+        stored.len(),
+        1 + 6 + 4,
+        "exactly the valid spans are stored"
+    );
     assert!(stored.values().all(|(n, _)| *n == 1));
-    let json_span = stored.get(&(hex::decode("00000000000000007f3a2c1b9d8e6f50").unwrap(), vec![0xaa; 8])).unwrap();
+    let json_span = stored
+        .get(&(
+            hex::decode("00000000000000007f3a2c1b9d8e6f50").unwrap(),
+            vec![0xaa; 8],
+        ))
+        .unwrap();
     assert_eq!(json_span.1.name, "consume");
     assert_eq!(json_span.1.kind, 5);
     let text = running.metrics.render();
-    assert!(metric(&text, "signaldb_acceptor_requests_total{transport=\"http\",outcome=\"invalid\"}").unwrap() >= 5.0);
+    assert!(
+        metric(
+            &text,
+            "signaldb_acceptor_requests_total{transport=\"http\",outcome=\"invalid\"}"
+        )
+        .unwrap()
+            >= 5.0
+    );
     running.shutdown().await;
 }

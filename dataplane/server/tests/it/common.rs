@@ -11,7 +11,7 @@ use signaldb::server::{Roles, Running, start};
 use signaldb_config::Config;
 
 /// A config on fresh directories and port 0 everywhere.
-pub fn test_config(dir: &Path) -> Config {
+pub(crate) fn test_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.data_dir = dir.to_path_buf();
     let any = "127.0.0.1:0".parse().unwrap();
@@ -25,25 +25,30 @@ pub fn test_config(dir: &Path) -> Config {
     c
 }
 
-pub async fn start_all(config: Config) -> Running {
+pub(crate) async fn start_all(config: Config) -> Running {
     start(config, Roles::ALL).await.expect("server starts")
 }
 
 /// Polls `f` every 20 ms until it is true or `timeout` passes.
-pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Every `.parquet` file below `dir`.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -58,8 +63,11 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Reads Parquet bytes back as OTLP.
-pub fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<ResourceSpans> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+pub(crate) fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<ResourceSpans> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
     let mut out = Vec::new();
     for batch in reader {
         out.extend(signaldb_schema::traces::arrow_to_otlp(&batch.unwrap()).unwrap());
@@ -68,7 +76,7 @@ pub fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<ResourceSpans> {
 }
 
 /// All spans stored as Parquet under `dir`, with their resource attributes' service name.
-pub fn stored_spans(dir: &Path) -> Vec<ResourceSpans> {
+pub(crate) fn stored_spans(dir: &Path) -> Vec<ResourceSpans> {
     parquet_files(dir)
         .into_iter()
         .flat_map(|p| read_parquet_bytes(bytes::Bytes::from(std::fs::read(p).unwrap())))
@@ -76,7 +84,7 @@ pub fn stored_spans(dir: &Path) -> Vec<ResourceSpans> {
 }
 
 /// Flattens to spans keyed by (trace id, span id), counting duplicates.
-pub fn spans_by_id(rs: &[ResourceSpans]) -> HashMap<(Vec<u8>, Vec<u8>), (usize, Span)> {
+pub(crate) fn spans_by_id(rs: &[ResourceSpans]) -> HashMap<(Vec<u8>, Vec<u8>), (usize, Span)> {
     let mut out: HashMap<(Vec<u8>, Vec<u8>), (usize, Span)> = HashMap::new();
     for r in rs {
         for ss in &r.scope_spans {
@@ -91,23 +99,30 @@ pub fn spans_by_id(rs: &[ResourceSpans]) -> HashMap<(Vec<u8>, Vec<u8>), (usize, 
 }
 
 /// Waits until the acceptor has delivered everything, then flushes the writer.
-pub async fn deliver_and_flush(running: &Running) {
+pub(crate) async fn deliver_and_flush(running: &Running) {
     let m = running.metrics.clone();
     wait_until("acceptor WAL to drain", Duration::from_secs(20), || {
-        m.render().lines().any(|l| l.starts_with("signaldb_wal_pending_bytes{role=\"acceptor\"} 0"))
+        m.render()
+            .lines()
+            .any(|l| l.starts_with("signaldb_wal_pending_bytes{role=\"acceptor\"} 0"))
     })
     .await;
-    running.writer().expect("writer role").flush().await.expect("flush");
+    running
+        .writer()
+        .expect("writer role")
+        .flush()
+        .await
+        .expect("flush");
 }
 
 /// A request of `traces` traces of `per_trace` spans, ids derived from `seed`.
-pub fn request(seed: u64, traces: u32, per_trace: u32) -> ExportTraceServiceRequest {
+pub(crate) fn request(seed: u64, traces: u32, per_trace: u32) -> ExportTraceServiceRequest {
     let mut f = signaldb::loadgen::RequestFactory::new(seed, per_trace, 4);
     f.request(traces * per_trace)
 }
 
 /// Sends SIGTERM or SIGKILL to a child.
-pub fn signal(child: &std::process::Child, sig: i32) {
+pub(crate) fn signal(child: &std::process::Child, sig: i32) {
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on a child we spawned.
     unsafe {
@@ -116,16 +131,18 @@ pub fn signal(child: &std::process::Child, sig: i32) {
 }
 
 /// A `signaldb` process of the binary under test.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: std::process::Child,
     pub endpoints: serde_json::Value,
 }
 
 impl Proc {
-    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_signaldb"));
-        cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+        cmd.args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
         cmd.env("SIGNALDB_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
@@ -133,25 +150,36 @@ impl Proc {
         let mut child = cmd.spawn().expect("spawn signaldb");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("read endpoints line");
-        assert!(!line.is_empty(), "signaldb {args:?} exited before listening");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read endpoints line");
+        assert!(
+            !line.is_empty(),
+            "signaldb {args:?} exited before listening"
+        );
         let endpoints: serde_json::Value = serde_json::from_str(&line).expect("endpoints JSON");
         Proc { child, endpoints }
     }
 
-    pub fn addr(&self, key: &str) -> String {
-        self.endpoints[key].as_str().unwrap_or_else(|| panic!("no {key} in {}", self.endpoints)).to_owned()
+    pub(crate) fn addr(&self, key: &str) -> String {
+        self.endpoints[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.endpoints))
+            .to_owned()
     }
 
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         signal(&self.child, libc::SIGKILL);
         let _ = self.child.wait();
     }
 
-    pub fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         signal(&self.child, libc::SIGTERM);
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "signaldb exited with {status} after SIGTERM");
+        assert!(
+            status.success(),
+            "signaldb exited with {status} after SIGTERM"
+        );
     }
 }
 
@@ -163,7 +191,7 @@ impl Drop for Proc {
 }
 
 /// Scrapes a metric's value from a Prometheus text page.
-pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -171,11 +199,11 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 /// Span ids, as stored.
-pub type SpanKey = (Vec<u8>, Vec<u8>);
+pub(crate) type SpanKey = (Vec<u8>, Vec<u8>);
 
 /// Sends OTLP/gRPC requests in a loop to whatever endpoint is current and
 /// records the span ids of every acknowledged request.
-pub struct Loader {
+pub(crate) struct Loader {
     pub acked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<SpanKey>>>,
     pub endpoint: std::sync::Arc<std::sync::Mutex<String>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -183,7 +211,7 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn start(endpoint: String, clients: u32, tenant: Option<String>) -> Loader {
+    pub(crate) fn start(endpoint: String, clients: u32, tenant: Option<String>) -> Loader {
         use std::sync::atomic::Ordering;
         use std::sync::{Arc, Mutex};
         let acked = Arc::new(Mutex::new(std::collections::HashSet::new()));
@@ -191,8 +219,12 @@ impl Loader {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         for c in 0..clients {
-            let (acked, endpoint, stop, tenant) =
-                (Arc::clone(&acked), Arc::clone(&endpoint), Arc::clone(&stop), tenant.clone());
+            let (acked, endpoint, stop, tenant) = (
+                Arc::clone(&acked),
+                Arc::clone(&endpoint),
+                Arc::clone(&stop),
+                tenant.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut seed = u64::from(c) << 40;
                 let mut client: Option<(String, opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<tonic::transport::Channel>)> = None;
@@ -235,28 +267,36 @@ impl Loader {
                 }
             }));
         }
-        Loader { acked, endpoint, stop, tasks }
+        Loader {
+            acked,
+            endpoint,
+            stop,
+            tasks,
+        }
     }
 
-    pub fn set_endpoint(&self, e: String) {
+    pub(crate) fn set_endpoint(&self, e: String) {
         *self.endpoint.lock().unwrap() = e;
     }
 
-    pub fn acked_count(&self) -> usize {
+    pub(crate) fn acked_count(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
-    pub async fn stop(self) -> std::collections::HashSet<SpanKey> {
+    pub(crate) async fn stop(self) -> std::collections::HashSet<SpanKey> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
         }
-        std::sync::Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+        std::sync::Arc::try_unwrap(self.acked)
+            .unwrap()
+            .into_inner()
+            .unwrap()
     }
 }
 
 /// The spans of every file the catalog lists for `tenant`, read through `store`.
-pub async fn catalog_spans(
+pub(crate) async fn catalog_spans(
     catalog_url: &str,
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
     tenant: &str,
@@ -265,21 +305,38 @@ pub async fn catalog_spans(
     use signaldb_catalog::Catalog;
     let catalog = signaldb_catalog::connect(catalog_url, 2).await.unwrap();
     let tenant = signaldb_config::TenantId::new(tenant).unwrap();
-    let files = catalog.list_files(&tenant, signaldb_config::Signal::Traces, None).await.unwrap();
+    let files = catalog
+        .list_files(&tenant, signaldb_config::Signal::Traces, None)
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for f in files {
-        let bytes = store.get(&object_store::path::Path::from(f.path.as_str())).await.unwrap().bytes().await.unwrap();
+        let bytes = store
+            .get(&object_store::path::Path::from(f.path.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         out.extend(read_parquet_bytes(bytes));
     }
     out
 }
 
 /// Asserts every acknowledged span is stored exactly once and nothing is stored twice.
-pub fn assert_exactly_once(acked: &std::collections::HashSet<SpanKey>, stored: &[ResourceSpans]) {
+pub(crate) fn assert_exactly_once(
+    acked: &std::collections::HashSet<SpanKey>,
+    stored: &[ResourceSpans],
+) {
     let by_id = spans_by_id(stored);
     let dupes = by_id.values().filter(|(n, _)| *n > 1).count();
     assert_eq!(dupes, 0, "{dupes} spans are stored more than once");
     let missing = acked.iter().filter(|k| !by_id.contains_key(*k)).count();
-    assert_eq!(missing, 0, "{missing} of {} acknowledged spans are missing", acked.len());
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged spans are missing",
+        acked.len()
+    );
     assert!(by_id.len() >= acked.len());
 }

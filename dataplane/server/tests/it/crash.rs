@@ -12,12 +12,21 @@ async fn kill_9_under_load_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let args = [
-        "--data-dir", data.as_str(),
-        "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0",
-        "--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+        "--data-dir",
+        data.as_str(),
+        "--otlp-grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-http-addr",
+        "127.0.0.1:0",
+        "--flight-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
         // Flush often, so that kills also land in flushes and WAL trims.
-        "--set", "writer.flush_max_age=300ms",
-        "--set", "discovery.heartbeat_interval=200ms",
+        "--set",
+        "writer.flush_max_age=300ms",
+        "--set",
+        "discovery.heartbeat_interval=200ms",
     ];
     let mut proc = Proc::spawn(&args, &[]);
     let loader = Loader::start(proc.addr("otlp_grpc"), 3, None);
@@ -32,7 +41,11 @@ async fn kill_9_under_load_loses_and_duplicates_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acked = loader.stop().await;
-    assert!(acked.len() > 500, "the load acknowledged only {} spans", acked.len());
+    assert!(
+        acked.len() > 500,
+        "the load acknowledged only {} spans",
+        acked.len()
+    );
     proc.terminate();
 
     let config = test_config(dir.path());

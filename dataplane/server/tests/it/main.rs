@@ -1,6 +1,13 @@
 //! The server crate's one integration-test binary: real servers on port 0,
 //! real clients, real files.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::field_reassign_with_default
+)]
+
 mod common;
 
 mod bad_input;

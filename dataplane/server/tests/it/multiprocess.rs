@@ -22,7 +22,12 @@ fn required_env(name: &str) -> String {
 }
 
 async fn admin_metric(admin: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics")).await.ok()?.text().await.ok()?;
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     metric(&text, name)
 }
 
@@ -33,8 +38,16 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let bucket = format!("sdb-it-{run}");
     let tenant = format!("mp-{run}");
-    let resp = reqwest::Client::new().put(format!("{s3}/{bucket}")).send().await.unwrap();
-    assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
+    let resp = reqwest::Client::new()
+        .put(format!("{s3}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "creating bucket: {}",
+        resp.status()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let wdir = dir.path().join("writer").to_str().unwrap().to_owned();
@@ -52,16 +65,39 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
         "discovery.heartbeat_interval=200ms".into(),
     ];
     let mut writer_args: Vec<&str> = vec![
-        "writer", "--data-dir", &wdir, "--node-id", &wid, "--catalog-url", &pg, "--storage-url", &storage,
-        "--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+        "writer",
+        "--data-dir",
+        &wdir,
+        "--node-id",
+        &wid,
+        "--catalog-url",
+        &pg,
+        "--storage-url",
+        &storage,
+        "--flight-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
     ];
     for s in &s3_settings {
         writer_args.extend(["--set", s.as_str()]);
     }
     let acceptor_args: Vec<&str> = vec![
-        "acceptor", "--data-dir", &adir, "--node-id", &aid, "--catalog-url", &pg,
-        "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-        "--set", "discovery.heartbeat_interval=200ms",
+        "acceptor",
+        "--data-dir",
+        &adir,
+        "--node-id",
+        &aid,
+        "--catalog-url",
+        &pg,
+        "--otlp-grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--set",
+        "discovery.heartbeat_interval=200ms",
     ];
     let mut writer = Proc::spawn(&writer_args, &[]);
     let mut acceptor = Proc::spawn(&acceptor_args, &[]);
@@ -101,13 +137,20 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     loader.set_endpoint(acceptor.addr("otlp_grpc"));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut acked = loader.stop().await;
-    assert!(acked.len() > 200, "the load acknowledged only {} spans", acked.len());
+    assert!(
+        acked.len() > 200,
+        "the load acknowledged only {} spans",
+        acked.len()
+    );
 
     // Let the acceptor hand everything over, then stop both cleanly.
     let admin = acceptor.addr("admin");
     let t = std::time::Instant::now();
     while admin_metric(&admin, "signaldb_wal_pending_bytes{role=\"acceptor\"}").await != Some(0.0) {
-        assert!(t.elapsed() < Duration::from_secs(30), "acceptor did not deliver its WAL");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "acceptor did not deliver its WAL"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     acceptor.terminate();
@@ -127,7 +170,10 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     let stored = catalog_spans(&pg, &store, &tenant).await;
     check(&stored, &sent, "mp-svc");
     for c in [&sent.root, &sent.child] {
-        acked.insert((c.trace_id().to_bytes().to_vec(), c.span_id().to_bytes().to_vec()));
+        acked.insert((
+            c.trace_id().to_bytes().to_vec(),
+            c.span_id().to_bytes().to_vec(),
+        ));
     }
     assert_exactly_once(&acked, &stored);
 }

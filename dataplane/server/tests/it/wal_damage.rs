@@ -9,7 +9,12 @@ use signaldb::server::{Roles, start};
 use crate::common::*;
 
 fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wal")).collect();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
     v.sort();
     v
 }
@@ -21,7 +26,9 @@ async fn damaged_wal_is_survived_and_counted() {
     // Acceptor alone: requests stay in its WAL.
     let acceptor = start(config.clone(), Roles::ACCEPTOR).await.unwrap();
     let mut grpc =
-        TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap())).await.unwrap();
+        TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
+            .await
+            .unwrap();
     let n = 20u64;
     for seed in 0..n {
         grpc.export(request(seed, 1, 10)).await.unwrap();
@@ -42,13 +49,43 @@ async fn damaged_wal_is_survived_and_counted() {
 
     let running = start(config.clone(), Roles::ALL).await.unwrap();
     let text = running.metrics.render();
-    assert_eq!(metric(&text, "signaldb_wal_corrupt_records_total{role=\"acceptor\"}"), Some(2.0), "{text}");
-    assert!(metric(&text, "signaldb_wal_truncated_bytes_total{role=\"acceptor\"}").unwrap() > 0.0);
-    assert_eq!(metric(&text, "signaldb_wal_empty_segments_total{role=\"acceptor\"}"), Some(1.0));
-    assert_eq!(metric(&text, "signaldb_wal_replayed_records_total{role=\"acceptor\"}"), Some((n - 2) as f64));
+    assert_eq!(
+        metric(
+            &text,
+            "signaldb_wal_corrupt_records_total{role=\"acceptor\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "signaldb_wal_truncated_bytes_total{role=\"acceptor\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "signaldb_wal_empty_segments_total{role=\"acceptor\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "signaldb_wal_replayed_records_total{role=\"acceptor\"}"
+        ),
+        Some((n - 2) as f64)
+    );
     deliver_and_flush(&running).await;
     let stored = spans_by_id(&stored_spans(&dir.path().join("objects")));
-    assert_eq!(stored.len() as u64, (n - 2) * 10, "all spans of the undamaged records");
+    assert_eq!(
+        stored.len() as u64,
+        (n - 2) * 10,
+        "all spans of the undamaged records"
+    );
     assert!(stored.values().all(|(c, _)| *c == 1));
     running.shutdown().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
