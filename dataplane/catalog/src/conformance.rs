@@ -11,9 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{
-    BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId,
-};
+use crate::{BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId};
 
 /// Runs every check against `catalog`.
 pub async fn run_all(catalog: &dyn Catalog) {
@@ -37,9 +35,7 @@ struct Run {
 impl Run {
     fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock before 1970");
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self {
             sfx: format!("{}-{}-{}", since.as_nanos(), std::process::id(), n),
@@ -59,14 +55,7 @@ impl Run {
         }
     }
 
-    fn file(
-        &self,
-        name: &str,
-        tenant: &TenantId,
-        signal: Signal,
-        min: i64,
-        max: i64,
-    ) -> FileRecord {
+    fn file(&self, name: &str, tenant: &TenantId, signal: Signal, min: i64, max: i64) -> FileRecord {
         FileRecord {
             path: format!("{tenant}/{signal}/{name}-{}.parquet", self.sfx),
             tenant: tenant.clone(),
@@ -82,9 +71,7 @@ impl Run {
 
     /// This run's records among `all`.
     fn mine(&self, all: Vec<ServiceRecord>) -> Vec<ServiceRecord> {
-        all.into_iter()
-            .filter(|s| s.id.ends_with(&self.sfx))
-            .collect()
+        all.into_iter().filter(|s| s.id.ends_with(&self.sfx)).collect()
     }
 }
 
@@ -92,13 +79,7 @@ fn is_sorted_by_id(services: &[ServiceRecord]) -> bool {
     services.windows(2).all(|w| w[0].id <= w[1].id)
 }
 
-async fn live(
-    c: &dyn Catalog,
-    run: &Run,
-    cap: Capability,
-    now: i64,
-    ttl: i64,
-) -> Vec<ServiceRecord> {
+async fn live(c: &dyn Catalog, run: &Run, cap: Capability, now: i64, ttl: i64) -> Vec<ServiceRecord> {
     let all = c.live_services(cap, now, ttl).await.expect("live_services");
     assert!(is_sorted_by_id(&all), "live_services must be ordered by id");
     assert!(
@@ -155,10 +136,7 @@ async fn services(c: &dyn Catalog, run: &Run) {
         live(c, run, Capability::Storage, t, 1000).await,
         vec![a.clone(), b.clone()]
     );
-    assert_eq!(
-        live(c, run, Capability::QueryExecution, t, 1000).await,
-        vec![b.clone()]
-    );
+    assert_eq!(live(c, run, Capability::QueryExecution, t, 1000).await, vec![b.clone()]);
     assert_eq!(
         live(c, run, Capability::TraceIngestion, t, 1000).await,
         vec![d.clone()],
@@ -178,10 +156,7 @@ async fn services(c: &dyn Catalog, run: &Run) {
         live(c, run, Capability::Storage, t, 1000).await,
         vec![a2.clone(), b.clone()]
     );
-    assert_eq!(
-        live(c, run, Capability::Routing, t, 1000).await,
-        vec![a2.clone()]
-    );
+    assert_eq!(live(c, run, Capability::Routing, t, 1000).await, vec![a2.clone()]);
 
     // Heartbeats and the TTL window: a heartbeat exactly at now - ttl is live.
     c.heartbeat(&a2.id, t + 5000).await.expect("heartbeat");
@@ -217,27 +192,16 @@ async fn services(c: &dyn Catalog, run: &Run) {
         live(c, run, Capability::QueryExecution, t, 1000).await,
         vec![b_draining]
     );
-    c.set_draining(&b.id, false)
-        .await
-        .expect("set_draining false");
-    assert_eq!(
-        live(c, run, Capability::QueryExecution, t, 1000).await,
-        vec![b.clone()]
-    );
+    c.set_draining(&b.id, false).await.expect("set_draining false");
+    assert_eq!(live(c, run, Capability::QueryExecution, t, 1000).await, vec![b.clone()]);
     match c.set_draining(&missing, true).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("set_draining of an unknown service: expected NotFound, got {other:?}"),
     }
 
     // Expiry removes b, d and e (heartbeat t < t + 4000) but not a (t + 5000).
-    let expired = c
-        .expire_services(t + 5000, 1000)
-        .await
-        .expect("expire_services");
-    assert!(
-        expired >= 3,
-        "expire_services removed {expired}, expected at least 3"
-    );
+    let expired = c.expire_services(t + 5000, 1000).await.expect("expire_services");
+    assert!(expired >= 3, "expire_services removed {expired}, expected at least 3");
     for cap in Capability::ALL {
         let ours: Vec<String> = live(c, run, cap, t + 5000, i64::MAX)
             .await
@@ -256,28 +220,14 @@ async fn services(c: &dyn Catalog, run: &Run) {
         other => panic!("heartbeat of an expired service: expected NotFound, got {other:?}"),
     }
     // An expired service may register again.
-    c.register_service(&b)
-        .await
-        .expect("register again after expiry");
-    assert_eq!(
-        live(c, run, Capability::QueryExecution, t, 0).await,
-        vec![b.clone()]
-    );
+    c.register_service(&b).await.expect("register again after expiry");
+    assert_eq!(live(c, run, Capability::QueryExecution, t, 0).await, vec![b.clone()]);
 
     // Deregistration; deregistering twice is fine.
-    c.deregister_service(&a3.id)
-        .await
-        .expect("deregister_service");
-    c.deregister_service(&b.id)
-        .await
-        .expect("deregister_service b");
-    c.deregister_service(&a3.id)
-        .await
-        .expect("deregister_service twice");
-    assert_eq!(
-        live(c, run, Capability::Storage, t + 5000, i64::MAX).await,
-        vec![]
-    );
+    c.deregister_service(&a3.id).await.expect("deregister_service");
+    c.deregister_service(&b.id).await.expect("deregister_service b");
+    c.deregister_service(&a3.id).await.expect("deregister_service twice");
+    assert_eq!(live(c, run, Capability::Storage, t + 5000, i64::MAX).await, vec![]);
     match c.heartbeat(&a3.id, t + 6000).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("heartbeat after deregistration: expected NotFound, got {other:?}"),
@@ -289,18 +239,13 @@ async fn tenants(c: &dyn Catalog, run: &Run) {
     let t2 = run.tenant("beta");
     c.ensure_tenant(&t2, run.t).await.expect("ensure_tenant");
     c.ensure_tenant(&t1, run.t).await.expect("ensure_tenant");
-    c.ensure_tenant(&t1, run.t + 1)
-        .await
-        .expect("ensure_tenant again");
+    c.ensure_tenant(&t1, run.t + 1).await.expect("ensure_tenant again");
     let all = c.list_tenants().await.expect("list_tenants");
     assert!(
         all.windows(2).all(|w| w[0] < w[1]),
         "list_tenants must be ordered and distinct"
     );
-    let ours: Vec<&TenantId> = all
-        .iter()
-        .filter(|t| t.as_str().ends_with(&run.sfx))
-        .collect();
+    let ours: Vec<&TenantId> = all.iter().filter(|t| t.as_str().ends_with(&run.sfx)).collect();
     assert_eq!(ours, vec![&t1, &t2]);
 }
 
@@ -343,9 +288,7 @@ async fn files(c: &dyn Catalog, run: &Run) {
     assert_eq!(list(Some((501, 1000))).await, vec![]);
 
     assert_eq!(
-        c.list_files(&t1, Signal::Logs, None)
-            .await
-            .expect("list_files logs"),
+        c.list_files(&t1, Signal::Logs, None).await.expect("list_files logs"),
         vec![logs.clone()]
     );
     assert_eq!(
@@ -355,9 +298,7 @@ async fn files(c: &dyn Catalog, run: &Run) {
         vec![]
     );
     assert_eq!(
-        c.list_files(&t2, Signal::Traces, None)
-            .await
-            .expect("list_files t2"),
+        c.list_files(&t2, Signal::Traces, None).await.expect("list_files t2"),
         vec![other.clone()]
     );
     assert_eq!(
@@ -375,14 +316,8 @@ async fn files(c: &dyn Catalog, run: &Run) {
     );
 }
 
-async fn list_traces(
-    c: &dyn Catalog,
-    tenant: &TenantId,
-    range: Option<(i64, i64)>,
-) -> Vec<FileRecord> {
-    c.list_files(tenant, Signal::Traces, range)
-        .await
-        .expect("list_files")
+async fn list_traces(c: &dyn Catalog, tenant: &TenantId, range: Option<(i64, i64)>) -> Vec<FileRecord> {
+    c.list_files(tenant, Signal::Traces, range).await.expect("list_files")
 }
 
 async fn batches(c: &dyn Catalog, run: &Run) {
@@ -392,29 +327,16 @@ async fn batches(c: &dyn Catalog, run: &Run) {
     let b20 = run.batch("src", 2, 0);
     let big = run.batch("src", (1 << 62) + 7, u32::MAX);
     let other_source = run.batch("other", 1, 0);
+    assert_eq!(c.batches_seen(&[]).await.expect("batches_seen empty"), vec![]);
     assert_eq!(
-        c.batches_seen(&[]).await.expect("batches_seen empty"),
-        vec![]
-    );
-    assert_eq!(
-        c.batches_seen(&[b10.clone(), big.clone()])
-            .await
-            .expect("batches_seen"),
+        c.batches_seen(&[b10.clone(), big.clone()]).await.expect("batches_seen"),
         vec![]
     );
 
     let f = run.file("batches", &tenant, Signal::Traces, 1, 2);
     // A repeated id counts once.
-    let ids = [
-        b10.clone(),
-        b11.clone(),
-        b20.clone(),
-        big.clone(),
-        b10.clone(),
-    ];
-    c.register_file(&f, &ids)
-        .await
-        .expect("register_file with batches");
+    let ids = [b10.clone(), b11.clone(), b20.clone(), big.clone(), b10.clone()];
+    c.register_file(&f, &ids).await.expect("register_file with batches");
 
     let b30 = run.batch("src", 3, 0);
     let asked = [
@@ -437,9 +359,7 @@ async fn batches(c: &dyn Catalog, run: &Run) {
         .await
         .expect("register_file without batches");
     assert_eq!(
-        c.list_files(&tenant, Signal::Traces, None)
-            .await
-            .expect("list_files"),
+        c.list_files(&tenant, Signal::Traces, None).await.expect("list_files"),
         vec![f.clone(), empty.clone()]
     );
 }
@@ -480,10 +400,7 @@ async fn duplicates(c: &dyn Catalog, run: &Run) {
         vec![]
     );
     assert!(
-        !c.list_tenants()
-            .await
-            .expect("list_tenants")
-            .contains(&fresh_tenant),
+        !c.list_tenants().await.expect("list_tenants").contains(&fresh_tenant),
         "the transaction must roll back"
     );
 
@@ -497,15 +414,11 @@ async fn duplicates(c: &dyn Catalog, run: &Run) {
         other => panic!("register_file with a known path: expected DuplicateFile, got {other:?}"),
     }
     assert_eq!(
-        c.batches_seen(std::slice::from_ref(&new1))
-            .await
-            .expect("batches_seen"),
+        c.batches_seen(std::slice::from_ref(&new1)).await.expect("batches_seen"),
         vec![]
     );
     assert_eq!(
-        c.list_files(&tenant, Signal::Logs, None)
-            .await
-            .expect("list_files"),
+        c.list_files(&tenant, Signal::Logs, None).await.expect("list_files"),
         vec![first.clone()]
     );
 
@@ -549,9 +462,7 @@ async fn many_batches(c: &dyn Catalog, run: &Run) {
     }
     asked.extend((0..500u64).map(|i| run.batch("unknown", i, 0)));
     assert_eq!(
-        c.batches_seen(&asked)
-            .await
-            .expect("batches_seen of 3500 ids"),
+        c.batches_seen(&asked).await.expect("batches_seen of 3500 ids"),
         expected
     );
 
@@ -565,14 +476,9 @@ async fn many_batches(c: &dyn Catalog, run: &Run) {
             panic!("register_file with a known batch id: expected DuplicateBatch, got {other:?}")
         }
     }
+    assert_eq!(c.batches_seen(&more[..1000]).await.expect("batches_seen"), vec![]);
     assert_eq!(
-        c.batches_seen(&more[..1000]).await.expect("batches_seen"),
-        vec![]
-    );
-    assert_eq!(
-        c.list_files(&tenant, Signal::Metrics, None)
-            .await
-            .expect("list_files"),
+        c.list_files(&tenant, Signal::Metrics, None).await.expect("list_files"),
         vec![f]
     );
 }
@@ -589,31 +495,16 @@ async fn prune(c: &dyn Catalog, run: &Run) {
     };
     let old_ids = [run.batch("prune", 1, 0), run.batch("prune", 1, 1)];
     let new_ids = [run.batch("prune", 2, 0)];
-    c.register_file(&old, &old_ids)
-        .await
-        .expect("register_file old");
-    c.register_file(&new, &new_ids)
-        .await
-        .expect("register_file new");
+    c.register_file(&old, &old_ids).await.expect("register_file old");
+    c.register_file(&new, &new_ids).await.expect("register_file new");
 
-    let pruned = c
-        .prune_batches(run.t - 50_000)
-        .await
-        .expect("prune_batches");
-    assert!(
-        pruned >= 2,
-        "prune_batches removed {pruned}, expected at least 2"
-    );
+    let pruned = c.prune_batches(run.t - 50_000).await.expect("prune_batches");
+    assert!(pruned >= 2, "prune_batches removed {pruned}, expected at least 2");
     let all: Vec<BatchId> = old_ids.iter().chain(&new_ids).cloned().collect();
-    assert_eq!(
-        c.batches_seen(&all).await.expect("batches_seen"),
-        new_ids.to_vec()
-    );
+    assert_eq!(c.batches_seen(&all).await.expect("batches_seen"), new_ids.to_vec());
     // The files stay; a pruned id may be registered again.
     assert_eq!(
-        c.list_files(&tenant, Signal::Traces, None)
-            .await
-            .expect("list_files"),
+        c.list_files(&tenant, Signal::Traces, None).await.expect("list_files"),
         vec![old.clone(), new.clone()]
     );
     let again = run.file("again", &tenant, Signal::Traces, 5, 6);
@@ -621,10 +512,5 @@ async fn prune(c: &dyn Catalog, run: &Run) {
         .await
         .expect("register_file with pruned ids");
     assert_eq!(c.batches_seen(&all).await.expect("batches_seen"), all);
-    assert_eq!(
-        c.prune_batches(i64::MIN)
-            .await
-            .expect("prune_batches nothing"),
-        0
-    );
+    assert_eq!(c.prune_batches(i64::MIN).await.expect("prune_batches nothing"), 0);
 }

@@ -60,12 +60,7 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
 
     /// Services with `capability` whose last heartbeat is >= `now_ms - ttl_ms`,
     /// ordered by id. Draining services are included, with `draining` set.
-    async fn live_services(
-        &self,
-        capability: Capability,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<Vec<ServiceRecord>>;
+    async fn live_services(&self, capability: Capability, now_ms: i64, ttl_ms: i64) -> Result<Vec<ServiceRecord>>;
 
     /// Deletes the services whose last heartbeat is older than
     /// `now_ms - ttl_ms`; returns how many.
@@ -90,12 +85,8 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
     /// The files of `tenant` and `signal` whose time range overlaps the
     /// inclusive range `[min_time_ns, max_time_ns]` (`None`: all of them),
     /// ordered by `min_time_ns`, then path.
-    async fn list_files(
-        &self,
-        tenant: &TenantId,
-        signal: Signal,
-        range: Option<(i64, i64)>,
-    ) -> Result<Vec<FileRecord>>;
+    async fn list_files(&self, tenant: &TenantId, signal: Signal, range: Option<(i64, i64)>)
+    -> Result<Vec<FileRecord>>;
 
     /// Which of `batches` are registered already, in the order given.
     async fn batches_seen(&self, batches: &[BatchId]) -> Result<Vec<BatchId>>;
@@ -157,9 +148,7 @@ impl fmt::Display for BatchId {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL names no supported database.
-    #[error(
-        "unsupported catalog URL {url_redacted}: expected sqlite://PATH, sqlite::memory: or postgres://..."
-    )]
+    #[error("unsupported catalog URL {url_redacted}: expected sqlite://PATH, sqlite::memory: or postgres://...")]
     UnsupportedUrl { url_redacted: String },
 
     /// The database could not be opened.

@@ -60,11 +60,10 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
         .map_err(bootstrap)?;
     tx.commit().await.map_err(bootstrap)?;
 
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM signaldb_schema_migrations ORDER BY version")
-            .fetch_all(pool)
-            .await
-            .map_err(bootstrap)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM signaldb_schema_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .map_err(bootstrap)?;
     let newest_known = MIGRATIONS.last().map_or(0, |m| m.version);
     if let Some(&newest) = applied.last()
         && newest > newest_known
@@ -124,11 +123,10 @@ async fn lock(tx: &mut Transaction<'_, Any>, backend: Backend) -> Result<(), sql
     if backend == Backend::Postgres {
         // pg_advisory_xact_lock returns void, which the Any driver cannot
         // decode: count the one row instead.
-        let _: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l")
-                .bind(PG_LOCK_KEY)
-                .fetch_one(&mut **tx)
-                .await?;
+        let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+            .bind(PG_LOCK_KEY)
+            .fetch_one(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -165,9 +163,7 @@ mod tests {
             let n = statements(m.sql).count();
             assert!(n > 0, "migration {} has no statements", m.version);
         }
-        let v: Vec<_> =
-            statements("-- a\nCREATE TABLE a (x BIGINT);\n\n-- only a comment\n;\nSELECT 1;\n")
-                .collect();
+        let v: Vec<_> = statements("-- a\nCREATE TABLE a (x BIGINT);\n\n-- only a comment\n;\nSELECT 1;\n").collect();
         assert_eq!(v, ["-- a\nCREATE TABLE a (x BIGINT)", "SELECT 1"]);
     }
 }

@@ -12,9 +12,7 @@ use sqlx::{Any, Transaction};
 use tracing::{debug, warn};
 
 use crate::url::{self, Backend};
-use crate::{
-    BatchId, Capability, Catalog, Error, FileRecord, Result, Role, ServiceRecord, Signal, TenantId,
-};
+use crate::{BatchId, Capability, Catalog, Error, FileRecord, Result, Role, ServiceRecord, Signal, TenantId};
 
 /// How long a SQLite connection waits for another connection's (or
 /// process's) write lock before failing.
@@ -67,13 +65,10 @@ impl SqlCatalog {
                 })
             });
         }
-        let pool = options
-            .connect(&target.url)
-            .await
-            .map_err(|source| Error::Connect {
-                url_redacted: url_redacted.clone(),
-                source,
-            })?;
+        let pool = options.connect(&target.url).await.map_err(|source| Error::Connect {
+            url_redacted: url_redacted.clone(),
+            source,
+        })?;
         crate::migrate::run(&pool, backend).await?;
         debug!(url = %url_redacted, backend = backend.as_str(), "catalog open");
         Ok(Self { pool, backend })
@@ -200,17 +195,7 @@ fn service_from_row(row: ServiceRow) -> Result<ServiceRecord> {
 type FileRow = (String, String, String, i64, i64, i64, i64, String, i64);
 
 fn file_from_row(row: FileRow) -> Result<FileRecord> {
-    let (
-        path,
-        tenant,
-        signal,
-        min_time_ns,
-        max_time_ns,
-        rows,
-        size_bytes,
-        writer_id,
-        created_at_ms,
-    ) = row;
+    let (path, tenant, signal, min_time_ns, max_time_ns, rows, size_bytes, writer_id, created_at_ms) = row;
     let tenant = TenantId::new(tenant.clone()).map_err(|_| Error::Corrupt {
         what: "tenant id",
         value: tenant,
@@ -254,11 +239,7 @@ fn values_placeholders(rows: usize, width: usize) -> String {
     s
 }
 
-async fn insert_tenant(
-    tx: &mut Transaction<'_, Any>,
-    tenant: &TenantId,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
+async fn insert_tenant(tx: &mut Transaction<'_, Any>, tenant: &TenantId, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO signaldb_tenants (id, created_at_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
         .bind(tenant.as_str())
         .bind(now_ms)
@@ -333,12 +314,7 @@ impl Catalog for SqlCatalog {
         Ok(())
     }
 
-    async fn live_services(
-        &self,
-        capability: Capability,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<Vec<ServiceRecord>> {
+    async fn live_services(&self, capability: Capability, now_ms: i64, ttl_ms: i64) -> Result<Vec<ServiceRecord>> {
         let rows: Vec<ServiceRow> = sqlx::query_as(
             "SELECT id, role, address, capabilities, draining, started_at_ms, last_heartbeat_ms \
              FROM signaldb_services WHERE last_heartbeat_ms >= $1 AND capabilities LIKE $2 ORDER BY id",
@@ -348,10 +324,7 @@ impl Catalog for SqlCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(query_err("listing live services"))?;
-        let mut services = rows
-            .into_iter()
-            .map(service_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let mut services = rows.into_iter().map(service_from_row).collect::<Result<Vec<_>>>()?;
         services.retain(|s| s.capabilities.contains(&capability));
         // Byte order whatever the database's collation.
         services.sort_by(|a, b| a.id.cmp(&b.id));
@@ -444,8 +417,7 @@ impl Catalog for SqlCatalog {
                  ON CONFLICT (source, seq, part) DO NOTHING RETURNING source, seq, part",
                 values_placeholders(chunk.len(), 5)
             );
-            let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql)
-                .persistent(chunk.len() == INSERT_CHUNK);
+            let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql).persistent(chunk.len() == INSERT_CHUNK);
             for &(b, seq) in chunk {
                 q = q
                     .bind(b.source.as_str())
@@ -495,26 +467,21 @@ impl Catalog for SqlCatalog {
                     .fetch_all(&self.pool)
                     .await
             }
-            Some((min, max)) => sqlx::query_as(&format!(
-                "{COLUMNS} AND max_time_ns >= $3 AND min_time_ns <= $4 ORDER BY min_time_ns, path"
-            ))
-            .bind(tenant.as_str())
-            .bind(signal.as_str())
-            .bind(min)
-            .bind(max)
-            .fetch_all(&self.pool)
-            .await,
+            Some((min, max)) => {
+                sqlx::query_as(&format!(
+                    "{COLUMNS} AND max_time_ns >= $3 AND min_time_ns <= $4 ORDER BY min_time_ns, path"
+                ))
+                .bind(tenant.as_str())
+                .bind(signal.as_str())
+                .bind(min)
+                .bind(max)
+                .fetch_all(&self.pool)
+                .await
+            }
         }
         .map_err(query_err("listing files"))?;
-        let mut files = rows
-            .into_iter()
-            .map(file_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        files.sort_by(|a, b| {
-            a.min_time_ns
-                .cmp(&b.min_time_ns)
-                .then_with(|| a.path.cmp(&b.path))
-        });
+        let mut files = rows.into_iter().map(file_from_row).collect::<Result<Vec<_>>>()?;
+        files.sort_by(|a, b| a.min_time_ns.cmp(&b.min_time_ns).then_with(|| a.path.cmp(&b.path)));
         Ok(files)
     }
 
@@ -532,8 +499,8 @@ impl Catalog for SqlCatalog {
                 "SELECT source, seq, part FROM signaldb_batches WHERE (source, seq, part) IN ({})",
                 values_placeholders(chunk.len(), 3)
             );
-            let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql)
-                .persistent(chunk.len() == 1 || chunk.len() == SEEN_CHUNK);
+            let mut q =
+                sqlx::query_as::<_, (String, i64, i64)>(&sql).persistent(chunk.len() == 1 || chunk.len() == SEEN_CHUNK);
             for &(b, seq) in chunk {
                 q = q.bind(b.source.as_str()).bind(seq).bind(i64::from(b.part));
             }
@@ -545,11 +512,7 @@ impl Catalog for SqlCatalog {
                 seen.insert(batch_from_db(source, seq, part)?);
             }
         }
-        Ok(batches
-            .iter()
-            .filter(|b| seen.contains(*b))
-            .cloned()
-            .collect())
+        Ok(batches.iter().filter(|b| seen.contains(*b)).cloned().collect())
     }
 
     async fn prune_batches(&self, before_ms: i64) -> Result<u64> {
@@ -582,10 +545,7 @@ mod tests {
         assert_eq!(capabilities_from_db(",").unwrap(), vec![]);
         assert!(matches!(
             capabilities_from_db(",Nope,"),
-            Err(Error::Corrupt {
-                what: "capability",
-                ..
-            })
+            Err(Error::Corrupt { what: "capability", .. })
         ));
     }
 
@@ -603,10 +563,7 @@ mod tests {
             part: u32::MAX,
         };
         assert_eq!(seq_to_db(&b).unwrap(), i64::MAX);
-        assert_eq!(
-            batch_from_db("s".into(), i64::MAX, i64::from(u32::MAX)).unwrap(),
-            b
-        );
+        assert_eq!(batch_from_db("s".into(), i64::MAX, i64::from(u32::MAX)).unwrap(), b);
         assert!(batch_from_db("s".into(), -1, 0).is_err());
     }
 }

@@ -123,24 +123,15 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            redact("postgres://u:se/c@ret@h/db?x=1"),
-            "postgres://u:***@h/db?x=1"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u:se/c@ret@h/db?x=1"), "postgres://u:***@h/db?x=1");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(
             redact("postgres://h/db?user=u&password=secret&sslpassword=x"),
             "postgres://h/db?user=u&password=***&sslpassword=***"
         );
         assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(
-            redact("sqlite:///tmp/a.db?mode=rwc"),
-            "sqlite:///tmp/a.db?mode=rwc"
-        );
+        assert_eq!(redact("sqlite:///tmp/a.db?mode=rwc"), "sqlite:///tmp/a.db?mode=rwc");
     }
 
     #[test]

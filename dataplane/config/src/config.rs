@@ -23,21 +23,14 @@ pub const ENV_PREFIX: &str = "SIGNALDB_";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {source}")]
     Yaml {
         path: PathBuf,
         source: serde_yaml_ng::Error,
     },
     #[error("override {key}={value:?}: {reason}")]
-    Override {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Override { key: String, value: String, reason: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -53,6 +46,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub acceptor: AcceptorConfig,
     pub writer: WriterConfig,
+    pub querier: QuerierConfig,
+    pub router: RouterConfig,
     pub wal: WalConfig,
     pub catalog: CatalogConfig,
     pub storage: StorageConfig,
@@ -68,6 +63,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             acceptor: AcceptorConfig::default(),
             writer: WriterConfig::default(),
+            querier: QuerierConfig::default(),
+            router: RouterConfig::default(),
             wal: WalConfig::default(),
             catalog: CatalogConfig::default(),
             storage: StorageConfig::default(),
@@ -141,6 +138,49 @@ impl Default for WriterConfig {
             flush_max_size: ByteSize::mib(64),
             flush_max_age: Duration::from_secs(30),
             max_buffer_size: ByteSize::mib(512),
+        }
+    }
+}
+
+/// Query execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierConfig {
+    /// Arrow Flight listen address.
+    pub flight_addr: SocketAddr,
+    /// Address other services use to reach this querier (`host:port`). Default:
+    /// the listen address, with `0.0.0.0` replaced by `127.0.0.1`.
+    pub advertise_addr: Option<String>,
+    /// Longest wait for one writer's unflushed data before answering without it.
+    #[serde(with = "humantime_serde_compat")]
+    pub buffer_timeout: Duration,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self {
+            flight_addr: SocketAddr::from(([0, 0, 0, 0], ports::QUERIER_FLIGHT)),
+            advertise_addr: None,
+            buffer_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The external query APIs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Grafana Tempo HTTP API listen address.
+    pub http_addr: SocketAddr,
+    /// Flight SQL listen address.
+    pub flight_sql_addr: SocketAddr,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], ports::ROUTER_HTTP)),
+            flight_sql_addr: SocketAddr::from(([0, 0, 0, 0], ports::ROUTER_FLIGHT_SQL)),
         }
     }
 }
@@ -294,16 +334,14 @@ impl Config {
         for (key, value) in env_pairs.iter().chain(overrides) {
             set_path(&mut tree, key, value)?;
         }
-        let config: Config =
-            serde_yaml_ng::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = serde_yaml_ng::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses a YAML document, as the operator renders it.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -357,13 +395,9 @@ impl Config {
             ));
         }
         if let Some(url) = &self.catalog.url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return bad(format!(
-                "catalog.url {url:?} is neither sqlite:PATH nor postgres://..."
-            ));
+            return bad(format!("catalog.url {url:?} is neither sqlite:PATH nor postgres://..."));
         }
         if let Some(url) = &self.storage.url
             && !(url.starts_with("file://") || url.starts_with("s3://"))
@@ -373,9 +407,7 @@ impl Config {
             ));
         }
         if let Some(id) = &self.node_id
-            && (id.is_empty()
-                || id.len() > 253
-                || id.chars().any(|c| c.is_whitespace() || c == '/'))
+            && (id.is_empty() || id.len() > 253 || id.chars().any(|c| c.is_whitespace() || c == '/'))
         {
             return bad(format!(
                 "node_id {id:?} must be 1 to 253 characters without spaces or '/'"
@@ -395,22 +427,17 @@ impl Config {
 
     /// The catalog URL, defaulting to SQLite under the data directory.
     pub fn catalog_url(&self) -> String {
-        self.catalog.url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("catalog.db").display()
-            )
-        })
+        self.catalog
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("catalog.db").display()))
     }
 }
 
 /// The top-level keys of the configuration.
 fn top_level_keys() -> Vec<String> {
     match serde_yaml_ng::to_value(Config::default()) {
-        Ok(Value::Mapping(m)) => m
-            .keys()
-            .filter_map(|k| k.as_str().map(str::to_owned))
-            .collect(),
+        Ok(Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect(),
         _ => Vec::new(),
     }
 }
@@ -419,9 +446,7 @@ fn top_level_keys() -> Vec<String> {
 /// value) and the names of those that name no configuration key. The latter
 /// are ignored, not fatal: Kubernetes injects `SIGNALDB_SERVICE_HOST` and
 /// friends for a Service named `signaldb`.
-pub fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> (Vec<(String, String)>, Vec<String>) {
+pub fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Vec<(String, String)>, Vec<String>) {
     let top = top_level_keys();
     let mut keep = Vec::new();
     let mut ignored = Vec::new();
@@ -448,8 +473,7 @@ fn set_path(tree: &mut Value, key: &str, value: &str) -> Result<(), ConfigError>
         value: value.to_owned(),
         reason,
     };
-    let parsed: Value =
-        serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    let parsed: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(fail("empty key segment".into()));
@@ -501,11 +525,8 @@ mod humantime_serde_compat {
             Ok(Duration::from_secs(n))
         }
         fn visit_str<E: de::Error>(self, t: &str) -> Result<Duration, E> {
-            humantime::parse_duration(t).map_err(|e| {
-                E::custom(format!(
-                    "invalid duration {t:?}: {e} (write e.g. 500ms, 30s, 5m)"
-                ))
-            })
+            humantime::parse_duration(t)
+                .map_err(|e| E::custom(format!("invalid duration {t:?}: {e} (write e.g. 500ms, 30s, 5m)")))
         }
     }
 
@@ -517,6 +538,17 @@ mod humantime_serde_compat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_file_lists_every_default() {
+        let text = include_str!("../../../examples/signaldb.yaml");
+        assert_eq!(Config::from_yaml(text).unwrap(), Config::default());
+        let regenerated = Config::default().to_yaml().unwrap();
+        assert!(
+            text.ends_with(&regenerated),
+            "examples/signaldb.yaml is stale: run `signaldb check-config`"
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip() {
@@ -538,10 +570,7 @@ mod tests {
         .unwrap();
         let env = vec![
             ("SIGNALDB_WRITER__FLUSH_MAX_AGE".to_owned(), "5s".to_owned()),
-            (
-                "SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(),
-                "2".to_owned(),
-            ),
+            ("SIGNALDB_ACCEPTOR__REPLICATION_FACTOR".to_owned(), "2".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
             ("SIGNALDB_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned()),
         ];

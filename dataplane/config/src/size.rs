@@ -67,9 +67,7 @@ impl FromStr for ByteSize {
             .find(|(u, _)| *u == unit)
             .map(|(_, m)| *m)
             .ok_or_else(|| err("unknown unit"))?;
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| err("too large"))
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| err("too large"))
     }
 }
 

@@ -104,9 +104,7 @@ impl fmt::Display for Capability {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "unknown capability {0:?}: expected one of TraceIngestion, Storage, QueryExecution, Routing"
-)]
+#[error("unknown capability {0:?}: expected one of TraceIngestion, Storage, QueryExecution, Routing")]
 pub struct ParseCapabilityError(String);
 
 impl FromStr for Capability {
@@ -151,9 +149,7 @@ impl FromStr for Signal {
             "traces" => Ok(Signal::Traces),
             "logs" => Ok(Signal::Logs),
             "metrics" => Ok(Signal::Metrics),
-            other => Err(format!(
-                "unknown signal {other:?}: expected traces, logs or metrics"
-            )),
+            other => Err(format!("unknown signal {other:?}: expected traces, logs or metrics")),
         }
     }
 }
@@ -249,14 +245,8 @@ mod tests {
     fn tenant_ids() {
         assert_eq!(TenantId::new("acme-01").unwrap().as_str(), "acme-01");
         assert_eq!(TenantId::new(""), Err(TenantIdError::Empty));
-        assert_eq!(
-            TenantId::new(".."),
-            Err(TenantIdError::Reserved("..".into()))
-        );
-        assert!(matches!(
-            TenantId::new("a/b"),
-            Err(TenantIdError::BadChar(_, '/'))
-        ));
+        assert_eq!(TenantId::new(".."), Err(TenantIdError::Reserved("..".into())));
+        assert!(matches!(TenantId::new("a/b"), Err(TenantIdError::BadChar(_, '/'))));
         assert!(matches!(
             TenantId::new("x".repeat(151)),
             Err(TenantIdError::TooLong(151))

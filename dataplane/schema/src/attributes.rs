@@ -5,8 +5,8 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
-    StructArray, UInt8Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StructArray,
+    UInt8Array,
 };
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, FieldRef, Fields};
@@ -31,13 +31,8 @@ pub(crate) static FIELDS: LazyLock<Fields> = LazyLock::new(|| {
 });
 
 /// The list's item field.
-pub(crate) static ITEM: LazyLock<FieldRef> = LazyLock::new(|| {
-    Arc::new(Field::new(
-        LIST_ITEM,
-        DataType::Struct(FIELDS.clone()),
-        false,
-    ))
-});
+pub(crate) static ITEM: LazyLock<FieldRef> =
+    LazyLock::new(|| Arc::new(Field::new(LIST_ITEM, DataType::Struct(FIELDS.clone()), false)));
 
 /// The ATTRIBUTES type.
 pub(crate) fn data_type() -> DataType {
@@ -144,9 +139,7 @@ impl Size {
             match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(Value::StringValue(s)) => size.str += s.len(),
                 Some(Value::BytesValue(b)) => size.bytes += b.len(),
-                Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => {
-                    size.bytes += NESTED_SIZE_GUESS
-                }
+                Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => size.bytes += NESTED_SIZE_GUESS,
                 _ => {}
             }
         }
@@ -215,8 +208,7 @@ impl Bytes {
     /// Appends a copy of items `items` (already in the column); false if the
     /// column would outgrow 32-bit offsets.
     fn repeat(&mut self, items: Range<usize>) -> bool {
-        let (Some(&from), Some(&to)) = (self.offsets.get(items.start), self.offsets.get(items.end))
-        else {
+        let (Some(&from), Some(&to)) = (self.offsets.get(items.start), self.offsets.get(items.end)) else {
             return false;
         };
         let (from, to) = (from as usize, to as usize);
@@ -228,8 +220,7 @@ impl Bytes {
         // `base >= to >= from`, and every new offset is at most the new length.
         let delta = (base - from) as i32;
         let old = self.offsets.len();
-        self.offsets
-            .extend_from_within(items.start + 1..items.end + 1);
+        self.offsets.extend_from_within(items.start + 1..items.end + 1);
         for o in &mut self.offsets[old..] {
             *o += delta;
         }
@@ -364,10 +355,7 @@ impl Builder {
     /// there is none).
     pub(crate) fn repeat_last(&mut self) -> Result<(), Error> {
         let n = self.offsets.len();
-        let (from, to) = match (
-            n.checked_sub(2).and_then(|i| self.offsets.get(i)),
-            self.offsets.last(),
-        ) {
+        let (from, to) = match (n.checked_sub(2).and_then(|i| self.offsets.get(i)), self.offsets.last()) {
             (Some(&from), Some(&to)) => (from as usize, to as usize),
             _ => return self.close(),
         };
@@ -416,14 +404,7 @@ impl Builder {
             Val::Double(d) => (value_type::DOUBLE, "", 0, d, false, &[]),
             Val::Bytes(bytes) => (value_type::BYTES, "", 0, 0.0, false, bytes),
             Val::Encoded(ty, bytes) => (ty, "", 0, 0.0, false, bytes),
-            Val::Strindex(i) => (
-                value_type::STRING_STRINDEX,
-                "",
-                i64::from(i),
-                0.0,
-                false,
-                &[],
-            ),
+            Val::Strindex(i) => (value_type::STRING_STRINDEX, "", i64::from(i), 0.0, false, &[]),
         };
         if s.is_empty() {
             self.str.push_empty();
@@ -459,16 +440,9 @@ impl Builder {
             Arc::new(UInt8Array::new(ScalarBuffer::from(self.ty), None)),
             Arc::new(StringArray::try_new(str_offsets, str_data, valid.str)?),
             Arc::new(Int64Array::new(ScalarBuffer::from(self.int), valid.int)),
-            Arc::new(Float64Array::new(
-                ScalarBuffer::from(self.double),
-                valid.double,
-            )),
+            Arc::new(Float64Array::new(ScalarBuffer::from(self.double), valid.double)),
             Arc::new(BooleanArray::new(bools, valid.bool)),
-            Arc::new(BinaryArray::try_new(
-                bytes_offsets,
-                bytes_data,
-                valid.bytes,
-            )?),
+            Arc::new(BinaryArray::try_new(bytes_offsets, bytes_data, valid.bytes)?),
         ];
         let items = StructArray::try_new(FIELDS.clone(), children, None)?;
         let list = ListArray::try_new(
@@ -630,12 +604,7 @@ impl<'a> Reader<'a> {
         if ty != self.ty.value(y) || self.key.value(x) != self.key.value(y) {
             return false;
         }
-        fn opt<T: PartialEq>(
-            a: bool,
-            b: bool,
-            va: impl FnOnce() -> T,
-            vb: impl FnOnce() -> T,
-        ) -> bool {
+        fn opt<T: PartialEq>(a: bool, b: bool, va: impl FnOnce() -> T, vb: impl FnOnce() -> T) -> bool {
             a == b && (!a || va() == vb())
         }
         match ty {

@@ -61,9 +61,7 @@ pub(crate) fn column(batch: &RecordBatch, expected: &Field) -> Result<ArrayRef, 
     let name = expected.name();
     let array = batch
         .column_by_name(name)
-        .ok_or_else(|| Error::MissingColumn {
-            column: name.clone(),
-        })?;
+        .ok_or_else(|| Error::MissingColumn { column: name.clone() })?;
     match compat(array.data_type(), expected.data_type()) {
         Compat::Same => Ok(std::sync::Arc::clone(array)),
         Compat::Cast => Ok(cast(array, expected.data_type())?),
@@ -81,14 +79,11 @@ pub(crate) fn downcast<'a, T: Array + 'static>(
     column: &str,
     expected: &DataType,
 ) -> Result<&'a T, Error> {
-    array
-        .as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| Error::ColumnType {
-            column: column.to_owned(),
-            actual: array.data_type().clone(),
-            expected: expected.clone(),
-        })
+    array.as_any().downcast_ref::<T>().ok_or_else(|| Error::ColumnType {
+        column: column.to_owned(),
+        actual: array.data_type().clone(),
+        expected: expected.clone(),
+    })
 }
 
 /// Field `name` of the struct items of list column `column`, as `T`.
@@ -101,8 +96,6 @@ pub(crate) fn child<'a, T: Array + 'static>(
     let path = format!("{column}.{}.{name}", crate::columns::LIST_ITEM);
     let array = items
         .column_by_name(name)
-        .ok_or_else(|| Error::MissingColumn {
-            column: path.clone(),
-        })?;
+        .ok_or_else(|| Error::MissingColumn { column: path.clone() })?;
     downcast(array, &path, expected)
 }

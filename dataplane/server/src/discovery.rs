@@ -56,12 +56,7 @@ pub async fn run_registration(
 }
 
 /// Builds the registry entry of a role.
-pub fn service_record(
-    id: String,
-    role: Role,
-    address: String,
-    capabilities: Vec<Capability>,
-) -> ServiceRecord {
+pub fn service_record(id: String, role: Role, address: String, capabilities: Vec<Capability>) -> ServiceRecord {
     let now = now_ms();
     ServiceRecord {
         id,
@@ -153,12 +148,7 @@ impl Ring {
 /// The routing key of a trace of a tenant.
 pub fn trace_key(tenant: &str, trace_id: &[u8]) -> u64 {
     let mut h = FNV_OFFSET;
-    for b in tenant
-        .as_bytes()
-        .iter()
-        .chain([0xffu8].iter())
-        .chain(trace_id)
-    {
+    for b in tenant.as_bytes().iter().chain([0xffu8].iter()).chain(trace_id) {
         h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
     }
     mix(h)

@@ -28,15 +28,9 @@ pub enum FlightClientError {
         source: tonic::transport::Error,
     },
     #[error("encoding batch for {address}: {source}")]
-    Encode {
-        address: String,
-        source: FlightError,
-    },
+    Encode { address: String, source: FlightError },
     #[error("DoPut to {address}: {status}")]
-    Rpc {
-        address: String,
-        status: tonic::Status,
-    },
+    Rpc { address: String, status: tonic::Status },
     #[error("DoPut to {address}: the writer sent no acknowledgement")]
     NoAck { address: String },
     #[error("DoPut to {address}: undecodable acknowledgement: {source}")]

@@ -50,6 +50,17 @@ pub struct LoadgenArgs {
     /// directory, load it, report its peak RSS, and stop it.
     #[arg(long)]
     pub spawn_server: bool,
+    /// After the load, measure trace-by-id and search latency through the
+    /// Tempo API, first on unflushed data, then after draining (flushing)
+    /// the writer.
+    #[arg(long)]
+    pub query_bench: bool,
+    /// Tempo API base URL for --query-bench (set automatically with --spawn-server).
+    #[arg(long, default_value = "http://127.0.0.1:3200")]
+    pub router: String,
+    /// Admin base URL of the writer for --query-bench (set automatically with --spawn-server).
+    #[arg(long, default_value = "http://127.0.0.1:9091")]
+    pub admin: String,
     /// Extra `--set KEY=VALUE` for the spawned server.
     #[arg(long = "server-set", value_name = "KEY=VALUE")]
     pub server_set: Vec<String>,
@@ -81,6 +92,8 @@ pub struct Report {
     pub p99: Duration,
     pub max: Duration,
     pub retries: u64,
+    /// Some of the trace ids sent, for query benchmarks.
+    pub sampled_trace_ids: Vec<[u8; 16]>,
 }
 
 impl Report {
@@ -96,6 +109,9 @@ pub struct RequestFactory {
     spans_per_trace: u32,
     attributes: u32,
     resource: Resource,
+    traces: u64,
+    /// Every 97th trace id made, for query benchmarks.
+    pub sampled: Vec<[u8; 16]>,
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -127,6 +143,8 @@ impl RequestFactory {
             spans_per_trace: spans_per_trace.max(1),
             attributes,
             resource,
+            traces: 0,
+            sampled: Vec::new(),
         }
     }
 
@@ -146,6 +164,10 @@ impl RequestFactory {
                 self.rng.fill(&mut root);
                 trace_id[0] |= 1;
                 root[0] |= 1;
+                self.traces += 1;
+                if self.traces.is_multiple_of(97) {
+                    self.sampled.push(trace_id);
+                }
             }
             let mut span_id = [0u8; 8];
             if pos == 0 {
@@ -159,10 +181,7 @@ impl RequestFactory {
             let mut attributes = Vec::with_capacity(self.attributes as usize);
             for a in 0..self.attributes {
                 attributes.push(match a % 5 {
-                    0 => kv(
-                        "http.request.method",
-                        s(["GET", "POST", "PUT"][(a as usize / 5) % 3]),
-                    ),
+                    0 => kv("http.request.method", s(["GET", "POST", "PUT"][(a as usize / 5) % 3])),
                     1 => kv("url.path", s("/api/v1/orders/12345/items")),
                     2 => kv(
                         "http.response.status_code",
@@ -243,13 +262,11 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..args.concurrency {
-        let mut client =
-            TraceServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+        let mut client = TraceServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
         let (next, retries, bytes) = (Arc::clone(&next), Arc::clone(&retries), Arc::clone(&bytes));
         let args = args.clone();
         tasks.spawn(async move {
-            let mut factory =
-                RequestFactory::new(u64::from(worker) + 1, args.spans_per_trace, args.attributes);
+            let mut factory = RequestFactory::new(u64::from(worker) + 1, args.spans_per_trace, args.attributes);
             let mut latencies = Vec::new();
             let mut spans = 0u64;
             loop {
@@ -257,8 +274,8 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                 if i >= requests_total {
                     break;
                 }
-                let n = (args.spans - i * u64::from(args.spans_per_request))
-                    .min(u64::from(args.spans_per_request)) as u32;
+                let n =
+                    (args.spans - i * u64::from(args.spans_per_request)).min(u64::from(args.spans_per_request)) as u32;
                 let req = factory.request(n);
                 bytes.fetch_add(prost::Message::encoded_len(&req) as u64, Ordering::Relaxed);
                 loop {
@@ -274,12 +291,7 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                             latencies.push(t.elapsed());
                             break;
                         }
-                        Err(s)
-                            if matches!(
-                                s.code(),
-                                tonic::Code::ResourceExhausted | tonic::Code::Unavailable
-                            ) =>
-                        {
+                        Err(s) if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) => {
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -288,15 +300,17 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                 }
                 spans += u64::from(n);
             }
-            Ok((latencies, spans))
+            Ok((latencies, spans, factory.sampled))
         });
     }
     let mut latencies = Vec::new();
     let mut spans = 0;
+    let mut sampled = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        let (l, s) = r.map_err(|e| LoadgenError::Args(format!("client task failed: {e}")))??;
+        let (l, s, ids) = r.map_err(|e| LoadgenError::Args(format!("client task failed: {e}")))??;
         latencies.extend(l);
         spans += s;
+        sampled.extend(ids);
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -316,6 +330,7 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
         p99: pct(0.99),
         max: latencies.last().copied().unwrap_or_default(),
         retries: retries.load(Ordering::Relaxed),
+        sampled_trace_ids: sampled,
     })
 }
 
@@ -331,6 +346,8 @@ struct Spawned {
     child: tokio::process::Child,
     dir: PathBuf,
     endpoint: String,
+    router: Option<String>,
+    admin: Option<String>,
 }
 
 async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
@@ -340,16 +357,14 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--data-dir")
         .arg(&dir)
+        .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args([
-            "--otlp-grpc-addr",
+            "--querier-addr",
             "127.0.0.1:0",
-            "--otlp-http-addr",
+            "--http-addr",
             "127.0.0.1:0",
-        ])
-        .args([
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
+            "--flight-sql-addr",
             "127.0.0.1:0",
         ]);
     for s in extra {
@@ -358,9 +373,7 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| LoadgenError::Spawn(e.to_string()))?;
+    let mut child = cmd.spawn().map_err(|e| LoadgenError::Spawn(e.to_string()))?;
     let stdout = child
         .stdout
         .take()
@@ -371,12 +384,15 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
         .map_err(|_| LoadgenError::Spawn("server did not start within 60 s".into()))?
         .map_err(|e| LoadgenError::Spawn(e.to_string()))?
         .ok_or_else(|| LoadgenError::Spawn("server exited before listening".into()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| LoadgenError::Spawn(format!("{e}: {line}")))?;
+    let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| LoadgenError::Spawn(format!("{e}: {line}")))?;
     let grpc = v["otlp_grpc"]
         .as_str()
         .ok_or_else(|| LoadgenError::Spawn(format!("no otlp_grpc in {line}")))?;
+    let router = v["router_http"].as_str().map(|a| format!("http://{a}"));
+    let admin = v["admin"].as_str().map(|a| format!("http://{a}"));
     Ok(Spawned {
+        router,
+        admin,
         child,
         dir,
         endpoint: format!("http://{grpc}"),
@@ -390,16 +406,17 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         let s = spawn_server(&args.server_set).await?;
         args.endpoint = s.endpoint.clone();
         args.server_pid = s.child.id();
+        if let Some(r) = &s.router {
+            args.router = r.clone();
+        }
+        if let Some(a) = &s.admin {
+            args.admin = a.clone();
+        }
         spawned = Some(s);
     }
     println!(
         "load: {} spans, {} spans/trace, {} spans/request, {} clients, {} attributes/span -> {}",
-        args.spans,
-        args.spans_per_trace,
-        args.spans_per_request,
-        args.concurrency,
-        args.attributes,
-        args.endpoint
+        args.spans, args.spans_per_trace, args.spans_per_request, args.concurrency, args.attributes, args.endpoint
     );
     let report = run_load(&args).await?;
     println!("spans sent:        {}", report.spans);
@@ -408,10 +425,7 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         report.requests, report.retries
     );
     println!("elapsed:           {:.2} s", report.elapsed.as_secs_f64());
-    println!(
-        "throughput:        {:.0} spans/s",
-        report.spans_per_second()
-    );
+    println!("throughput:        {:.0} spans/s", report.spans_per_second());
     println!(
         "OTLP bytes/span:   {:.0}",
         report.request_bytes as f64 / report.spans.max(1) as f64
@@ -422,12 +436,14 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         report.p99.as_secs_f64() * 1e3,
         report.max.as_secs_f64() * 1e3
     );
+    if args.query_bench {
+        crate::querybench::run(&args.router, &args.admin, &report.sampled_trace_ids, &args.tenant)
+            .await
+            .map_err(LoadgenError::Spawn)?;
+    }
     if let Some(pid) = args.server_pid {
         match peak_rss_bytes(pid) {
-            Some(b) => println!(
-                "server peak RSS:   {:.0} MiB (pid {pid})",
-                b as f64 / (1024.0 * 1024.0)
-            ),
+            Some(b) => println!("server peak RSS:   {:.0} MiB (pid {pid})", b as f64 / (1024.0 * 1024.0)),
             None => println!("server peak RSS:   unknown (no /proc/{pid}/status)"),
         }
     }
@@ -442,15 +458,9 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         }
         let t = Instant::now();
         let _ = tokio::time::timeout(Duration::from_secs(120), s.child.wait()).await;
-        println!(
-            "server shutdown:   {:.2} s (final flush)",
-            t.elapsed().as_secs_f64()
-        );
+        println!("server shutdown:   {:.2} s (final flush)", t.elapsed().as_secs_f64());
         let stored = dir_size(&s.dir.join("objects"));
-        println!(
-            "Parquet bytes/span: {:.1}",
-            stored as f64 / report.spans.max(1) as f64
-        );
+        println!("Parquet bytes/span: {:.1}", stored as f64 / report.spans.max(1) as f64);
         let _ = std::fs::remove_dir_all(&s.dir);
     }
     Ok(())

@@ -22,13 +22,7 @@ use tracing::{error, info};
 #[command(name = "signaldb", version, about, long_about, max_term_width = 100)]
 struct Cli {
     /// YAML configuration file.
-    #[arg(
-        short,
-        long,
-        env = "SIGNALDB_CONFIG",
-        global = true,
-        value_name = "FILE"
-    )]
+    #[arg(short, long, env = "SIGNALDB_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
     /// Data directory (WALs, embedded catalog, local Parquet). Key: data_dir.
@@ -63,6 +57,18 @@ struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     advertise_addr: Option<String>,
 
+    /// Querier Flight listen address. Key: querier.flight_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    querier_addr: Option<String>,
+
+    /// Tempo API listen address. Key: router.http_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    http_addr: Option<String>,
+
+    /// Flight SQL listen address. Key: router.flight_sql_addr.
+    #[arg(long, global = true, value_name = "ADDR")]
+    flight_sql_addr: Option<String>,
+
     /// Listen address of /metrics, /ready and /live. Key: admin.addr.
     #[arg(long, global = true, value_name = "ADDR")]
     admin_addr: Option<String>,
@@ -87,6 +93,10 @@ enum Command {
     Acceptor,
     /// Flight 50051: buffering, Parquet flushes, catalog registration.
     Writer,
+    /// Flight 50052: queries over Parquet files and writer buffers.
+    Querier,
+    /// HTTP 3200 (Grafana Tempo API) and Flight SQL 50053.
+    Router,
     /// Validates the configuration and prints it, with every default filled in.
     CheckConfig,
     /// Sends OTLP/gRPC load and prints throughput, latency and server memory.
@@ -109,6 +119,9 @@ impl Cli {
             ("writer.flight_addr", &self.flight_addr),
             ("writer.advertise_addr", &self.advertise_addr),
             ("admin.addr", &self.admin_addr),
+            ("querier.flight_addr", &self.querier_addr),
+            ("router.http_addr", &self.http_addr),
+            ("router.flight_sql_addr", &self.flight_sql_addr),
         ];
         for (key, value) in flags {
             if let Some(v) = value {
@@ -152,10 +165,7 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signaldb: cannot start the async runtime: {e}");
@@ -170,6 +180,8 @@ async fn run(cli: Cli) -> ExitCode {
         None | Some(Command::All) => Roles::ALL,
         Some(Command::Acceptor) => Roles::ACCEPTOR,
         Some(Command::Writer) => Roles::WRITER,
+        Some(Command::Querier) => Roles::QUERIER,
+        Some(Command::Router) => Roles::ROUTER,
         Some(Command::Loadgen(args)) => {
             return match signaldb::loadgen::run(args.clone()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -180,10 +192,7 @@ async fn run(cli: Cli) -> ExitCode {
             };
         }
         Some(Command::CheckConfig) => {
-            return match cli
-                .load_config()
-                .and_then(|c| c.to_yaml().map_err(|e| e.to_string()))
-            {
+            return match cli.load_config().and_then(|c| c.to_yaml().map_err(|e| e.to_string())) {
                 Ok(yaml) => {
                     print!("{yaml}");
                     ExitCode::SUCCESS
@@ -222,10 +231,7 @@ async fn run(cli: Cli) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

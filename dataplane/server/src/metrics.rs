@@ -145,21 +145,13 @@ impl Metrics {
             "Batches received again and not stored twice",
             m.writer_duplicate_batches.clone(),
         );
-        r.register(
-            "writer_rows",
-            "Rows stored by the writer",
-            m.writer_rows.clone(),
-        );
+        r.register("writer_rows", "Rows stored by the writer", m.writer_rows.clone());
         r.register(
             "writer_buffer_bytes",
             "Bytes held in the writer's memory buffer",
             m.writer_buffer_bytes.clone(),
         );
-        r.register(
-            "writer_flushes",
-            "Parquet flushes",
-            m.writer_flushes.clone(),
-        );
+        r.register("writer_flushes", "Parquet flushes", m.writer_flushes.clone());
         r.register(
             "writer_flush_failures",
             "Parquet flushes that failed (retried)",
@@ -197,18 +189,10 @@ impl Metrics {
     /// Records what opening a WAL found.
     pub fn record_replay(&self, role: &'static str, stats: &signaldb_wal::ReplayStats) {
         let l = RoleLabels { role };
-        self.wal_corrupt_records
-            .get_or_create(&l)
-            .inc_by(stats.corrupt_records);
-        self.wal_truncated_bytes
-            .get_or_create(&l)
-            .inc_by(stats.truncated_bytes);
-        self.wal_empty_segments
-            .get_or_create(&l)
-            .inc_by(stats.empty_segments);
-        self.wal_replayed_records
-            .get_or_create(&l)
-            .inc_by(stats.records);
+        self.wal_corrupt_records.get_or_create(&l).inc_by(stats.corrupt_records);
+        self.wal_truncated_bytes.get_or_create(&l).inc_by(stats.truncated_bytes);
+        self.wal_empty_segments.get_or_create(&l).inc_by(stats.empty_segments);
+        self.wal_replayed_records.get_or_create(&l).inc_by(stats.records);
     }
 
     pub fn set_wal_pending(&self, role: &'static str, bytes: u64) {

@@ -105,11 +105,7 @@ pub struct ProtoDuration {
 }
 
 /// A gRPC status carrying `RetryInfo`, which OTLP exporters honour.
-pub fn status_with_retry(
-    code: tonic::Code,
-    message: String,
-    retry_after: std::time::Duration,
-) -> tonic::Status {
+pub fn status_with_retry(code: tonic::Code, message: String, retry_after: std::time::Duration) -> tonic::Status {
     let retry = RetryInfo {
         retry_delay: Some(ProtoDuration {
             seconds: i64::try_from(retry_after.as_secs()).unwrap_or(i64::MAX),
@@ -124,9 +120,54 @@ pub fn status_with_retry(
             value: prost::Message::encode_to_vec(&retry),
         }],
     };
-    tonic::Status::with_details(
-        code,
-        message,
-        Bytes::from(prost::Message::encode_to_vec(&details)),
-    )
+    tonic::Status::with_details(code, message, Bytes::from(prost::Message::encode_to_vec(&details)))
+}
+
+/// Flight `DoGet` ticket of a writer: the unflushed spans of a tenant, of one
+/// trace or overlapping a time range.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BufferTicket {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    /// 16 bytes, or empty for all traces.
+    #[prost(bytes = "vec", tag = "2")]
+    pub trace_id: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub has_range: bool,
+    #[prost(int64, tag = "4")]
+    pub min_time_ns: i64,
+    #[prost(int64, tag = "5")]
+    pub max_time_ns: i64,
+}
+
+/// Flight `DoGet` ticket of a querier.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryTicket {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(oneof = "QueryKind", tags = "2, 3")]
+    pub kind: Option<QueryKind>,
+}
+
+/// What a [`QueryTicket`] asks for.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum QueryKind {
+    /// All spans of one trace.
+    #[prost(message, tag = "2")]
+    TraceById(TraceByIdQuery),
+    /// A SQL query over the tenant's `spans` table.
+    #[prost(string, tag = "3")]
+    Sql(String),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceByIdQuery {
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    #[prost(bool, tag = "2")]
+    pub has_range: bool,
+    #[prost(int64, tag = "3")]
+    pub min_time_ns: i64,
+    #[prost(int64, tag = "4")]
+    pub max_time_ns: i64,
 }

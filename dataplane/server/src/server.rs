@@ -31,24 +31,15 @@ use crate::writer::service::WriterFlight;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("creating data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("node id file {path}: {source}")]
-    NodeId {
-        path: String,
-        source: std::io::Error,
-    },
+    NodeId { path: String, source: std::io::Error },
     #[error("catalog: {0}")]
     Catalog(#[from] signaldb_catalog::Error),
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("opening the {role} WAL: {source}")]
-    Wal {
-        role: Role,
-        source: signaldb_wal::Error,
-    },
+    Wal { role: Role, source: signaldb_wal::Error },
     #[error("restoring the writer buffer from its WAL: {0}")]
     Restore(String),
     #[error("binding {what} on {addr}: {source}")]
@@ -64,20 +55,40 @@ pub enum StartError {
 pub struct Roles {
     pub acceptor: bool,
     pub writer: bool,
+    pub querier: bool,
+    pub router: bool,
 }
 
 impl Roles {
     pub const ALL: Roles = Roles {
         acceptor: true,
         writer: true,
+        querier: true,
+        router: true,
     };
     pub const ACCEPTOR: Roles = Roles {
         acceptor: true,
         writer: false,
+        querier: false,
+        router: false,
     };
     pub const WRITER: Roles = Roles {
         acceptor: false,
         writer: true,
+        querier: false,
+        router: false,
+    };
+    pub const QUERIER: Roles = Roles {
+        acceptor: false,
+        writer: false,
+        querier: true,
+        router: false,
+    };
+    pub const ROUTER: Roles = Roles {
+        acceptor: false,
+        writer: false,
+        querier: false,
+        router: true,
     };
 }
 
@@ -89,6 +100,9 @@ pub struct Endpoints {
     pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
     pub writer_flight: Option<SocketAddr>,
+    pub querier_flight: Option<SocketAddr>,
+    pub router_http: Option<SocketAddr>,
+    pub router_flight_sql: Option<SocketAddr>,
 }
 
 /// A started process. Call [`Running::shutdown`] to stop it cleanly.
@@ -102,6 +116,8 @@ pub struct Running {
     admin_stop: watch::Sender<bool>,
     acceptor_tasks: Vec<JoinHandle<()>>,
     writer_tasks: Vec<JoinHandle<()>>,
+    query_stop: watch::Sender<bool>,
+    query_tasks: Vec<JoinHandle<()>>,
     admin_task: Option<JoinHandle<()>>,
     acceptor_wal: Option<Wal>,
     writer_wal: Option<Wal>,
@@ -117,6 +133,10 @@ impl Running {
     /// deregisters, closes the WALs.
     pub async fn shutdown(self) {
         info!("shutting down");
+        let _ = self.query_stop.send(true);
+        for t in self.query_tasks {
+            let _ = t.await;
+        }
         let _ = self.acceptor_stop.send(true);
         for t in self.acceptor_tasks {
             let _ = t.await;
@@ -218,13 +238,14 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         source,
     })?;
     let node = node_id(&config)?;
-    let catalog: Arc<dyn Catalog> = Arc::new(
-        signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?,
-    );
+    let catalog: Arc<dyn Catalog> =
+        Arc::new(signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?);
     let ready = Arc::new(AtomicBool::new(false));
     let (acceptor_stop, acceptor_rx) = watch::channel(false);
     let (writer_stop, writer_rx) = watch::channel(false);
     let (admin_stop, admin_rx) = watch::channel(false);
+    let (query_stop, query_rx) = watch::channel(false);
+    let mut query_tasks = Vec::new();
     let mut endpoints = Endpoints {
         node_id: node.clone(),
         ..Default::default()
@@ -292,12 +313,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
 
     let mut acceptor_wal = None;
     if roles.acceptor {
-        let (wal, replay) = open_wal(
-            &config,
-            Role::Acceptor,
-            config.acceptor.max_pending.as_u64(),
-            &metrics,
-        )?;
+        let (wal, replay) = open_wal(&config, Role::Acceptor, config.acceptor.max_pending.as_u64(), &metrics)?;
         let id = format!("{node}-acceptor");
         let directory = WriterDirectory::new(Arc::clone(&catalog), config.discovery.ttl);
         let _ = directory.refresh().await;
@@ -369,12 +385,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             }
         }));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
-        let svc = service_record(
-            id,
-            Role::Acceptor,
-            address,
-            vec![Capability::TraceIngestion],
-        );
+        let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
         acceptor_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
             svc,
@@ -384,9 +395,108 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         acceptor_wal = Some(wal);
     }
 
+    if roles.querier {
+        let store = crate::storage::open(&config)?;
+        let buffers = crate::querier::WriterBuffers {
+            catalog: Arc::clone(&catalog),
+            pool: FlightPool::default(),
+            ttl: config.discovery.ttl,
+            timeout: config.querier.buffer_timeout,
+        };
+        let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers));
+        let listener = bind("querier Flight", config.querier.flight_addr).await?;
+        let bound = local_addr(&listener);
+        endpoints.querier_flight = bound;
+        let advertise = config
+            .querier
+            .advertise_addr
+            .clone()
+            .or(bound.map(reachable))
+            .unwrap_or_default();
+        let svc = service_record(
+            format!("{node}-querier"),
+            Role::Querier,
+            advertise,
+            vec![Capability::QueryExecution],
+        );
+        catalog.register_service(&svc).await?;
+        let flight = crate::querier::QuerierFlight::new(engine).into_server();
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "querier Flight server failed");
+            }
+        }));
+        query_tasks.push(tokio::spawn(run_registration(
+            Arc::clone(&catalog),
+            svc,
+            heartbeat,
+            query_rx.clone(),
+        )));
+    }
+
+    if roles.router {
+        let queriers =
+            crate::router::QuerierClient::new(Arc::clone(&catalog), FlightPool::default(), config.discovery.ttl);
+        let backend = Arc::new(crate::router::QuerierBackend::new(queriers.clone()));
+        let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
+        let http_listener = bind("router HTTP", config.router.http_addr).await?;
+        endpoints.router_http = local_addr(&http_listener);
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "router HTTP server failed");
+            }
+        }));
+        let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
+        endpoints.router_flight_sql = local_addr(&sql_listener);
+        let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, config.tenancy.clone()).into_server();
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight_sql)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(sql_listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "router Flight SQL server failed");
+            }
+        }));
+        let address = endpoints.router_http.map(reachable).unwrap_or_default();
+        let svc = service_record(
+            format!("{node}-router"),
+            Role::Router,
+            address,
+            vec![Capability::Routing],
+        );
+        query_tasks.push(tokio::spawn(run_registration(
+            Arc::clone(&catalog),
+            svc,
+            heartbeat,
+            query_rx.clone(),
+        )));
+    }
+
     let admin_listener = bind("admin HTTP", config.admin.addr).await?;
     endpoints.admin = local_addr(&admin_listener);
-    let admin = admin_router(metrics.clone(), Arc::clone(&ready), writer.clone());
+    let admin = admin_router(
+        metrics.clone(),
+        Arc::clone(&ready),
+        writer.clone(),
+        Arc::clone(&catalog),
+    );
     let mut stop = admin_rx;
     let admin_task = tokio::spawn(async move {
         let result = axum::serve(admin_listener, admin)
@@ -409,6 +519,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         admin_stop,
         acceptor_tasks,
         writer_tasks,
+        query_stop,
+        query_tasks,
         admin_task: Some(admin_task),
         acceptor_wal,
         writer_wal,
@@ -420,18 +532,79 @@ struct AdminState {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     writer: Option<Writer>,
+    catalog: Arc<dyn Catalog>,
 }
 
-fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>, writer: Option<Writer>) -> Router {
+fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>, writer: Option<Writer>, catalog: Arc<dyn Catalog>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/ready", get(ready_handler))
         .route("/live", get(|| async { "live\n" }))
+        .route("/drain", get(drain_status).post(drain_start))
         .with_state(AdminState {
             metrics,
             ready,
             writer,
+            catalog,
         })
+}
+
+/// Progress of a writer's drain, as `GET /drain` reports it.
+#[derive(Debug, serde::Serialize)]
+struct DrainStatus {
+    draining: bool,
+    buffered_bytes: u64,
+    wal_pending_bytes: u64,
+    /// Draining, and nothing is left to flush.
+    done: bool,
+}
+
+fn drain_report(w: &Writer) -> DrainStatus {
+    let (buffered, _) = w.buffered();
+    let pending = w.wal_pending_bytes();
+    let draining = w.is_draining();
+    DrainStatus {
+        draining,
+        buffered_bytes: buffered as u64,
+        wal_pending_bytes: pending,
+        done: draining && buffered == 0 && pending == 0,
+    }
+}
+
+async fn drain_status(State(s): State<AdminState>) -> axum::response::Response {
+    match &s.writer {
+        Some(w) => {
+            if w.is_draining() {
+                // Re-assert the flag: a re-registration after a catalog outage resets it.
+                let _ = s.catalog.set_draining(w.id(), true).await;
+            }
+            axum::Json(drain_report(w)).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "this process runs no writer\n").into_response(),
+    }
+}
+
+/// Starts draining: leave routing, refuse new data, flush everything.
+async fn drain_start(State(s): State<AdminState>) -> axum::response::Response {
+    let Some(w) = s.writer.clone() else {
+        return (StatusCode::NOT_FOUND, "this process runs no writer\n").into_response();
+    };
+    w.set_draining(true);
+    if let Err(e) = s.catalog.set_draining(w.id(), true).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot mark the writer draining in the catalog: {e}\n"),
+        )
+            .into_response();
+    }
+    info!(writer = %w.id(), "draining: refusing new data and flushing");
+    let flusher = w.clone();
+    tokio::spawn(async move {
+        if let Err(e) = flusher.flush().await {
+            warn!(error = %e, "drain flush failed; the flusher retries");
+        }
+    });
+    (StatusCode::ACCEPTED, axum::Json(drain_report(&w))).into_response()
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
@@ -455,5 +628,17 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+/// What `/api/status/buildinfo` reports.
+pub fn build_info() -> signaldb_tempo::BuildInfo {
+    signaldb_tempo::BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        revision: option_env!("SIGNALDB_GIT_REVISION").unwrap_or("unknown").to_owned(),
+        branch: option_env!("SIGNALDB_GIT_BRANCH").unwrap_or("unknown").to_owned(),
+        build_user: "signaldb".to_owned(),
+        build_date: option_env!("SIGNALDB_BUILD_DATE").unwrap_or("unknown").to_owned(),
+        go_version: format!("rust (signaldb {})", env!("CARGO_PKG_VERSION")),
     }
 }

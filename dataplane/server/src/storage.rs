@@ -13,15 +13,9 @@ use signaldb_config::{Config, Signal, TenantId};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("creating storage directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("opening storage {url}: {source}")]
-    Open {
-        url: String,
-        source: object_store::Error,
-    },
+    Open { url: String, source: object_store::Error },
     #[error("storage url {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 }
@@ -103,12 +97,7 @@ fn local(dir: PathBuf) -> Result<Arc<dyn ObjectStore>, StorageError> {
 
 /// Where a file of `tenant` and `signal` whose earliest row is at
 /// `min_time_ns` goes: `{tenant}/{signal}/{YYYY-MM-DD}/{HH}/{name}.parquet`.
-pub fn file_path(
-    tenant: &TenantId,
-    signal: Signal,
-    min_time_ns: i64,
-    name: &str,
-) -> object_store::path::Path {
+pub fn file_path(tenant: &TenantId, signal: Signal, min_time_ns: i64, name: &str) -> object_store::path::Path {
     let t = chrono::DateTime::from_timestamp_nanos(min_time_ns);
     object_store::path::Path::from(format!(
         "{tenant}/{signal}/{}/{}/{name}.parquet",
@@ -134,11 +123,6 @@ mod tests {
         c.storage.url = Some("s3://".into());
         assert!(open(&c).unwrap_err().to_string().contains("no bucket"));
         c.storage.url = Some("gs://x".into());
-        assert!(
-            open(&c)
-                .unwrap_err()
-                .to_string()
-                .contains("expected file:///PATH")
-        );
+        assert!(open(&c).unwrap_err().to_string().contains("expected file:///PATH"));
     }
 }

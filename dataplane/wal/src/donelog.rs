@@ -125,10 +125,7 @@ fn parse(path: &Path, data: &[u8]) -> Ranges {
             warn!(file = %path.display(), offset = pos, "WAL done log frame checksum mismatch; ignoring the last {} bytes", rest.len());
             break;
         }
-        ranges.extend(
-            body.chunks_exact(RANGE_LEN)
-                .map(|r| (le_u64(&r[..8]), le_u64(&r[8..]))),
-        );
+        ranges.extend(body.chunks_exact(RANGE_LEN).map(|r| (le_u64(&r[..8]), le_u64(&r[8..]))));
         pos += FRAME_HEADER_LEN + body_len;
     }
     normalize(ranges)
@@ -173,8 +170,7 @@ impl DoneLog {
             .truncate(true)
             .open(&tmp)
             .map_err(Error::io_with("create", &tmp))?;
-        file.write_all(&buf)
-            .map_err(Error::io_with("write", &tmp))?;
+        file.write_all(&buf).map_err(Error::io_with("write", &tmp))?;
         file.sync_all().map_err(Error::io_with("fsync", &tmp))?;
         fs::rename(&tmp, &path).map_err(Error::io_with("rename into place", &tmp))?;
         sync_dir(dir)?;
@@ -228,10 +224,7 @@ mod tests {
 
     #[test]
     fn ranges_are_built_and_merged() {
-        assert_eq!(
-            ranges_of(vec![5, 3, 4, 9, 10, 1, 4]),
-            vec![(1, 1), (3, 5), (9, 10)]
-        );
+        assert_eq!(ranges_of(vec![5, 3, 4, 9, 10, 1, 4]), vec![(1, 1), (3, 5), (9, 10)]);
         assert_eq!(
             normalize(vec![(5, 7), (1, 2), (3, 4), (10, 12), (11, 11), (9, 8)]),
             vec![(1, 7), (10, 12)]

@@ -60,17 +60,11 @@ impl Error {
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
-            Error::Full {
-                pending_bytes,
-                limit,
-            } => Error::Full {
+            Error::Full { pending_bytes, limit } => Error::Full {
                 pending_bytes: *pending_bytes,
                 limit: *limit,
             },
-            Error::TooLarge { len, max } => Error::TooLarge {
-                len: *len,
-                max: *max,
-            },
+            Error::TooLarge { len, max } => Error::TooLarge { len: *len, max: *max },
             Error::Closed => Error::Closed,
         }
     }

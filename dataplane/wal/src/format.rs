@@ -140,16 +140,10 @@ impl fmt::Display for Defect {
                 "record length {len} is impossible: only {available} bytes left after the record header"
             ),
             Defect::Checksum { stored, computed } => {
-                write!(
-                    f,
-                    "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-                )
+                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
             Defect::SeqOutOfOrder { seq, min } => {
-                write!(
-                    f,
-                    "sequence number {seq} out of order: expected at least {min}"
-                )
+                write!(f, "sequence number {seq} out of order: expected at least {min}")
             }
         }
     }
@@ -261,10 +255,7 @@ impl Scan {
             Some(d) if d.resumed_at.is_none() => d
                 .expected_seq
                 .saturating_add(d.skipped_bytes.div_ceil(RECORD_HEADER_LEN)),
-            _ => self
-                .records
-                .last()
-                .map_or(min_seq, |r| r.seq.saturating_add(1)),
+            _ => self.records.last().map_or(min_seq, |r| r.seq.saturating_add(1)),
         }
     }
 }
@@ -297,8 +288,7 @@ pub(crate) fn scan_segment(buf: &[u8], start: usize, min_seq: u64) -> Scan {
                 let last_candidate = buf.len().saturating_sub(REC_HEADER_LEN);
                 let found = (pos + 1..=last_candidate).find_map(|p| {
                     let window = ((p - pos) / REC_HEADER_LEN) as u64;
-                    resync_candidate(buf, p, expected, expected.saturating_add(window))
-                        .map(|r| (p, r))
+                    resync_candidate(buf, p, expected, expected.saturating_add(window)).map(|r| (p, r))
                 });
                 match found {
                     Some((p, rec)) => {
@@ -351,20 +341,11 @@ mod tests {
     #[test]
     fn file_names_sort_and_parse() {
         assert_eq!(segment_file_name(42), "00000000000000000042.wal");
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.wal"),
-            Some(42)
-        );
-        assert_eq!(
-            parse_segment_file_name(&segment_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000042.wal"), Some(42));
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_file_name("42.wal"), None);
         assert_eq!(parse_segment_file_name("0000000000000000004x.wal"), None);
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.wal.tmp"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000042.wal.tmp"), None);
         assert!(segment_file_name(9) < segment_file_name(10));
     }
 
@@ -420,11 +401,7 @@ mod tests {
                 let mut damaged = buf.clone();
                 damaged[byte] ^= 1 << bit;
                 let scan = scan_segment(&damaged, HEADER_LEN, 100);
-                assert_eq!(
-                    seqs(&scan),
-                    vec![100, 101, 102, 104, 105],
-                    "byte {byte} bit {bit}"
-                );
+                assert_eq!(seqs(&scan), vec![100, 101, 102, 104, 105], "byte {byte} bit {bit}");
                 assert_eq!(scan.corrupt_records(), 1);
                 assert_eq!(scan.skipped_bytes(), (to - from) as u64);
                 assert!(!scan.tail_damaged());

@@ -137,8 +137,8 @@ mod writer;
 pub use donelog::DONE_LOG_FILE;
 pub use error::{Error, Result};
 pub use format::{
-    FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_EXTENSION, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC, parse_segment_file_name, segment_file_name,
+    FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_EXTENSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    parse_segment_file_name, segment_file_name,
 };
 
 use state::{Core, SegMeta, State};
@@ -384,10 +384,7 @@ impl Wal {
         if !self.inner.core.mark_done(seqs) {
             return;
         }
-        let sent = self
-            .sender()
-            .as_ref()
-            .is_some_and(|tx| tx.send(Msg::Maintain).is_ok());
+        let sent = self.sender().as_ref().is_some_and(|tx| tx.send(Msg::Maintain).is_ok());
         if !sent {
             self.inner.core.maintain_parked();
         }

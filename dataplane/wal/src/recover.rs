@@ -53,10 +53,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     // Sequence numbers start at 1. Every file name is a lower bound for the next sequence number, and
     // so is every sequence number marked done, so numbers are never reused, even when all records have
     // been trimmed.
-    let mut floor: u64 = done
-        .last()
-        .map_or(1, |(_, last)| last.saturating_add(1))
-        .max(1);
+    let mut floor: u64 = done.last().map_or(1, |(_, last)| last.saturating_add(1)).max(1);
     let mut last_seq: u64 = 0;
     let mut already_done: u64 = 0;
 
@@ -166,10 +163,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         last_with_records = Some((seg.path, tail_end, kept));
     }
     if already_done > 0 {
-        debug!(
-            records = already_done,
-            "skipped WAL records already marked done"
-        );
+        debug!(records = already_done, "skipped WAL records already marked done");
     }
 
     // Never append after garbage: cut the damaged tail off the newest segment (a torn write).
@@ -215,10 +209,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     // Rewrite the done log with only the marks that still matter (after the deletions above, so that a
     // crash in between cannot resurrect finished segments).
     let pending: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    let starts = segments
-        .keys()
-        .copied()
-        .chain(std::iter::once(active.first_seq));
+    let starts = segments.keys().copied().chain(std::iter::once(active.first_seq));
     let done_log = DoneLog::create(dir, &done_ranges(starts, &pending, next_seq))?;
 
     Ok(Recovered {
@@ -240,9 +231,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Listed>> {
             continue;
         };
         let path = entry.path();
-        let file_type = entry
-            .file_type()
-            .map_err(Error::io_with("inspect", &path))?;
+        let file_type = entry.file_type().map_err(Error::io_with("inspect", &path))?;
         if !file_type.is_file() {
             warn!(file = %path.display(), "ignoring WAL segment name that is not a regular file");
             continue;
@@ -269,8 +258,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let d = fs::File::open(dir).map_err(Error::io_with("open directory", dir))?;
-        d.sync_all()
-            .map_err(Error::io_with("fsync directory", dir))?;
+        d.sync_all().map_err(Error::io_with("fsync directory", dir))?;
     }
     #[cfg(not(unix))]
     let _ = dir;

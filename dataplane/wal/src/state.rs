@@ -14,11 +14,7 @@ use crate::writer::Disk;
 
 /// The complement of `pending` (sorted) within the ranges of the segments: segment `k` spans from `k`
 /// to the next segment's name, the last one up to `next_seq` (exclusive).
-pub(crate) fn done_ranges(
-    segments: impl Iterator<Item = u64>,
-    pending: &[u64],
-    next_seq: u64,
-) -> Ranges {
+pub(crate) fn done_ranges(segments: impl Iterator<Item = u64>, pending: &[u64], next_seq: u64) -> Ranges {
     let starts: Vec<u64> = segments.collect();
     let mut out = Vec::new();
     let mut p = 0;
@@ -190,10 +186,7 @@ impl Core {
             st.segments.remove(first);
         }
         drop(st);
-        finished
-            .into_iter()
-            .map(|first| self.segment_path(first))
-            .collect()
+        finished.into_iter().map(|first| self.segment_path(first)).collect()
     }
 
     /// Deletes segment files. Failures are logged: the file stays and is replayed again on the next

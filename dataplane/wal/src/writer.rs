@@ -60,8 +60,7 @@ impl ActiveSegment {
             .map_err(Error::io_with("create segment", &path))?;
         file.write_all(&format::encode_segment_header())
             .map_err(Error::io_with("write header of segment", &path))?;
-        file.sync_all()
-            .map_err(Error::io_with("fsync new segment", &path))?;
+        file.sync_all().map_err(Error::io_with("fsync new segment", &path))?;
         sync_dir(dir)?;
         debug!(file = %path.display(), "created WAL segment");
         Ok(ActiveSegment {
@@ -216,9 +215,7 @@ impl Disk {
         if a.len == a.synced_len {
             return Ok(());
         }
-        a.file
-            .sync_data()
-            .map_err(Error::io_with("fsync segment", &a.path))?;
+        a.file.sync_data().map_err(Error::io_with("fsync segment", &a.path))?;
         a.synced_len = a.len;
         core.lock().fsyncs += 1;
         Ok(())
@@ -254,9 +251,7 @@ impl Disk {
     pub(crate) fn maintain(&mut self, core: &Core) {
         let idle = {
             let st = core.lock();
-            st.segments
-                .get(&st.active)
-                .is_none_or(|meta| meta.live == 0)
+            st.segments.get(&st.active).is_none_or(|meta| meta.live == 0)
         };
         // An idle WAL keeps no finished records: seal the active segment so it can be deleted.
         if idle
@@ -298,12 +293,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(
-        core: Arc<Core>,
-        rx: Receiver<Msg>,
-        disk: Disk,
-        stopped: watch::Sender<bool>,
-    ) -> Self {
+    pub(crate) fn new(core: Arc<Core>, rx: Receiver<Msg>, disk: Disk, stopped: watch::Sender<bool>) -> Self {
         Writer {
             core,
             rx,

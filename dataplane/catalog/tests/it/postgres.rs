@@ -53,11 +53,7 @@ async fn postgres_conformance() {
 async fn postgres_concurrent_first_start() {
     let Some(url) = postgres_url() else { return };
     sqlx::any::install_default_drivers();
-    let admin = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
+    let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
     let schema = format!("signaldb_it_{}", crate::unique());
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&admin)

@@ -1,8 +1,6 @@
 use std::sync::Arc;
 
-use signaldb_catalog::{
-    BatchId, Catalog, Error, FileRecord, Signal, SqlCatalog, TenantId, conformance, connect,
-};
+use signaldb_catalog::{BatchId, Catalog, Error, FileRecord, Signal, SqlCatalog, TenantId, conformance, connect};
 
 fn file_url(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
     let path = dir.path().join("catalog.db");
@@ -40,19 +38,13 @@ async fn sqlite_file_conformance_shared_by_two_pools() {
         seq: 1,
         part: 0,
     };
-    second
-        .register_file(&file, std::slice::from_ref(&id))
-        .await
-        .unwrap();
+    second.register_file(&file, std::slice::from_ref(&id)).await.unwrap();
     assert_eq!(
         first.batches_seen(std::slice::from_ref(&id)).await.unwrap(),
         vec![id.clone()]
     );
     assert_eq!(
-        first
-            .list_files(&tenant, Signal::Traces, None)
-            .await
-            .unwrap(),
+        first.list_files(&tenant, Signal::Traces, None).await.unwrap(),
         vec![file]
     );
     conformance::run_all(&second).await;
@@ -98,10 +90,7 @@ async fn concurrent_writers(first: SqlCatalog, second: SqlCatalog) {
                         .collect();
                     assert!(catalog.batches_seen(&ids).await.unwrap().is_empty());
                     catalog.register_file(&file, &ids).await.unwrap();
-                    catalog
-                        .list_files(&tenant, Signal::Logs, Some((0, 5)))
-                        .await
-                        .unwrap();
+                    catalog.list_files(&tenant, Signal::Logs, Some((0, 5))).await.unwrap();
                 }
             }));
         }
@@ -109,22 +98,8 @@ async fn concurrent_writers(first: SqlCatalog, second: SqlCatalog) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        first
-            .list_files(&tenant, Signal::Logs, None)
-            .await
-            .unwrap()
-            .len(),
-        150
-    );
-    assert_eq!(
-        second
-            .list_files(&tenant, Signal::Logs, None)
-            .await
-            .unwrap()
-            .len(),
-        150
-    );
+    assert_eq!(first.list_files(&tenant, Signal::Logs, None).await.unwrap().len(), 150);
+    assert_eq!(second.list_files(&tenant, Signal::Logs, None).await.unwrap().len(), 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,9 +135,7 @@ async fn sqlite_concurrent_first_start() {
 
 #[tokio::test]
 async fn bad_urls() {
-    let e = connect("mysql://user:hunter2@localhost/db", 1)
-        .await
-        .unwrap_err();
+    let e = connect("mysql://user:hunter2@localhost/db", 1).await.unwrap_err();
     assert!(matches!(e, Error::UnsupportedUrl { .. }), "{e:?}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 
@@ -178,18 +151,11 @@ async fn bad_urls() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Connect { .. }), "{e:?}");
-    assert!(
-        e.to_string()
-            .contains(&format!("user:***@127.0.0.1:{port}/db")),
-        "{e}"
-    );
+    assert!(e.to_string().contains(&format!("user:***@127.0.0.1:{port}/db")), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("missing/dir/c.db").display()
-    );
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("missing/dir/c.db").display());
     let e = connect(&url, 1).await.unwrap_err();
     assert!(matches!(e, Error::Connect { .. }), "{e:?}");
 }

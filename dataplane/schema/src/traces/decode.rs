@@ -3,8 +3,8 @@
 use std::ops::Range;
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, Int32Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampNanosecondArray, UInt32Array,
+    Array, ArrayRef, FixedSizeBinaryArray, Int32Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampNanosecondArray, UInt32Array,
 };
 use arrow_schema::DataType;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -31,12 +31,7 @@ fn invalid(row: usize, column: &str, reason: String) -> Error {
     }
 }
 
-fn time(
-    array: &TimestampNanosecondArray,
-    i: usize,
-    row: usize,
-    column: &str,
-) -> Result<u64, Error> {
+fn time(array: &TimestampNanosecondArray, i: usize, row: usize, column: &str) -> Result<u64, Error> {
     let t = array.value(i);
     u64::try_from(t).map_err(|_| invalid(row, column, format!("time {t} is negative")))
 }
@@ -57,23 +52,17 @@ impl<'a> EventsReader<'a> {
         let list: &ListArray = downcast(array, column, &ty)?;
         let items: &StructArray = downcast(list.values(), column, &ty)?;
         let attrs_path = format!("{column}.{}.{}", columns::LIST_ITEM, event::ATTRIBUTES);
-        let attrs =
-            items
-                .column_by_name(event::ATTRIBUTES)
-                .ok_or_else(|| Error::MissingColumn {
-                    column: attrs_path.clone(),
-                })?;
+        let attrs = items
+            .column_by_name(event::ATTRIBUTES)
+            .ok_or_else(|| Error::MissingColumn {
+                column: attrs_path.clone(),
+            })?;
         Ok(Self {
             offsets: list.value_offsets(),
             time: child(items, column, event::TIME_UNIX_NANO, &timestamp())?,
             name: child(items, column, event::NAME, &DataType::Utf8)?,
             attributes: attributes::Reader::new(attrs_path, attrs)?,
-            dropped: child(
-                items,
-                column,
-                event::DROPPED_ATTRIBUTES_COUNT,
-                &DataType::UInt32,
-            )?,
+            dropped: child(items, column, event::DROPPED_ATTRIBUTES_COUNT, &DataType::UInt32)?,
         })
     }
 
@@ -117,21 +106,11 @@ impl<'a> LinksReader<'a> {
             })?;
         Ok(Self {
             offsets: list.value_offsets(),
-            trace_id: child(
-                items,
-                column,
-                link::TRACE_ID,
-                &DataType::FixedSizeBinary(16),
-            )?,
+            trace_id: child(items, column, link::TRACE_ID, &DataType::FixedSizeBinary(16))?,
             span_id: child(items, column, link::SPAN_ID, &DataType::FixedSizeBinary(8))?,
             trace_state: child(items, column, link::TRACE_STATE, &DataType::Utf8)?,
             attributes: attributes::Reader::new(attrs_path, attrs)?,
-            dropped: child(
-                items,
-                column,
-                link::DROPPED_ATTRIBUTES_COUNT,
-                &DataType::UInt32,
-            )?,
+            dropped: child(items, column, link::DROPPED_ATTRIBUTES_COUNT, &DataType::UInt32)?,
             flags: child(items, column, link::FLAGS, &DataType::UInt32)?,
         })
     }
@@ -160,12 +139,7 @@ pub(super) fn convert(batch: &RecordBatch) -> Result<Vec<ResourceSpans>, Error> 
     let get = |name: &str| read::column(batch, schema.field_with_name(name)?);
     let fsb16 = DataType::FixedSizeBinary(16);
     let fsb8 = DataType::FixedSizeBinary(8);
-    let (utf8, i32t, u32t, ts) = (
-        DataType::Utf8,
-        DataType::Int32,
-        DataType::UInt32,
-        timestamp(),
-    );
+    let (utf8, i32t, u32t, ts) = (DataType::Utf8, DataType::Int32, DataType::UInt32, timestamp());
 
     // Owned normalized arrays; the typed views below borrow them.
     let a_trace_id = get(TRACE_ID)?;
@@ -206,27 +180,18 @@ pub(super) fn convert(batch: &RecordBatch) -> Result<Vec<ResourceSpans>, Error> 
     let status_code: &Int32Array = downcast(&a_status_code, STATUS_CODE, &i32t)?;
     let status_message: &StringArray = downcast(&a_status_message, STATUS_MESSAGE, &utf8)?;
     let attributes = attributes::Reader::new(ATTRIBUTES.to_owned(), &a_attributes)?;
-    let dropped_attributes: &UInt32Array =
-        downcast(&a_dropped_attributes, DROPPED_ATTRIBUTES_COUNT, &u32t)?;
+    let dropped_attributes: &UInt32Array = downcast(&a_dropped_attributes, DROPPED_ATTRIBUTES_COUNT, &u32t)?;
     let dropped_events: &UInt32Array = downcast(&a_dropped_events, DROPPED_EVENTS_COUNT, &u32t)?;
     let dropped_links: &UInt32Array = downcast(&a_dropped_links, DROPPED_LINKS_COUNT, &u32t)?;
     let events = EventsReader::new(&a_events)?;
     let links = LinksReader::new(&a_links)?;
-    let resource_attributes =
-        attributes::Reader::new(RESOURCE_ATTRIBUTES.to_owned(), &a_resource_attributes)?;
-    let resource_dropped: &UInt32Array = downcast(
-        &a_resource_dropped,
-        RESOURCE_DROPPED_ATTRIBUTES_COUNT,
-        &u32t,
-    )?;
-    let resource_schema_url: &StringArray =
-        downcast(&a_resource_schema_url, RESOURCE_SCHEMA_URL, &utf8)?;
+    let resource_attributes = attributes::Reader::new(RESOURCE_ATTRIBUTES.to_owned(), &a_resource_attributes)?;
+    let resource_dropped: &UInt32Array = downcast(&a_resource_dropped, RESOURCE_DROPPED_ATTRIBUTES_COUNT, &u32t)?;
+    let resource_schema_url: &StringArray = downcast(&a_resource_schema_url, RESOURCE_SCHEMA_URL, &utf8)?;
     let scope_name: &StringArray = downcast(&a_scope_name, SCOPE_NAME, &utf8)?;
     let scope_version: &StringArray = downcast(&a_scope_version, SCOPE_VERSION, &utf8)?;
-    let scope_attributes =
-        attributes::Reader::new(SCOPE_ATTRIBUTES.to_owned(), &a_scope_attributes)?;
-    let scope_dropped: &UInt32Array =
-        downcast(&a_scope_dropped, SCOPE_DROPPED_ATTRIBUTES_COUNT, &u32t)?;
+    let scope_attributes = attributes::Reader::new(SCOPE_ATTRIBUTES.to_owned(), &a_scope_attributes)?;
+    let scope_dropped: &UInt32Array = downcast(&a_scope_dropped, SCOPE_DROPPED_ATTRIBUTES_COUNT, &u32t)?;
     let scope_schema_url: &StringArray = downcast(&a_scope_schema_url, SCOPE_SCHEMA_URL, &utf8)?;
 
     let same_resource = |a: usize, b: usize| {

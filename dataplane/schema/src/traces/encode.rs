@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, Int32Array, Int64Array, ListArray,
-    PrimitiveArray, RecordBatch, StringBuilder, StructArray, UInt32Array,
+    ArrayRef, FixedSizeBinaryArray, FixedSizeBinaryBuilder, Int32Array, Int64Array, ListArray, PrimitiveArray,
+    RecordBatch, StringBuilder, StructArray, UInt32Array,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::TimestampNanosecondType;
@@ -41,12 +41,7 @@ impl Loc {
         }
     }
 
-    fn check_len(
-        self,
-        field: impl FnOnce() -> String,
-        id: &[u8],
-        want: usize,
-    ) -> Result<(), Error> {
+    fn check_len(self, field: impl FnOnce() -> String, id: &[u8], want: usize) -> Result<(), Error> {
         if id.len() == want {
             Ok(())
         } else {
@@ -55,8 +50,7 @@ impl Loc {
     }
 
     fn time(self, field: impl FnOnce() -> String, nanos: u64) -> Result<i64, Error> {
-        i64::try_from(nanos)
-            .map_err(|_| self.error(field(), format!("is {nanos}, which exceeds i64::MAX")))
+        i64::try_from(nanos).map_err(|_| self.error(field(), format!("is {nanos}, which exceeds i64::MAX")))
     }
 }
 
@@ -71,9 +65,10 @@ struct ResourceCtx<'a> {
 
 impl<'a> ResourceCtx<'a> {
     fn new(rs: &'a ResourceSpans) -> Self {
-        let (attrs, dropped) = rs.resource.as_ref().map_or((&[][..], 0), |r| {
-            (&r.attributes[..], r.dropped_attributes_count)
-        });
+        let (attrs, dropped) = rs
+            .resource
+            .as_ref()
+            .map_or((&[][..], 0), |r| (&r.attributes[..], r.dropped_attributes_count));
         Self {
             attributes: Prepared::new(attrs),
             dropped,
@@ -152,10 +147,7 @@ fn fixed_size_binary(width: i32, values: Vec<u8>) -> Result<ArrayRef, Error> {
 }
 
 fn timestamps(values: Vec<i64>) -> ArrayRef {
-    Arc::new(
-        PrimitiveArray::<TimestampNanosecondType>::new(ScalarBuffer::from(values), None)
-            .with_timezone("UTC"),
-    )
+    Arc::new(PrimitiveArray::<TimestampNanosecondType>::new(ScalarBuffer::from(values), None).with_timezone("UTC"))
 }
 
 fn u32s(values: Vec<u32>) -> ArrayRef {
@@ -243,10 +235,7 @@ impl EventsBuilder {
             offsets,
             time: Vec::with_capacity(n),
             name: StringBuilder::with_capacity(n, size.event_name),
-            attributes: attributes::Builder::with_size(
-                "events.item.attributes",
-                &size.event_attributes,
-            ),
+            attributes: attributes::Builder::with_size("events.item.attributes", &size.event_attributes),
             dropped: Vec::with_capacity(n),
         }
     }
@@ -259,8 +248,7 @@ impl EventsBuilder {
             self.attributes.append(&e.attributes)?;
             self.dropped.push(e.dropped_attributes_count);
         }
-        self.offsets
-            .push(list_offset(self.time.len(), columns::EVENTS)?);
+        self.offsets.push(list_offset(self.time.len(), columns::EVENTS)?);
         Ok(())
     }
 
@@ -303,10 +291,7 @@ impl LinksBuilder {
             trace_id: Vec::with_capacity(n * TRACE_ID_LEN),
             span_id: Vec::with_capacity(n * SPAN_ID_LEN),
             trace_state: StringBuilder::with_capacity(n, size.link_trace_state),
-            attributes: attributes::Builder::with_size(
-                "links.item.attributes",
-                &size.link_attributes,
-            ),
+            attributes: attributes::Builder::with_size("links.item.attributes", &size.link_attributes),
             dropped: Vec::with_capacity(n),
             flags: Vec::with_capacity(n),
         }
@@ -314,29 +299,16 @@ impl LinksBuilder {
 
     fn append(&mut self, links: &[Link], loc: Loc) -> Result<(), Error> {
         for (i, l) in links.iter().enumerate() {
-            loc.check_len(
-                || format!("links[{i}].{}", link::TRACE_ID),
-                &l.trace_id,
-                TRACE_ID_LEN,
-            )?;
-            loc.check_len(
-                || format!("links[{i}].{}", link::SPAN_ID),
-                &l.span_id,
-                SPAN_ID_LEN,
-            )?;
+            loc.check_len(|| format!("links[{i}].{}", link::TRACE_ID), &l.trace_id, TRACE_ID_LEN)?;
+            loc.check_len(|| format!("links[{i}].{}", link::SPAN_ID), &l.span_id, SPAN_ID_LEN)?;
             self.trace_id.extend_from_slice(&l.trace_id);
             self.span_id.extend_from_slice(&l.span_id);
-            push_str(
-                &mut self.trace_state,
-                &l.trace_state,
-                "links.item.trace_state",
-            )?;
+            push_str(&mut self.trace_state, &l.trace_state, "links.item.trace_state")?;
             self.attributes.append(&l.attributes)?;
             self.dropped.push(l.dropped_attributes_count);
             self.flags.push(l.flags);
         }
-        self.offsets
-            .push(list_offset(self.dropped.len(), columns::LINKS)?);
+        self.offsets.push(list_offset(self.dropped.len(), columns::LINKS)?);
         Ok(())
     }
 
@@ -426,10 +398,7 @@ impl SpansBuilder {
             resource_schema_url: StringBuilder::with_capacity(n, size.resource_schema_url),
             scope_name: StringBuilder::with_capacity(n, size.scope_name),
             scope_version: StringBuilder::with_capacity(n, size.scope_version),
-            scope_attributes: attributes::Builder::with_size(
-                columns::SCOPE_ATTRIBUTES,
-                &size.scope_attributes,
-            ),
+            scope_attributes: attributes::Builder::with_size(columns::SCOPE_ATTRIBUTES, &size.scope_attributes),
             scope_dropped: Vec::with_capacity(n),
             scope_schema_url: StringBuilder::with_capacity(n, size.scope_schema_url),
             last: None,
@@ -437,28 +406,15 @@ impl SpansBuilder {
     }
 
     /// Appends one span; its trace id has been checked.
-    fn append(
-        &mut self,
-        resource: &ResourceCtx<'_>,
-        scope: &ScopeCtx<'_>,
-        span: &Span,
-        loc: Loc,
-    ) -> Result<(), Error> {
+    fn append(&mut self, resource: &ResourceCtx<'_>, scope: &ScopeCtx<'_>, span: &Span, loc: Loc) -> Result<(), Error> {
         use columns::*;
         loc.check_len(|| SPAN_ID.to_owned(), &span.span_id, SPAN_ID_LEN)?;
-        let start = loc.time(
-            || START_TIME_UNIX_NANO.to_owned(),
-            span.start_time_unix_nano,
-        )?;
+        let start = loc.time(|| START_TIME_UNIX_NANO.to_owned(), span.start_time_unix_nano)?;
         let end = loc.time(|| END_TIME_UNIX_NANO.to_owned(), span.end_time_unix_nano)?;
         if span.parent_span_id.is_empty() {
             self.parent_span_id.append_null();
         } else {
-            loc.check_len(
-                || PARENT_SPAN_ID.to_owned(),
-                &span.parent_span_id,
-                SPAN_ID_LEN,
-            )?;
+            loc.check_len(|| PARENT_SPAN_ID.to_owned(), &span.parent_span_id, SPAN_ID_LEN)?;
             self.parent_span_id.append_value(&span.parent_span_id)?;
         }
         self.trace_id.extend_from_slice(&span.trace_id);
@@ -470,10 +426,7 @@ impl SpansBuilder {
         self.end.push(end);
         self.duration.push(end.saturating_sub(start));
         self.flags.push(span.flags);
-        let (code, message) = span
-            .status
-            .as_ref()
-            .map_or((0, ""), |s| (s.code, s.message.as_str()));
+        let (code, message) = span.status.as_ref().map_or((0, ""), |s| (s.code, s.message.as_str()));
         self.status_code.push(code);
         push_str(&mut self.status_message, message, STATUS_MESSAGE)?;
         self.attributes.append(&span.attributes)?;
@@ -492,15 +445,10 @@ impl SpansBuilder {
         if same_resource {
             self.resource_attributes.repeat_last()?;
         } else {
-            self.resource_attributes
-                .append_prepared(&resource.attributes)?;
+            self.resource_attributes.append_prepared(&resource.attributes)?;
         }
         self.resource_dropped.push(resource.dropped);
-        push_str(
-            &mut self.resource_schema_url,
-            resource.schema_url,
-            RESOURCE_SCHEMA_URL,
-        )?;
+        push_str(&mut self.resource_schema_url, resource.schema_url, RESOURCE_SCHEMA_URL)?;
         push_str(&mut self.scope_name, scope.name, SCOPE_NAME)?;
         push_str(&mut self.scope_version, scope.version, SCOPE_VERSION)?;
         if same_scope {
@@ -509,11 +457,7 @@ impl SpansBuilder {
             self.scope_attributes.append_prepared(&scope.attributes)?;
         }
         self.scope_dropped.push(scope.dropped);
-        push_str(
-            &mut self.scope_schema_url,
-            scope.schema_url,
-            SCOPE_SCHEMA_URL,
-        )?;
+        push_str(&mut self.scope_schema_url, scope.schema_url, SCOPE_SCHEMA_URL)?;
         Ok(())
     }
 
@@ -570,18 +514,16 @@ pub(super) fn convert(
     for (r, rs) in resource_spans.iter().enumerate() {
         let resource = rs.resource.as_ref();
         let mut shared = SharedSizes {
-            resource_attributes: resource.map_or_else(attributes::Size::default, |r| {
-                attributes::Size::of(&r.attributes)
-            }),
+            resource_attributes: resource
+                .map_or_else(attributes::Size::default, |r| attributes::Size::of(&r.attributes)),
             service_name: resource.map_or(0, |r| service_name(&r.attributes).map_or(0, str::len)),
             resource_schema_url: rs.schema_url.len(),
             ..SharedSizes::default()
         };
         for (s, ss) in rs.scope_spans.iter().enumerate() {
             let scope = ss.scope.as_ref();
-            shared.scope_attributes = scope.map_or_else(attributes::Size::default, |s| {
-                attributes::Size::of(&s.attributes)
-            });
+            shared.scope_attributes =
+                scope.map_or_else(attributes::Size::default, |s| attributes::Size::of(&s.attributes));
             shared.scope_name = scope.map_or(0, |s| s.name.len());
             shared.scope_version = scope.map_or(0, |s| s.version.len());
             shared.scope_schema_url = ss.schema_url.len();
@@ -591,11 +533,7 @@ pub(super) fn convert(
                     scope: s,
                     span: i,
                 };
-                loc.check_len(
-                    || columns::TRACE_ID.to_owned(),
-                    &span.trace_id,
-                    TRACE_ID_LEN,
-                )?;
+                loc.check_len(|| columns::TRACE_ID.to_owned(), &span.trace_id, TRACE_ID_LEN)?;
                 let p = partition_of(&span.trace_id);
                 let size = sizes.get_mut(p).ok_or(Error::PartitionOutOfRange {
                     resource: r,

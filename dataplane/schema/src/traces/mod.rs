@@ -105,15 +105,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ];
     let metadata = [
         (SCHEMA_METADATA_KEY.to_owned(), TRACES_SCHEMA.to_owned()),
-        (
-            SCHEMA_VERSION_METADATA_KEY.to_owned(),
-            TRACES_SCHEMA_VERSION.to_owned(),
-        ),
+        (SCHEMA_VERSION_METADATA_KEY.to_owned(), TRACES_SCHEMA_VERSION.to_owned()),
     ];
-    Arc::new(Schema::new_with_metadata(
-        fields,
-        metadata.into_iter().collect(),
-    ))
+    Arc::new(Schema::new_with_metadata(fields, metadata.into_iter().collect()))
 });
 
 /// The Arrow schema of spans (one row per span), with metadata
@@ -126,9 +120,7 @@ pub fn schema() -> SchemaRef {
 /// order.
 pub fn otlp_to_arrow(resource_spans: &[ResourceSpans]) -> Result<RecordBatch, Error> {
     let mut batches = encode::convert(resource_spans, 1, |_| 0)?;
-    Ok(batches
-        .pop()
-        .unwrap_or_else(|| RecordBatch::new_empty(schema())))
+    Ok(batches.pop().unwrap_or_else(|| RecordBatch::new_empty(schema())))
 }
 
 /// Converts every span of `resource_spans` in one pass into `partitions`

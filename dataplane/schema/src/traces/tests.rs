@@ -1,8 +1,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, RecordBatchReader, StringArray,
-    UInt32Array,
+    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array,
 };
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow_schema::{DataType, Field, Schema};
@@ -47,9 +46,7 @@ fn through_parquet(batch: &RecordBatch, skip_arrow_metadata: bool) -> RecordBatc
     writer.write(batch).unwrap();
     writer.close().unwrap();
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(skip_arrow_metadata);
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new_with_options(bytes::Bytes::from(buf), options)
-            .unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes::Bytes::from(buf), options).unwrap();
     if !skip_arrow_metadata {
         // The file keeps the schema's metadata (record batches read carry none).
         assert_eq!(builder.schema().metadata(), batch.schema().metadata());
@@ -108,9 +105,7 @@ fn flatten(request: &[ResourceSpans]) -> Vec<Vec<u8>> {
 fn nested_array() -> Value {
     Value::ArrayValue(ArrayValue {
         values: vec![
-            AnyValue {
-                value: Some(s("a")),
-            },
+            AnyValue { value: Some(s("a")) },
             AnyValue {
                 value: Some(Value::IntValue(-3)),
             },
@@ -288,9 +283,7 @@ fn schema_is_cached_and_has_metadata() {
     let a = schema();
     assert!(Arc::ptr_eq(&a, &schema()));
     assert_eq!(
-        a.metadata()
-            .get(columns::SCHEMA_METADATA_KEY)
-            .map(String::as_str),
+        a.metadata().get(columns::SCHEMA_METADATA_KEY).map(String::as_str),
         Some("traces")
     );
     assert_eq!(
@@ -304,16 +297,8 @@ fn schema_is_cached_and_has_metadata() {
         &DataType::FixedSizeBinary(16)
     );
     assert!(!a.field_with_name(columns::TRACE_ID).unwrap().is_nullable());
-    assert!(
-        a.field_with_name(columns::PARENT_SPAN_ID)
-            .unwrap()
-            .is_nullable()
-    );
-    assert!(
-        a.field_with_name(columns::SERVICE_NAME)
-            .unwrap()
-            .is_nullable()
-    );
+    assert!(a.field_with_name(columns::PARENT_SPAN_ID).unwrap().is_nullable());
+    assert!(a.field_with_name(columns::SERVICE_NAME).unwrap().is_nullable());
     assert_eq!(a.fields().len(), 27);
 }
 
@@ -427,14 +412,8 @@ fn absent_messages_read_back_as_empty_ones() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].resource, Some(Resource::default()));
     assert_eq!(back[0].scope_spans.len(), 1);
-    assert_eq!(
-        back[0].scope_spans[0].scope,
-        Some(InstrumentationScope::default())
-    );
-    assert_eq!(
-        back[0].scope_spans[0].spans[0].status,
-        Some(Status::default())
-    );
+    assert_eq!(back[0].scope_spans[0].scope, Some(InstrumentationScope::default()));
+    assert_eq!(back[0].scope_spans[0].spans[0].status, Some(Status::default()));
 }
 
 #[test]
@@ -443,11 +422,7 @@ fn empty_input_gives_empty_batch() {
     assert_eq!(batch.num_rows(), 0);
     assert_eq!(batch.schema(), schema());
     assert!(arrow_to_otlp(&batch).unwrap().is_empty());
-    assert!(
-        arrow_to_otlp(&RecordBatch::new_empty(schema()))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(arrow_to_otlp(&RecordBatch::new_empty(schema())).unwrap().is_empty());
 }
 
 #[test]
@@ -501,11 +476,7 @@ fn to_views(ty: &DataType) -> DataType {
     match ty {
         DataType::Utf8 => DataType::Utf8View,
         DataType::Binary => DataType::BinaryView,
-        DataType::List(f) => DataType::LargeList(Arc::new(Field::new(
-            "element",
-            to_views(f.data_type()),
-            true,
-        ))),
+        DataType::List(f) => DataType::LargeList(Arc::new(Field::new("element", to_views(f.data_type()), true))),
         DataType::Struct(fields) => DataType::Struct(
             fields
                 .iter()
@@ -523,11 +494,7 @@ fn other_representations_of_the_types_are_read() {
     let batch = otlp_to_arrow(&request).unwrap();
     let views = recast(&batch, &to_views);
     assert_eq!(
-        views
-            .schema()
-            .field_with_name(columns::NAME)
-            .unwrap()
-            .data_type(),
+        views.schema().field_with_name(columns::NAME).unwrap().data_type(),
         &DataType::Utf8View
     );
     assert_eq!(encoded(&arrow_to_otlp(&views).unwrap()), encoded(&request));
@@ -545,10 +512,7 @@ fn other_representations_of_the_types_are_read() {
         let i = projected.schema().index_of(name).unwrap();
         projected.remove_column(i);
     }
-    assert_eq!(
-        encoded(&arrow_to_otlp(&projected).unwrap()),
-        encoded(&request)
-    );
+    assert_eq!(encoded(&arrow_to_otlp(&projected).unwrap()), encoded(&request));
 }
 
 // ---------------------------------------------------------------- partitions
@@ -580,12 +544,7 @@ fn partitioned_conversion_puts_every_span_in_its_partition() {
     for (i, b) in batches.iter().enumerate() {
         let expected: Vec<Vec<u8>> = flatten(&request)
             .into_iter()
-            .zip(
-                request
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .flat_map(|ss| &ss.spans),
-            )
+            .zip(request.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans))
             .filter(|(_, sp)| part(&sp.trace_id) == i)
             .map(|(e, _)| e)
             .collect();
@@ -674,11 +633,7 @@ fn unreadable_batches_give_errors_naming_the_column() {
     );
 
     let i = schema().index_of(columns::LINKS).unwrap();
-    let mut fields: Vec<Field> = schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields[i] = Field::new(columns::LINKS, DataType::Int64, false);
     let mut columns_: Vec<ArrayRef> = batch.columns().to_vec();
     columns_[i] = Arc::new(Int64Array::from(vec![0; 7]));
@@ -694,10 +649,7 @@ fn unreadable_batches_give_errors_naming_the_column() {
     request.truncate(1);
     let batch = otlp_to_arrow(&request).unwrap();
     let attrs = batch.column_by_name(columns::SCOPE_ATTRIBUTES).unwrap();
-    let list = attrs
-        .as_any()
-        .downcast_ref::<arrow::array::ListArray>()
-        .unwrap();
+    let list = attrs.as_any().downcast_ref::<arrow::array::ListArray>().unwrap();
     let items = list
         .values()
         .as_any()
@@ -727,21 +679,13 @@ fn unreadable_batches_give_errors_naming_the_column() {
 fn dropped_counts_are_kept_per_column() {
     let batch = otlp_to_arrow(&full_request()).unwrap();
     let get = |name: &str| -> Vec<u32> {
-        let a: &UInt32Array = batch
-            .column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref()
-            .unwrap();
+        let a: &UInt32Array = batch.column_by_name(name).unwrap().as_any().downcast_ref().unwrap();
         a.values().to_vec()
     };
     assert_eq!(get(columns::DROPPED_ATTRIBUTES_COUNT), [3; 7]);
     assert_eq!(get(columns::DROPPED_EVENTS_COUNT), [4; 7]);
     assert_eq!(get(columns::DROPPED_LINKS_COUNT), [5; 7]);
-    assert_eq!(
-        get(columns::RESOURCE_DROPPED_ATTRIBUTES_COUNT),
-        [7, 7, 7, 0, 0, 0, 0]
-    );
+    assert_eq!(get(columns::RESOURCE_DROPPED_ATTRIBUTES_COUNT), [7, 7, 7, 0, 0, 0, 0]);
     assert_eq!(get(columns::SCOPE_DROPPED_ATTRIBUTES_COUNT), [6; 7]);
 }
 
@@ -763,22 +707,20 @@ fn arb_any_value() -> impl Strategy<Value = AnyValue> {
             proptest::collection::vec(inner.clone(), 0..4).prop_map(|values| AnyValue {
                 value: Some(Value::ArrayValue(ArrayValue { values }))
             }),
-            proptest::collection::vec(
-                ("[a-z.]{0,4}", proptest::option::of(inner), any::<i32>()),
-                0..4
-            )
-            .prop_map(|kvs| AnyValue {
-                value: Some(Value::KvlistValue(KeyValueList {
-                    values: kvs
-                        .into_iter()
-                        .map(|(key, value, key_strindex)| KeyValue {
-                            key,
-                            value,
-                            key_strindex
-                        })
-                        .collect(),
-                })),
-            }),
+            proptest::collection::vec(("[a-z.]{0,4}", proptest::option::of(inner), any::<i32>()), 0..4).prop_map(
+                |kvs| AnyValue {
+                    value: Some(Value::KvlistValue(KeyValueList {
+                        values: kvs
+                            .into_iter()
+                            .map(|(key, value, key_strindex)| KeyValue {
+                                key,
+                                value,
+                                key_strindex
+                            })
+                            .collect(),
+                    })),
+                }
+            ),
         ]
     })
 }
@@ -803,14 +745,12 @@ fn arb_time() -> impl Strategy<Value = u64> {
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
-    (arb_time(), ".{0,6}", arb_attributes(), any::<u32>()).prop_map(
-        |(time_unix_nano, name, attributes, d)| Event {
-            time_unix_nano,
-            name,
-            attributes,
-            dropped_attributes_count: d,
-        },
-    )
+    (arb_time(), ".{0,6}", arb_attributes(), any::<u32>()).prop_map(|(time_unix_nano, name, attributes, d)| Event {
+        time_unix_nano,
+        name,
+        attributes,
+        dropped_attributes_count: d,
+    })
 }
 
 fn arb_link() -> impl Strategy<Value = Link> {
@@ -844,13 +784,7 @@ fn arb_span() -> impl Strategy<Value = Span> {
             any::<u32>(),
             ".{0,6}",
         ),
-        (
-            any::<i32>(),
-            arb_time(),
-            arb_time(),
-            arb_attributes(),
-            any::<u32>(),
-        ),
+        (any::<i32>(), arb_time(), arb_time(), arb_attributes(), any::<u32>()),
         (
             proptest::collection::vec(arb_event(), 0..3),
             any::<u32>(),
@@ -860,13 +794,7 @@ fn arb_span() -> impl Strategy<Value = Span> {
     )
         .prop_map(|(ids, body, children, tail)| {
             let (trace_id, span_id, parent_span_id, trace_state, flags, name) = ids;
-            let (
-                kind,
-                start_time_unix_nano,
-                end_time_unix_nano,
-                attributes,
-                dropped_attributes_count,
-            ) = body;
+            let (kind, start_time_unix_nano, end_time_unix_nano, attributes, dropped_attributes_count) = body;
             let (events, dropped_events_count, links) = children;
             let (dropped_links_count, status) = tail;
             Span {
@@ -897,14 +825,14 @@ fn arb_scope_spans() -> impl Strategy<Value = ScopeSpans> {
         ".{0,4}",
     )
         .prop_map(|(scope, spans, schema_url)| ScopeSpans {
-            scope: scope.map(|(name, version, attributes, dropped_attributes_count)| {
-                InstrumentationScope {
+            scope: scope.map(
+                |(name, version, attributes, dropped_attributes_count)| InstrumentationScope {
                     name,
                     version,
                     attributes,
                     dropped_attributes_count,
-                }
-            }),
+                },
+            ),
             spans,
             schema_url,
         })
@@ -960,120 +888,5 @@ proptest! {
                 .collect();
             prop_assert!(flatten(&arrow_to_otlp(b).unwrap()) == expected);
         }
-    }
-}
-
-/// A request of 10 resources x 1000 spans: each span with `span_attrs`
-/// attributes (HTTP-like), each resource with `resource_attrs` string
-/// attributes plus `process.command_args` (an array); every tenth span has an
-/// event.
-fn bench_request(span_attrs: usize, resource_attrs: usize) -> Vec<ResourceSpans> {
-    let resource = Resource {
-        attributes: (0..resource_attrs)
-            .map(|i| kv(&format!("resource.attr.{i}"), s("some-resource-value-1234")))
-            .chain([kv("process.command_args", nested_array())])
-            .collect(),
-        dropped_attributes_count: 0,
-        entity_refs: vec![],
-    };
-    let attrs = [
-        kv("http.method", s("GET")),
-        kv("http.route", s("/api/v1/things/{id}")),
-        kv("http.status_code", Value::IntValue(200)),
-        kv("net.peer.name", s("10.0.0.12")),
-        kv("net.peer.port", Value::IntValue(44312)),
-        kv("user_agent.original", s("Mozilla/5.0 (X11; Linux x86_64)")),
-        kv("thread.id", Value::IntValue(17)),
-        kv("sampled", Value::BoolValue(true)),
-        kv("db.statement", s("SELECT * FROM things WHERE id = $1")),
-        kv("ratio", Value::DoubleValue(0.25)),
-    ];
-    let span = |n: u32| Span {
-        trace_id: n.to_le_bytes().repeat(4),
-        span_id: n.to_le_bytes().repeat(2),
-        parent_span_id: (n + 1).to_le_bytes().repeat(2),
-        name: "GET /api/v1/things/{id}".into(),
-        kind: 2,
-        start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(n),
-        end_time_unix_nano: 1_700_000_000_000_100_000 + u64::from(n),
-        attributes: attrs.iter().cycle().take(span_attrs).cloned().collect(),
-        events: if n.is_multiple_of(10) {
-            vec![Event {
-                time_unix_nano: 1,
-                name: "log".into(),
-                attributes: vec![kv("m", s("x"))],
-                dropped_attributes_count: 0,
-            }]
-        } else {
-            vec![]
-        },
-        status: Some(Status {
-            message: String::new(),
-            code: 1,
-        }),
-        ..Default::default()
-    };
-    (0..10)
-        .map(|r| ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "io.opentelemetry.http".into(),
-                    version: "1.0".into(),
-                    ..Default::default()
-                }),
-                spans: (0..1000).map(|i| span(r * 1000 + i)).collect(),
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        })
-        .collect()
-}
-
-/// Throughput on this machine; run with
-/// `cargo test --release -p signaldb-schema throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    fn rate(label: &str, spans: usize, mut f: impl FnMut()) {
-        f();
-        let rounds = 20;
-        let t = std::time::Instant::now();
-        for _ in 0..rounds {
-            f();
-        }
-        let per_s = (spans * rounds) as f64 / t.elapsed().as_secs_f64();
-        println!("{label:>40}: {:>9.0} spans/s", per_s);
-    }
-    for (name, span_attrs, resource_attrs) in [("light", 4, 4), ("heavy", 10, 14)] {
-        let resource_spans = bench_request(span_attrs, resource_attrs);
-        let n = span_count(&resource_spans);
-        let bytes = ExportTraceServiceRequest {
-            resource_spans: resource_spans.clone(),
-        }
-        .encode_to_vec();
-        println!(
-            "{name}: {span_attrs} span attributes, {} resource attributes, {} bytes/span",
-            resource_attrs + 1,
-            bytes.len() / n
-        );
-        rate("protobuf decode", n, || {
-            ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-        });
-        rate("otlp_to_arrow", n, || {
-            otlp_to_arrow(&resource_spans).unwrap();
-        });
-        rate("protobuf decode + otlp_to_arrow", n, || {
-            let req = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-            otlp_to_arrow(&req.resource_spans).unwrap();
-        });
-        rate("otlp_to_arrow_partitioned (3)", n, || {
-            otlp_to_arrow_partitioned(&resource_spans, 3, |t| usize::from(t[0]) % 3).unwrap();
-        });
-        let batch = otlp_to_arrow(&resource_spans).unwrap();
-        rate("arrow_to_otlp", n, || {
-            arrow_to_otlp(&batch).unwrap();
-        });
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use signaldb_config::TenantId;
 use signaldb_wal::Wal;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -17,24 +19,20 @@ use crate::flight::{FlightPool, put_batch};
 use crate::metrics::Metrics;
 use crate::proto::{PutMetadata, SIGNAL_TRACES};
 
-/// A WAL entry waiting for delivery.
+/// A WAL entry waiting for delivery. It holds the encoded request (about a
+/// third of the decoded size), so the memory of pending deliveries stays
+/// close to `acceptor.max_pending`.
 #[derive(Debug)]
 pub struct Pending {
     seq: u64,
     tenant: TenantId,
-    request: ExportTraceServiceRequest,
+    request: Bytes,
     replayed: bool,
     accepted: Instant,
 }
 
 impl Pending {
-    pub(crate) fn new(
-        seq: u64,
-        tenant: TenantId,
-        request: ExportTraceServiceRequest,
-        _size: u64,
-        replayed: bool,
-    ) -> Self {
+    pub(crate) fn new(seq: u64, tenant: TenantId, request: Bytes, replayed: bool) -> Self {
         Self {
             seq,
             tenant,
@@ -72,11 +70,7 @@ impl Delivery {
     /// Runs until shutdown. On shutdown it keeps delivering what is queued
     /// for up to `shutdown_grace`; whatever is left stays in the WAL and is
     /// delivered after the next start.
-    pub async fn run(
-        self,
-        mut rx: mpsc::UnboundedReceiver<Pending>,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>, shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut tasks = tokio::task::JoinSet::new();
         let mut stop = shutdown.clone();
@@ -164,8 +158,7 @@ impl Delivery {
                     }
                 }
                 if let Some(parts) = parts.as_mut() {
-                    self.attempt(&p, &ring, parts, attempt > 0 || p.replayed)
-                        .await;
+                    self.attempt(&p, &ring, parts, attempt > 0 || p.replayed).await;
                     let need = self.replication_factor.min(ring.len()).max(1);
                     if parts.iter().all(|part| part.held_by.len() >= need) {
                         self.wal.mark_done(&[p.seq]);
@@ -173,8 +166,7 @@ impl Delivery {
                         self.metrics
                             .delivery_latency_seconds
                             .observe(p.accepted.elapsed().as_secs_f64());
-                        self.metrics
-                            .set_wal_pending("acceptor", self.wal.stats().pending_bytes);
+                        self.metrics.set_wal_pending("acceptor", self.wal.stats().pending_bytes);
                         return;
                     }
                 }
@@ -244,13 +236,14 @@ impl Delivery {
 
 /// Splits an entry's spans by the writer that owns each trace now. A part
 /// keeps its number and routing key for every retry.
-fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, signaldb_schema::Error> {
+fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, String> {
     let tenant = p.tenant.as_str();
-    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(
-        &p.request.resource_spans,
-        ring.len(),
-        |tid| ring.owner(trace_key(tenant, tid)).unwrap_or(0),
-    )?;
+    let request =
+        ExportTraceServiceRequest::decode(p.request.clone()).map_err(|e| format!("undecodable request: {e}"))?;
+    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(&request.resource_spans, ring.len(), |tid| {
+        ring.owner(trace_key(tenant, tid)).unwrap_or(0)
+    })
+    .map_err(|e| e.to_string())?;
     let mut parts = Vec::new();
     for (no, batch) in batches.into_iter().enumerate() {
         if batch.num_rows() == 0 {
@@ -270,8 +263,6 @@ fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, signaldb_schema::Err
 fn first_trace_key(tenant: &str, batch: &RecordBatch) -> Option<u64> {
     use arrow_array::Array;
     let col = batch.column_by_name(signaldb_schema::columns::TRACE_ID)?;
-    let ids = col
-        .as_any()
-        .downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
+    let ids = col.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
     (!ids.is_empty()).then(|| trace_key(tenant, ids.value(0)))
 }

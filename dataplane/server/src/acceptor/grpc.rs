@@ -1,23 +1,13 @@
 //! OTLP/gRPC (port 4317).
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -59,15 +49,12 @@ pub fn to_status(e: IngestError) -> Status {
     match e {
         IngestError::Invalid(m) => Status::invalid_argument(m),
         IngestError::Unauthenticated(m) => Status::unauthenticated(m),
-        IngestError::Overloaded {
-            detail,
-            retry_after,
-        } => status_with_retry(tonic::Code::ResourceExhausted, detail, retry_after),
-        IngestError::Unavailable(m) => status_with_retry(
-            tonic::Code::Unavailable,
-            m,
-            std::time::Duration::from_secs(1),
-        ),
+        IngestError::Overloaded { detail, retry_after } => {
+            status_with_retry(tonic::Code::ResourceExhausted, detail, retry_after)
+        }
+        IngestError::Unavailable(m) => {
+            status_with_retry(tonic::Code::Unavailable, m, std::time::Duration::from_secs(1))
+        }
     }
 }
 
@@ -82,11 +69,7 @@ impl TraceService for OtlpGrpc {
             .get("x-scope-orgid")
             .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
         let result = match self.acceptor.tenant(header.as_deref()) {
-            Ok(tenant) => {
-                self.acceptor
-                    .export_traces(tenant, request.into_inner())
-                    .await
-            }
+            Ok(tenant) => self.acceptor.export_traces(tenant, request.into_inner()).await,
             Err(e) => Err(e),
         };
         let outcome = match &result {
@@ -102,11 +85,7 @@ impl TraceService for OtlpGrpc {
             })
             .inc();
         result
-            .map(|_| {
-                Response::new(ExportTraceServiceResponse {
-                    partial_success: None,
-                })
-            })
+            .map(|_| Response::new(ExportTraceServiceResponse { partial_success: None }))
             .map_err(to_status)
     }
 }

@@ -10,9 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
 use super::{Acceptor, IngestError};
@@ -80,13 +78,10 @@ impl HttpError {
     fn into_response(self, encoding: Encoding) -> Response {
         let (status, grpc_code, message, retry_after) = match self {
             HttpError::Ingest(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, 3, m, None),
-            HttpError::Ingest(IngestError::Unauthenticated(m)) => {
-                (StatusCode::UNAUTHORIZED, 16, m, None)
+            HttpError::Ingest(IngestError::Unauthenticated(m)) => (StatusCode::UNAUTHORIZED, 16, m, None),
+            HttpError::Ingest(IngestError::Overloaded { detail, retry_after }) => {
+                (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after))
             }
-            HttpError::Ingest(IngestError::Overloaded {
-                detail,
-                retry_after,
-            }) => (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after)),
             HttpError::Ingest(IngestError::Unavailable(m)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 14,
@@ -122,12 +117,7 @@ fn encode(encoding: Encoding, status: StatusCode, body: &RpcStatus) -> Response 
             .into_response(),
         Encoding::Json => {
             let json = serde_json::json!({ "code": body.code, "message": body.message });
-            (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                json.to_string(),
-            )
-                .into_response()
+            (status, [(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
         }
     }
 }
@@ -137,10 +127,7 @@ fn success(encoding: Encoding) -> Response {
         Encoding::Protobuf => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            ExportTraceServiceResponse {
-                partial_success: None,
-            }
-            .encode_to_vec(),
+            ExportTraceServiceResponse { partial_success: None }.encode_to_vec(),
         )
             .into_response(),
         Encoding::Json => (
@@ -152,11 +139,7 @@ fn success(encoding: Encoding) -> Response {
     }
 }
 
-async fn handle(
-    acceptor: &Acceptor,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> (Encoding, Result<(), HttpError>) {
+async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encoding, Result<(), HttpError>) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -179,10 +162,7 @@ async fn handle(
             );
         }
     };
-    (
-        encoding,
-        decode_and_export(acceptor, headers, body, encoding).await,
-    )
+    (encoding, decode_and_export(acceptor, headers, body, encoding).await)
 }
 
 async fn decode_and_export(
@@ -192,11 +172,7 @@ async fn decode_and_export(
     encoding: Encoding,
 ) -> Result<(), HttpError> {
     let tenant = acceptor
-        .tenant(
-            headers
-                .get("x-scope-orgid")
-                .map(|v| v.to_str().unwrap_or("\u{fffd}")),
-        )
+        .tenant(headers.get("x-scope-orgid").map(|v| v.to_str().unwrap_or("\u{fffd}")))
         .map_err(HttpError::Ingest)?;
     let max = acceptor.config().max_request_size.as_usize();
     let content_encoding = headers
@@ -215,16 +191,10 @@ async fn decode_and_export(
         }
     };
     let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
-            HttpError::Ingest(IngestError::Invalid(format!(
-                "malformed OTLP protobuf: {e}"
-            )))
-        })?,
-        Encoding::Json => {
-            serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| {
-                HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}")))
-            })?
-        }
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP protobuf: {e}"))))?,
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
     };
     acceptor
         .export_traces(tenant, request)
@@ -236,9 +206,9 @@ async fn decode_and_export(
 fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
     let mut reader = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
-    reader.read_to_end(&mut out).map_err(|e| {
-        HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}")))
-    })?;
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}"))))?;
     if out.len() > max {
         return Err(HttpError::TooLarge(format!(
             "request is larger than {max} bytes after decompression (acceptor.max_request_size)"

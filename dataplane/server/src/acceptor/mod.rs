@@ -33,10 +33,7 @@ pub enum IngestError {
     Unauthenticated(String),
     /// The WAL holds as much undelivered data as allowed (429 / RESOURCE_EXHAUSTED).
     #[error("{detail}")]
-    Overloaded {
-        detail: String,
-        retry_after: Duration,
-    },
+    Overloaded { detail: String, retry_after: Duration },
     /// The WAL cannot be written (503 / UNAVAILABLE).
     #[error("{0}")]
     Unavailable(String),
@@ -98,8 +95,7 @@ impl Acceptor {
     /// The tenant of a request from its `X-Scope-OrgID` value.
     pub fn tenant(&self, header: Option<&str>) -> Result<TenantId, IngestError> {
         match header.map(str::trim).filter(|h| !h.is_empty()) {
-            Some(h) => TenantId::new(h)
-                .map_err(|e| IngestError::Unauthenticated(format!("X-Scope-OrgID: {e}"))),
+            Some(h) => TenantId::new(h).map_err(|e| IngestError::Unauthenticated(format!("X-Scope-OrgID: {e}"))),
             None if self.inner.tenancy.multi_tenant => Err(IngestError::Unauthenticated(
                 "no org id: the X-Scope-OrgID header is required".into(),
             )),
@@ -115,27 +111,22 @@ impl Acceptor {
         mut request: ExportTraceServiceRequest,
     ) -> Result<usize, IngestError> {
         let i = &self.inner;
-        let summary =
-            validate::validate_traces(&mut request, i.config.max_attribute_value_size.as_usize())
-                .map_err(IngestError::Invalid)?;
-        i.metrics
-            .attributes_truncated
-            .inc_by(summary.truncated_values);
+        let summary = validate::validate_traces(&mut request, i.config.max_attribute_value_size.as_usize())
+            .map_err(IngestError::Invalid)?;
+        i.metrics.attributes_truncated.inc_by(summary.truncated_values);
         if summary.spans == 0 {
             return Ok(0);
         }
+        let encoded = Bytes::from(request.encode_to_vec());
+        drop(request);
         let record = AcceptorWalRecord {
             tenant: tenant.as_str().to_owned(),
             signal: SIGNAL_TRACES,
-            request: Bytes::from(request.encode_to_vec()),
+            request: encoded.clone(),
         };
-        let size = record.encoded_len() as u64;
         let seq = match i.wal.append(Bytes::from(record.encode_to_vec())).await {
             Ok(seq) => seq,
-            Err(signaldb_wal::Error::Full {
-                pending_bytes,
-                limit,
-            }) => {
+            Err(signaldb_wal::Error::Full { pending_bytes, limit }) => {
                 return Err(IngestError::Overloaded {
                     detail: format!(
                         "writers are behind: {pending_bytes} bytes wait for delivery (limit {limit}); retry later"
@@ -145,22 +136,16 @@ impl Acceptor {
             }
             Err(e) => {
                 warn!(error = %e, "WAL append failed");
-                return Err(IngestError::Unavailable(format!(
-                    "cannot log the request durably: {e}"
-                )));
+                return Err(IngestError::Unavailable(format!("cannot log the request durably: {e}")));
             }
         };
         i.metrics.spans_accepted.inc_by(summary.spans as u64);
-        i.metrics
-            .set_wal_pending("acceptor", i.wal.stats().pending_bytes);
-        let pending = Pending::new(seq, tenant, request, size, false);
+        i.metrics.set_wal_pending("acceptor", i.wal.stats().pending_bytes);
+        let pending = Pending::new(seq, tenant, encoded, false);
         if i.to_delivery.send(pending).is_err() {
             // Delivery has stopped (shutdown): the entry is in the WAL and is
             // delivered after the restart.
-            warn!(
-                seq,
-                "delivery stopped; entry stays in the WAL for the next start"
-            );
+            warn!(seq, "delivery stopped; entry stays in the WAL for the next start");
         }
         Ok(summary.spans)
     }
@@ -168,22 +153,10 @@ impl Acceptor {
 
 /// Decodes a replayed WAL record into a pending delivery.
 pub fn pending_from_wal(seq: u64, payload: &[u8]) -> Result<Pending, String> {
-    let record = AcceptorWalRecord::decode(payload)
-        .map_err(|e| format!("undecodable WAL record {seq}: {e}"))?;
+    let record = AcceptorWalRecord::decode(payload).map_err(|e| format!("undecodable WAL record {seq}: {e}"))?;
     if record.signal != SIGNAL_TRACES {
-        return Err(format!(
-            "WAL record {seq} has unknown signal {}",
-            record.signal
-        ));
+        return Err(format!("WAL record {seq} has unknown signal {}", record.signal));
     }
     let tenant = TenantId::new(record.tenant).map_err(|e| format!("WAL record {seq}: {e}"))?;
-    let request = ExportTraceServiceRequest::decode(record.request.as_ref())
-        .map_err(|e| format!("WAL record {seq}: undecodable OTLP request: {e}"))?;
-    Ok(Pending::new(
-        seq,
-        tenant,
-        request,
-        payload.len() as u64,
-        true,
-    ))
+    Ok(Pending::new(seq, tenant, record.request, true))
 }

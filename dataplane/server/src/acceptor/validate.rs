@@ -15,10 +15,7 @@ pub struct Summary {
 /// attribute values longer than `max_value` bytes. The error names the first
 /// offending element by its position, e.g.
 /// `resource_spans[0].scope_spans[1].spans[2]: span_id is 4 bytes, expected 8`.
-pub fn validate_traces(
-    req: &mut ExportTraceServiceRequest,
-    max_value: usize,
-) -> Result<Summary, String> {
+pub fn validate_traces(req: &mut ExportTraceServiceRequest, max_value: usize) -> Result<Summary, String> {
     let mut s = Summary::default();
     for (ri, rs) in req.resource_spans.iter_mut().enumerate() {
         if let Some(r) = rs.resource.as_mut() {
@@ -33,27 +30,21 @@ pub fn validate_traces(
                 id(&span.trace_id, 16, "trace_id").map_err(|e| format!("{}: {e}", at()))?;
                 id(&span.span_id, 8, "span_id").map_err(|e| format!("{}: {e}", at()))?;
                 if !span.parent_span_id.is_empty() {
-                    id(&span.parent_span_id, 8, "parent_span_id")
-                        .map_err(|e| format!("{}: {e}", at()))?;
+                    id(&span.parent_span_id, 8, "parent_span_id").map_err(|e| format!("{}: {e}", at()))?;
                 }
                 if span.start_time_unix_nano == 0 {
                     return Err(format!("{}: start_time_unix_nano is missing", at()));
                 }
-                time(span.start_time_unix_nano, "start_time_unix_nano")
-                    .map_err(|e| format!("{}: {e}", at()))?;
-                time(span.end_time_unix_nano, "end_time_unix_nano")
-                    .map_err(|e| format!("{}: {e}", at()))?;
+                time(span.start_time_unix_nano, "start_time_unix_nano").map_err(|e| format!("{}: {e}", at()))?;
+                time(span.end_time_unix_nano, "end_time_unix_nano").map_err(|e| format!("{}: {e}", at()))?;
                 s.truncated_values += limit(&mut span.attributes, max_value);
                 for (ei, ev) in span.events.iter_mut().enumerate() {
-                    time(ev.time_unix_nano, "time_unix_nano")
-                        .map_err(|e| format!("{}.events[{ei}]: {e}", at()))?;
+                    time(ev.time_unix_nano, "time_unix_nano").map_err(|e| format!("{}.events[{ei}]: {e}", at()))?;
                     s.truncated_values += limit(&mut ev.attributes, max_value);
                 }
                 for (li, link) in span.links.iter_mut().enumerate() {
-                    id(&link.trace_id, 16, "trace_id")
-                        .map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
-                    id(&link.span_id, 8, "span_id")
-                        .map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
+                    id(&link.trace_id, 16, "trace_id").map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
+                    id(&link.span_id, 8, "span_id").map_err(|e| format!("{}.links[{li}]: {e}", at()))?;
                     s.truncated_values += limit(&mut link.attributes, max_value);
                 }
                 s.spans += 1;
@@ -68,9 +59,7 @@ fn id(bytes: &[u8], len: usize, field: &str) -> Result<(), String> {
         return Err(format!("{field} is {} bytes, expected {len}", bytes.len()));
     }
     if bytes.iter().all(|b| *b == 0) {
-        return Err(format!(
-            "{field} is all zeros, which OTLP defines as invalid"
-        ));
+        return Err(format!("{field} is all zeros, which OTLP defines as invalid"));
     }
     Ok(())
 }
@@ -106,9 +95,7 @@ fn limit_value(v: &mut AnyValue, max: usize) -> u64 {
             b.truncate(max);
             1
         }
-        Some(any_value::Value::ArrayValue(a)) => {
-            a.values.iter_mut().map(|v| limit_value(v, max)).sum()
-        }
+        Some(any_value::Value::ArrayValue(a)) => a.values.iter_mut().map(|v| limit_value(v, max)).sum(),
         Some(any_value::Value::KvlistValue(kv)) => limit(&mut kv.values, max),
         _ => 0,
     }

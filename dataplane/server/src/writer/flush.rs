@@ -36,10 +36,7 @@ pub enum FlushError {
     #[error("writing Parquet: {0}")]
     Parquet(parquet::errors::ParquetError),
     #[error("uploading {path}: {source}")]
-    Upload {
-        path: String,
-        source: object_store::Error,
-    },
+    Upload { path: String, source: object_store::Error },
     #[error("registering {path} in the catalog: {source}")]
     Register {
         path: String,
@@ -67,7 +64,9 @@ impl Writer {
         let taken: Vec<(TenantId, TenantBuffer)> = {
             let mut st = self.state();
             st.oldest = None;
-            std::mem::take(&mut st.tenants).into_iter().collect()
+            let taken: Vec<(TenantId, TenantBuffer)> = std::mem::take(&mut st.tenants).into_iter().collect();
+            st.flushing = taken.iter().map(|(t, b)| (t.clone(), b.batches.clone())).collect();
+            taken
         };
         let mut report = FlushReport::default();
         let mut remaining = taken.into_iter();
@@ -77,6 +76,7 @@ impl Writer {
                 Ok((rows, bytes)) => {
                     self.inner.wal.mark_done(&buf.seqs);
                     let mut st = self.state();
+                    st.flushing.remove(&tenant);
                     for id in &buf.ids {
                         st.held.remove(id);
                     }
@@ -90,8 +90,7 @@ impl Writer {
                     m.writer_flushes.inc();
                     m.writer_flushed_rows.inc_by(rows as u64);
                     m.writer_flushed_bytes.inc_by(bytes as u64);
-                    m.writer_flush_seconds
-                        .observe(started.elapsed().as_secs_f64());
+                    m.writer_flush_seconds.observe(started.elapsed().as_secs_f64());
                     report.files += 1;
                     report.rows += rows;
                     report.bytes += bytes;
@@ -99,6 +98,7 @@ impl Writer {
                 Err(e) => {
                     self.inner.metrics.writer_flush_failures.inc();
                     let mut st = self.state();
+                    st.flushing.clear();
                     st.oldest.get_or_insert_with(Instant::now);
                     for (t, b) in std::iter::once((tenant, buf)).chain(remaining) {
                         let slot = st.tenants.entry(t).or_default();
@@ -124,11 +124,7 @@ impl Writer {
         Ok(report)
     }
 
-    async fn flush_tenant(
-        &self,
-        tenant: &TenantId,
-        buf: &TenantBuffer,
-    ) -> Result<(usize, usize), FlushError> {
+    async fn flush_tenant(&self, tenant: &TenantId, buf: &TenantBuffer) -> Result<(usize, usize), FlushError> {
         let batches = buf.batches.clone();
         let encoded = tokio::task::spawn_blocking(move || encode_parquet(&batches))
             .await
@@ -186,24 +182,17 @@ fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, FlushE
     }
     let sorted = sort_spans(&all).map_err(FlushError::Sort)?;
     let (min_time_ns, max_time_ns) = time_range(&sorted);
-    let trace_id_idx = schema
-        .index_of(columns::TRACE_ID)
-        .map_err(FlushError::Sort)?;
+    let trace_id_idx = schema.index_of(columns::TRACE_ID).map_err(FlushError::Sort)?;
     let start_idx = schema
         .index_of(columns::START_TIME_UNIX_NANO)
         .map_err(FlushError::Sort)?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(FlushError::Parquet)?,
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(FlushError::Parquet)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01)
-        .set_column_bloom_filter_max_ndv(
-            ColumnPath::from(columns::TRACE_ID),
-            sorted.num_rows() as u64,
-        )
+        .set_column_bloom_filter_max_ndv(ColumnPath::from(columns::TRACE_ID), sorted.num_rows() as u64)
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: trace_id_idx as i32,
@@ -218,8 +207,7 @@ fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, FlushE
         ]))
         .build();
     let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))
-        .map_err(FlushError::Parquet)?;
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).map_err(FlushError::Parquet)?;
     writer.write(&sorted).map_err(FlushError::Parquet)?;
     writer.close().map_err(FlushError::Parquet)?;
     Ok(Some(EncodedFile {
@@ -257,21 +245,15 @@ pub(crate) fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch, arrow_schem
 
 fn time_range(batch: &RecordBatch) -> (i64, i64) {
     let get = |name: &str| {
-        batch.column_by_name(name).and_then(|c| {
-            c.as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .cloned()
-        })
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>().cloned())
     };
     let min = get(columns::START_TIME_UNIX_NANO)
         .and_then(|a| arrow::compute::min(&a))
         .unwrap_or(0);
     let max = get(columns::END_TIME_UNIX_NANO)
-        .and_then(|a| {
-            (a.null_count() < a.len())
-                .then(|| arrow::compute::max(&a))
-                .flatten()
-        })
+        .and_then(|a| (a.null_count() < a.len()).then(|| arrow::compute::max(&a)).flatten())
         .unwrap_or(min)
         .max(min);
     (min, max)

@@ -5,6 +5,7 @@
 //! names of the batches it holds; only then is the WAL trimmed.
 
 mod flush;
+mod select;
 pub mod service;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,8 @@ struct State {
     oldest: Option<Instant>,
     /// Names of every batch held in memory (buffered or being flushed).
     held: HashSet<BatchId>,
+    /// Batches taken by a running flush, queryable until their file is registered.
+    flushing: HashMap<TenantId, Vec<RecordBatch>>,
 }
 
 /// The writer role's core. Cheap to clone.
@@ -123,10 +126,7 @@ impl Writer {
     /// Refills the buffer from the WAL after a restart. Batches that a flush
     /// already registered in the catalog (the process died between
     /// registration and WAL trim) are trimmed instead of stored twice.
-    pub async fn restore(
-        &self,
-        replay: Vec<signaldb_wal::ReplayEntry>,
-    ) -> Result<usize, WriterError> {
+    pub async fn restore(&self, replay: Vec<signaldb_wal::ReplayEntry>) -> Result<usize, WriterError> {
         let mut decoded = Vec::with_capacity(replay.len());
         for entry in replay {
             match decode_record(&entry.payload) {
@@ -160,17 +160,12 @@ impl Writer {
     }
 
     /// Stores one batch durably; see the module docs.
-    pub async fn put(
-        &self,
-        meta: PutMetadata,
-        batches: Vec<RecordBatch>,
-    ) -> Result<PutAck, WriterError> {
+    pub async fn put(&self, meta: PutMetadata, batches: Vec<RecordBatch>) -> Result<PutAck, WriterError> {
         let i = &self.inner;
         if i.draining.load(Ordering::Acquire) {
             return Err(WriterError::Draining);
         }
-        let tenant = TenantId::new(meta.tenant.clone())
-            .map_err(|e| WriterError::BadMetadata(e.to_string()))?;
+        let tenant = TenantId::new(meta.tenant.clone()).map_err(|e| WriterError::BadMetadata(e.to_string()))?;
         if meta.source.is_empty() {
             return Err(WriterError::BadMetadata("source is empty".into()));
         }
@@ -209,13 +204,7 @@ impl Writer {
                 });
             }
         }
-        if meta.maybe_duplicate
-            && !i
-                .catalog
-                .batches_seen(std::slice::from_ref(&id))
-                .await?
-                .is_empty()
-        {
+        if meta.maybe_duplicate && !i.catalog.batches_seen(std::slice::from_ref(&id)).await?.is_empty() {
             i.metrics.writer_duplicate_batches.inc();
             return Ok(ack(true));
         }
@@ -267,9 +256,49 @@ impl Writer {
         (buffered, st.oldest.map(|t| t.elapsed()))
     }
 
-    /// Starts draining: refuse new data from now on.
+    /// Starts (or ends) draining: while draining the writer refuses new data.
     pub fn set_draining(&self, draining: bool) {
         self.inner.draining.store(draining, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Bytes in the writer's WAL not yet flushed and registered.
+    pub fn wal_pending_bytes(&self) -> u64 {
+        self.inner.wal.stats().pending_bytes
+    }
+
+    /// The tenant's unflushed spans (buffered or being flushed) that match `filter`.
+    pub fn read_buffer(
+        &self,
+        tenant: &TenantId,
+        trace_id: Option<&[u8]>,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
+        let batches: Vec<RecordBatch> = {
+            let st = self.state();
+            let buffered = st.tenants.get(tenant).map(|t| t.batches.iter()).into_iter().flatten();
+            let flushing = st.flushing.get(tenant).map(|b| b.iter()).into_iter().flatten();
+            buffered.chain(flushing).cloned().collect()
+        };
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let mask = match (trace_id, range) {
+                (Some(id), _) => Some(select::trace_mask(&b, id)?),
+                (None, Some((min, max))) => Some(select::time_mask(&b, min, max)?),
+                (None, None) => None,
+            };
+            let b = match mask {
+                Some(m) => arrow::compute::filter_record_batch(&b, &m)?,
+                None => b,
+            };
+            if b.num_rows() > 0 {
+                out.push(b);
+            }
+        }
+        Ok(out)
     }
 
     /// Flushes on size and age until shutdown, then flushes everything.
@@ -289,8 +318,7 @@ impl Writer {
                     Ok(_) => backoff = Duration::ZERO,
                     Err(e) => {
                         warn!(error = %e, "flush failed; data stays buffered and logged, retrying");
-                        backoff = (backoff * 2)
-                            .clamp(Duration::from_millis(500), Duration::from_secs(30));
+                        backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
                     }
                 }
             }
@@ -332,10 +360,8 @@ fn encode_ipc(batches: &[RecordBatch]) -> Result<Bytes, arrow_schema::ArrowError
 fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), String> {
     let record = WriterWalRecord::decode(payload).map_err(|e| e.to_string())?;
     let meta = record.meta.ok_or("record has no metadata")?;
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(record.ipc), None)
-        .map_err(|e| e.to_string())?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(record.ipc), None).map_err(|e| e.to_string())?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     Ok((meta, batches))
 }

@@ -3,10 +3,11 @@
 use std::pin::Pin;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -15,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Writer, WriterError};
 use crate::flight::MAX_MESSAGE_SIZE;
-use crate::proto::PutMetadata;
+use crate::proto::{BufferTicket, PutMetadata};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -24,9 +25,7 @@ impl From<WriterError> for Status {
     fn from(e: WriterError) -> Self {
         let msg = e.to_string();
         match e {
-            WriterError::BadMetadata(_) | WriterError::BadSchema(_) => {
-                Status::invalid_argument(msg)
-            }
+            WriterError::BadMetadata(_) | WriterError::BadSchema(_) => Status::invalid_argument(msg),
             WriterError::Draining => Status::unavailable(msg),
             WriterError::BufferFull { .. } => Status::resource_exhausted(msg),
             WriterError::Wal(signaldb_wal::Error::Full { .. }) => Status::resource_exhausted(msg),
@@ -64,10 +63,7 @@ impl FlightService for WriterFlight {
     type ListActionsStream = BoxStream<ActionType>;
     type DoExchangeStream = BoxStream<FlightData>;
 
-    async fn do_put(
-        &self,
-        request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
         let stream = request
             .into_inner()
             .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
@@ -75,13 +71,11 @@ impl FlightService for WriterFlight {
         let mut meta: Option<PutMetadata> = None;
         let mut batches = Vec::new();
         while let Some(item) = decoder.next().await {
-            let item = item
-                .map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
+            let item = item.map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
             if meta.is_none() && !item.inner.app_metadata.is_empty() {
                 meta = Some(
-                    PutMetadata::decode(item.inner.app_metadata.clone()).map_err(|e| {
-                        Status::invalid_argument(format!("undecodable app_metadata: {e}"))
-                    })?,
+                    PutMetadata::decode(item.inner.app_metadata.clone())
+                        .map_err(|e| Status::invalid_argument(format!("undecodable app_metadata: {e}")))?,
                 );
             }
             if let DecodedPayload::RecordBatch(b) = item.payload {
@@ -89,17 +83,15 @@ impl FlightService for WriterFlight {
             }
         }
         let meta = meta.ok_or_else(|| {
-            Status::invalid_argument(
-                "DoPut needs app_metadata with tenant, source, seq and part on its first message",
-            )
+            Status::invalid_argument("DoPut needs app_metadata with tenant, source, seq and part on its first message")
         })?;
         let ack = self.writer.put(meta, batches).await?;
         let result = PutResult {
             app_metadata: Bytes::from(ack.encode_to_vec()),
         };
-        Ok(Response::new(Box::pin(futures::stream::once(async move {
-            Ok(result)
-        }))))
+        Ok(Response::new(Box::pin(futures::stream::once(
+            async move { Ok(result) },
+        ))))
     }
 
     async fn handshake(
@@ -109,54 +101,53 @@ impl FlightService for WriterFlight {
         Err(Status::unimplemented("the writer needs no handshake"))
     }
 
-    async fn list_flights(
-        &self,
-        _request: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("the writer lists no flights"))
     }
 
-    async fn get_flight_info(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         Err(Status::unimplemented("the writer serves no flight info"))
     }
 
-    async fn poll_flight_info(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
         Err(Status::unimplemented("the writer serves no flight info"))
     }
 
-    async fn get_schema(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("the writer serves no schemas"))
     }
 
-    async fn do_get(
-        &self,
-        _request: Request<Ticket>,
-    ) -> Result<Response<Self::DoGetStream>, Status> {
-        Err(Status::unimplemented(
-            "reading the writer's buffer arrives with the querier",
-        ))
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = BufferTicket::decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("undecodable buffer ticket: {e}")))?;
+        let tenant = signaldb_config::TenantId::new(ticket.tenant)
+            .map_err(|e| Status::invalid_argument(format!("ticket tenant: {e}")))?;
+        let trace_id = match ticket.trace_id.len() {
+            0 => None,
+            16 => Some(ticket.trace_id.as_slice()),
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "ticket trace_id is {n} bytes, expected 16"
+                )));
+            }
+        };
+        let range = ticket.has_range.then_some((ticket.min_time_ns, ticket.max_time_ns));
+        let batches = self
+            .writer
+            .read_buffer(&tenant, trace_id, range)
+            .map_err(|e| Status::internal(format!("reading the buffer: {e}")))?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(signaldb_schema::traces::schema())
+            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn do_action(
-        &self,
-        _request: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         Err(Status::unimplemented("the writer has no actions"))
     }
 
-    async fn list_actions(
-        &self,
-        _request: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
         Ok(Response::new(Box::pin(futures::stream::empty())))
     }
 

@@ -33,15 +33,7 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
     let big = vec![b'x'; 100 * 1024];
     let bomb = gzip(&vec![0u8; 1024 * 1024]);
     // (what, path, content type, content encoding, body, status, message)
-    type Case<'a> = (
-        &'a str,
-        &'a str,
-        &'a str,
-        Option<&'a str>,
-        Vec<u8>,
-        u16,
-        &'a str,
-    );
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (
             "malformed protobuf",
@@ -126,10 +118,7 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
         ),
     ];
     for (what, path, ct, ce, body, status, needle) in cases {
-        let mut req = http
-            .post(format!("{base}{path}"))
-            .header("content-type", ct)
-            .body(body);
+        let mut req = http.post(format!("{base}{path}")).header("content-type", ct).body(body);
         if let Some(ce) = ce {
             req = req.header("content-encoding", ce);
         }
@@ -152,24 +141,18 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
         .unwrap();
     let status = signaldb::proto::RpcStatus::decode(resp.bytes().await.unwrap()).unwrap();
     assert_eq!(status.code, 3);
-    assert!(
-        status.message.contains("malformed OTLP protobuf"),
-        "{}",
-        status.message
-    );
+    assert!(status.message.contains("malformed OTLP protobuf"), "{}", status.message);
 
     // gRPC.
-    let mut grpc =
-        TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
-            .await
-            .unwrap();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
     let mut bad = request(1, 1, 2);
     bad.resource_spans[0].scope_spans[0].spans[1].span_id = vec![1, 2, 3];
     let err = grpc.export(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
-        err.message()
-            .contains("spans[1]: span_id is 3 bytes, expected 8"),
+        err.message().contains("spans[1]: span_id is 3 bytes, expected 8"),
         "{}",
         err.message()
     );
@@ -186,17 +169,13 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
     assert!(huge.encoded_len() > 64 * 1024);
     let err = grpc.export(huge).await.unwrap_err();
     assert!(
-        matches!(
-            err.code(),
-            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
-        ),
+        matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
         "oversized gRPC message: {err:?}"
     );
     let err = grpc
         .export({
             let mut r = tonic::Request::new(request(4, 1, 1));
-            r.metadata_mut()
-                .insert("x-scope-orgid", "bad/tenant".parse().unwrap());
+            r.metadata_mut().insert("x-scope-orgid", "bad/tenant".parse().unwrap());
             r
         })
         .await
@@ -228,17 +207,10 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
 
     deliver_and_flush(&running).await;
     let stored = spans_by_id(&stored_spans(&dir.path().join("objects")));
-    assert_eq!(
-        stored.len(),
-        1 + 6 + 4,
-        "exactly the valid spans are stored"
-    );
+    assert_eq!(stored.len(), 1 + 6 + 4, "exactly the valid spans are stored");
     assert!(stored.values().all(|(n, _)| *n == 1));
     let json_span = stored
-        .get(&(
-            hex::decode("00000000000000007f3a2c1b9d8e6f50").unwrap(),
-            vec![0xaa; 8],
-        ))
+        .get(&(hex::decode("00000000000000007f3a2c1b9d8e6f50").unwrap(), vec![0xaa; 8]))
         .unwrap();
     assert_eq!(json_span.1.name, "consume");
     assert_eq!(json_span.1.kind, 5);

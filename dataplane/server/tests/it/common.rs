@@ -19,6 +19,9 @@ pub(crate) fn test_config(dir: &Path) -> Config {
     c.acceptor.http_addr = any;
     c.writer.flight_addr = any;
     c.admin.addr = any;
+    c.querier.flight_addr = any;
+    c.router.http_addr = any;
+    c.router.flight_sql_addr = any;
     c.discovery.heartbeat_interval = Duration::from_millis(200);
     c.discovery.ttl = Duration::from_secs(5);
     c.acceptor.max_retry_backoff = Duration::from_millis(200);
@@ -33,10 +36,7 @@ pub(crate) async fn start_all(config: Config) -> Running {
 pub(crate) async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(
-            t.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -107,12 +107,7 @@ pub(crate) async fn deliver_and_flush(running: &Running) {
             .any(|l| l.starts_with("signaldb_wal_pending_bytes{role=\"acceptor\"} 0"))
     })
     .await;
-    running
-        .writer()
-        .expect("writer role")
-        .flush()
-        .await
-        .expect("flush");
+    running.writer().expect("writer role").flush().await.expect("flush");
 }
 
 /// A request of `traces` traces of `per_trace` spans, ids derived from `seed`.
@@ -153,10 +148,7 @@ impl Proc {
         std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read endpoints line");
-        assert!(
-            !line.is_empty(),
-            "signaldb {args:?} exited before listening"
-        );
+        assert!(!line.is_empty(), "signaldb {args:?} exited before listening");
         let endpoints: serde_json::Value = serde_json::from_str(&line).expect("endpoints JSON");
         Proc { child, endpoints }
     }
@@ -176,10 +168,7 @@ impl Proc {
     pub(crate) fn terminate(mut self) {
         signal(&self.child, libc::SIGTERM);
         let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "signaldb exited with {status} after SIGTERM"
-        );
+        assert!(status.success(), "signaldb exited with {status} after SIGTERM");
     }
 }
 
@@ -288,10 +277,7 @@ impl Loader {
         for t in self.tasks {
             t.await.unwrap();
         }
-        std::sync::Arc::try_unwrap(self.acked)
-            .unwrap()
-            .into_inner()
-            .unwrap()
+        std::sync::Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
     }
 }
 
@@ -324,10 +310,7 @@ pub(crate) async fn catalog_spans(
 }
 
 /// Asserts every acknowledged span is stored exactly once and nothing is stored twice.
-pub(crate) fn assert_exactly_once(
-    acked: &std::collections::HashSet<SpanKey>,
-    stored: &[ResourceSpans],
-) {
+pub(crate) fn assert_exactly_once(acked: &std::collections::HashSet<SpanKey>, stored: &[ResourceSpans]) {
     let by_id = spans_by_id(stored);
     let dupes = by_id.values().filter(|(n, _)| *n > 1).count();
     assert_eq!(dupes, 0, "{dupes} spans are stored more than once");

@@ -22,6 +22,12 @@ async fn kill_9_under_load_loses_and_duplicates_nothing() {
         "127.0.0.1:0",
         "--admin-addr",
         "127.0.0.1:0",
+        "--querier-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--flight-sql-addr",
+        "127.0.0.1:0",
         // Flush often, so that kills also land in flushes and WAL trims.
         "--set",
         "writer.flush_max_age=300ms",
@@ -41,11 +47,7 @@ async fn kill_9_under_load_loses_and_duplicates_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acked = loader.stop().await;
-    assert!(
-        acked.len() > 500,
-        "the load acknowledged only {} spans",
-        acked.len()
-    );
+    assert!(acked.len() > 500, "the load acknowledged only {} spans", acked.len());
     proc.terminate();
 
     let config = test_config(dir.path());

@@ -12,7 +12,9 @@ mod common;
 
 mod bad_input;
 mod crash;
+mod drain;
 mod multiprocess;
 mod otel_sdk;
+mod query;
 mod unreachable;
 mod wal_damage;

@@ -43,11 +43,7 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
         .send()
         .await
         .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "creating bucket: {}",
-        resp.status()
-    );
+    assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
 
     let dir = tempfile::tempdir().unwrap();
     let wdir = dir.path().join("writer").to_str().unwrap().to_owned();
@@ -137,11 +133,7 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     loader.set_endpoint(acceptor.addr("otlp_grpc"));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut acked = loader.stop().await;
-    assert!(
-        acked.len() > 200,
-        "the load acknowledged only {} spans",
-        acked.len()
-    );
+    assert!(acked.len() > 200, "the load acknowledged only {} spans", acked.len());
 
     // Let the acceptor hand everything over, then stop both cleanly.
     let admin = acceptor.addr("admin");
@@ -170,10 +162,7 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     let stored = catalog_spans(&pg, &store, &tenant).await;
     check(&stored, &sent, "mp-svc");
     for c in [&sent.root, &sent.child] {
-        acked.insert((
-            c.trace_id().to_bytes().to_vec(),
-            c.span_id().to_bytes().to_vec(),
-        ));
+        acked.insert((c.trace_id().to_bytes().to_vec(), c.span_id().to_bytes().to_vec()));
     }
     assert_exactly_once(&acked, &stored);
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _, TracerProvider as _,
+    Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Array, Context, KeyValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -46,18 +46,11 @@ pub(crate) fn emit(provider: &SdkTracerProvider) -> Sent {
             KeyValue::new("http.response.status_code", 500i64),
             KeyValue::new("cache.hit", false),
             KeyValue::new("load.ratio", 0.25),
-            KeyValue::new(
-                "tags",
-                Value::Array(Array::String(vec!["a".into(), "b".into()])),
-            ),
+            KeyValue::new("tags", Value::Array(Array::String(vec!["a".into(), "b".into()]))),
             KeyValue::new("url.path", "/orders"),
         ])
         .start(&tracer);
-    root.add_event_with_timestamp(
-        "cache miss",
-        at(1_000),
-        vec![KeyValue::new("cache.key", "k1")],
-    );
+    root.add_event_with_timestamp("cache miss", at(1_000), vec![KeyValue::new("cache.key", "k1")]);
     root.set_status(Status::error("upstream failed"));
     let root_cx = root.span_context().clone();
     let parent = Context::new().with_remote_span_context(root_cx.clone());
@@ -84,18 +77,9 @@ pub(crate) fn emit(provider: &SdkTracerProvider) -> Sent {
     }
 }
 
-pub(crate) fn check(
-    stored: &[opentelemetry_proto::tonic::trace::v1::ResourceSpans],
-    sent: &Sent,
-    service: &str,
-) {
+pub(crate) fn check(stored: &[opentelemetry_proto::tonic::trace::v1::ResourceSpans], sent: &Sent, service: &str) {
     let by_id = spans_by_id(stored);
-    let key = |c: &SpanContext| {
-        (
-            c.trace_id().to_bytes().to_vec(),
-            c.span_id().to_bytes().to_vec(),
-        )
-    };
+    let key = |c: &SpanContext| (c.trace_id().to_bytes().to_vec(), c.span_id().to_bytes().to_vec());
     let (n, root) = by_id.get(&key(&sent.root)).expect("root span stored");
     assert_eq!(*n, 1, "root span stored once");
     let (n, child) = by_id.get(&key(&sent.child)).expect("child span stored");
@@ -107,10 +91,7 @@ pub(crate) fn check(
     assert_eq!(root.end_time_unix_nano, T0 + 9_000);
     assert!(root.parent_span_id.is_empty());
     let status = root.status.as_ref().expect("status");
-    assert_eq!(
-        (status.code, status.message.as_str()),
-        (2, "upstream failed")
-    );
+    assert_eq!((status.code, status.message.as_str()), (2, "upstream failed"));
     let attr = |name: &str| {
         root.attributes
             .iter()
@@ -119,16 +100,10 @@ pub(crate) fn check(
             .and_then(|v| v.value)
             .unwrap_or_else(|| panic!("attribute {name} missing"))
     };
-    assert_eq!(
-        attr("http.response.status_code"),
-        any_value::Value::IntValue(500)
-    );
+    assert_eq!(attr("http.response.status_code"), any_value::Value::IntValue(500));
     assert_eq!(attr("cache.hit"), any_value::Value::BoolValue(false));
     assert_eq!(attr("load.ratio"), any_value::Value::DoubleValue(0.25));
-    assert_eq!(
-        attr("url.path"),
-        any_value::Value::StringValue("/orders".into())
-    );
+    assert_eq!(attr("url.path"), any_value::Value::StringValue("/orders".into()));
     match attr("tags") {
         any_value::Value::ArrayValue(a) => {
             let v: Vec<_> = a.values.into_iter().filter_map(|v| v.value).collect();
@@ -148,23 +123,14 @@ pub(crate) fn check(
     assert_eq!(root.events[0].attributes[0].key, "cache.key");
 
     assert_eq!(child.kind, 3, "SPAN_KIND_CLIENT");
-    assert_eq!(
-        child.parent_span_id,
-        sent.root.span_id().to_bytes().to_vec()
-    );
+    assert_eq!(child.parent_span_id, sent.root.span_id().to_bytes().to_vec());
     assert_eq!(
         (child.start_time_unix_nano, child.end_time_unix_nano),
         (T0 + 2_000, T0 + 5_000)
     );
     assert_eq!(child.links.len(), 1);
-    assert_eq!(
-        child.links[0].trace_id,
-        sent.linked.trace_id().to_bytes().to_vec()
-    );
-    assert_eq!(
-        child.links[0].span_id,
-        sent.linked.span_id().to_bytes().to_vec()
-    );
+    assert_eq!(child.links[0].trace_id, sent.linked.trace_id().to_bytes().to_vec());
+    assert_eq!(child.links[0].span_id, sent.linked.span_id().to_bytes().to_vec());
     assert_eq!(child.links[0].attributes[0].key, "link.kind");
 
     let resource = stored
@@ -221,27 +187,16 @@ async fn sdk_grpc_and_http_exporters_round_trip_through_parquet() {
 
     deliver_and_flush(&running).await;
     let stored = stored_spans(&dir.path().join("objects"));
-    assert_eq!(
-        spans_by_id(&stored).len(),
-        4,
-        "two spans per exporter, nothing else"
-    );
+    assert_eq!(spans_by_id(&stored).len(), 4, "two spans per exporter, nothing else");
     for (service, s) in &sent {
         check(&stored, s, service);
     }
     running.shutdown().await;
 }
 
-fn provider<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
-    exporter: E,
-    service: &str,
-) -> SdkTracerProvider {
+fn provider<E: opentelemetry_sdk::trace::SpanExporter + 'static>(exporter: E, service: &str) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_simple_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_owned())
-                .build(),
-        )
+        .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
         .build()
 }

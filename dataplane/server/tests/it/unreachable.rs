@@ -16,10 +16,7 @@ async fn acceptor_buffers_up_to_its_bound_then_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let mut acc_cfg = test_config(&dir.path().join("acceptor"));
     acc_cfg.node_id = Some("acc".into());
-    acc_cfg.catalog.url = Some(format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("catalog.db").display()
-    ));
+    acc_cfg.catalog.url = Some(format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display()));
     acc_cfg.acceptor.max_request_size = ByteSize(64 * 1024);
     acc_cfg.acceptor.max_pending = ByteSize(256 * 1024);
     let mut wr_cfg = acc_cfg.clone();
@@ -50,21 +47,10 @@ async fn acceptor_buffers_up_to_its_bound_then_delivers() {
     }
     let status = refused.expect("the acceptor refuses once its WAL bound is reached");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status.message().contains("retry later"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("retry later"), "{}", status.message());
     let details = signaldb::proto::RpcStatus::decode(status.details()).unwrap();
-    assert_eq!(
-        details.details[0].type_url,
-        "type.googleapis.com/google.rpc.RetryInfo"
-    );
-    assert!(
-        acked.len() >= 100,
-        "accepted {} spans before refusing",
-        acked.len()
-    );
+    assert_eq!(details.details[0].type_url, "type.googleapis.com/google.rpc.RetryInfo");
+    assert!(acked.len() >= 100, "accepted {} spans before refusing", acked.len());
 
     let resp = reqwest::Client::new()
         .post(&http_addr)
@@ -74,10 +60,7 @@ async fn acceptor_buffers_up_to_its_bound_then_delivers() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 429);
-    assert!(
-        resp.headers().get("retry-after").is_some(),
-        "429 carries Retry-After"
-    );
+    assert!(resp.headers().get("retry-after").is_some(), "429 carries Retry-After");
 
     // A writer comes up: everything acknowledged is delivered.
     let writer = start(wr_cfg.clone(), Roles::WRITER).await.unwrap();

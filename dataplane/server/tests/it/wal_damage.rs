@@ -25,10 +25,9 @@ async fn damaged_wal_is_survived_and_counted() {
     let config = test_config(dir.path());
     // Acceptor alone: requests stay in its WAL.
     let acceptor = start(config.clone(), Roles::ACCEPTOR).await.unwrap();
-    let mut grpc =
-        TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
-            .await
-            .unwrap();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
     let n = 20u64;
     for seed in 0..n {
         grpc.export(request(seed, 1, 10)).await.unwrap();
@@ -50,42 +49,22 @@ async fn damaged_wal_is_survived_and_counted() {
     let running = start(config.clone(), Roles::ALL).await.unwrap();
     let text = running.metrics.render();
     assert_eq!(
-        metric(
-            &text,
-            "signaldb_wal_corrupt_records_total{role=\"acceptor\"}"
-        ),
+        metric(&text, "signaldb_wal_corrupt_records_total{role=\"acceptor\"}"),
         Some(2.0),
         "{text}"
     );
-    assert!(
-        metric(
-            &text,
-            "signaldb_wal_truncated_bytes_total{role=\"acceptor\"}"
-        )
-        .unwrap()
-            > 0.0
-    );
+    assert!(metric(&text, "signaldb_wal_truncated_bytes_total{role=\"acceptor\"}").unwrap() > 0.0);
     assert_eq!(
-        metric(
-            &text,
-            "signaldb_wal_empty_segments_total{role=\"acceptor\"}"
-        ),
+        metric(&text, "signaldb_wal_empty_segments_total{role=\"acceptor\"}"),
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &text,
-            "signaldb_wal_replayed_records_total{role=\"acceptor\"}"
-        ),
+        metric(&text, "signaldb_wal_replayed_records_total{role=\"acceptor\"}"),
         Some((n - 2) as f64)
     );
     deliver_and_flush(&running).await;
     let stored = spans_by_id(&stored_spans(&dir.path().join("objects")));
-    assert_eq!(
-        stored.len() as u64,
-        (n - 2) * 10,
-        "all spans of the undamaged records"
-    );
+    assert_eq!(stored.len() as u64, (n - 2) * 10, "all spans of the undamaged records");
     assert!(stored.values().all(|(c, _)| *c == 1));
     running.shutdown().await;
     tokio::time::sleep(Duration::from_millis(10)).await;

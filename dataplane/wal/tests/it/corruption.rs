@@ -11,9 +11,7 @@ const BIG_SEGMENT: u64 = 1 << 20;
 /// Writes `n` records into a single segment; returns the payloads and each record's offset.
 async fn single_segment(dir: &Path, n: u64) -> (Vec<Bytes>, Vec<u64>) {
     let (wal, _) = Wal::open(opts(dir, BIG_SEGMENT)).unwrap();
-    let payloads: Vec<Bytes> = (0..n)
-        .map(|i| payload(i, 20 + (i as usize * 13) % 90))
-        .collect();
+    let payloads: Vec<Bytes> = (0..n).map(|i| payload(i, 20 + (i as usize * 13) % 90)).collect();
     let seqs = append_all(&wal, &payloads).await;
     assert_eq!(seqs, (1..=n).collect::<Vec<u64>>());
     wal.close().await;
@@ -23,10 +21,7 @@ async fn single_segment(dir: &Path, n: u64) -> (Vec<Bytes>, Vec<u64>) {
         offsets.push(at);
         at += RECORD_HEADER_LEN + p.len() as u64;
     }
-    assert_eq!(
-        fs::metadata(dir.join(segment_file_name(1))).unwrap().len(),
-        at
-    );
+    assert_eq!(fs::metadata(dir.join(segment_file_name(1))).unwrap().len(), at);
     (payloads, offsets)
 }
 
@@ -119,11 +114,7 @@ async fn flipped_bit_in_middle_record_loses_exactly_that_record() {
         let want = expected(&payloads, (1..=30).filter(|s| *s != 15));
         crate::assert_pairs(&pairs, &want);
         assert_eq!(replayed.stats.corrupt_records, 1, "{field}");
-        assert_eq!(
-            replayed.stats.truncated_bytes,
-            offsets[15] - offsets[14],
-            "{field}"
-        );
+        assert_eq!(replayed.stats.truncated_bytes, offsets[15] - offsets[14], "{field}");
         assert_eq!(replayed.stats.records, 29);
         assert_eq!(wal.stats().corrupt_records_at_open, 1);
         // The damaged segment is still pending; appends continue after the highest sequence number.
@@ -153,11 +144,7 @@ async fn zero_byte_and_partial_header_segments_are_removed() {
     let (wal, replayed, pairs) = replay(opts(dir.path(), 512));
     crate::assert_pairs(
         &pairs,
-        &seqs
-            .iter()
-            .copied()
-            .zip(payloads.iter().cloned())
-            .collect::<Vec<_>>(),
+        &seqs.iter().copied().zip(payloads.iter().cloned()).collect::<Vec<_>>(),
     );
     assert_eq!(replayed.stats.empty_segments, 2);
     assert_eq!(replayed.stats.corrupt_records, 0);
@@ -166,10 +153,7 @@ async fn zero_byte_and_partial_header_segments_are_removed() {
     // The partial segment's name still bounds sequence numbers from below: nothing is ever reused.
     assert_eq!(wal.append(payload(1, 1)).await.unwrap(), 1000);
     wal.close().await;
-    assert!(
-        fs::metadata(&partial).unwrap().len() > 5,
-        "replaced by a fresh segment"
-    );
+    assert!(fs::metadata(&partial).unwrap().len() > 5, "replaced by a fresh segment");
 }
 
 #[tokio::test]

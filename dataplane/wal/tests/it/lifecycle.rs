@@ -5,12 +5,7 @@ use crate::{append_all, opts, payload, replay, segment_files, wait_until};
 
 /// The segment (by first sequence number) holding each sequence number.
 fn segment_of(files: &[(u64, std::path::PathBuf, u64)], seq: u64) -> u64 {
-    files
-        .iter()
-        .rev()
-        .find(|(first, _, _)| *first <= seq)
-        .unwrap()
-        .0
+    files.iter().rev().find(|(first, _, _)| *first <= seq).unwrap().0
 }
 
 #[tokio::test]
@@ -67,14 +62,9 @@ async fn mark_done_deletes_finished_sealed_segments_only() {
     let rest: Vec<u64> = want.iter().map(|(s, _)| *s).collect();
     wal.mark_done(&rest);
     assert_eq!(wal.stats().pending_records, 0);
-    wait_until("replayed segments deleted", || {
-        segment_files(dir.path()).len() == 1
-    });
+    wait_until("replayed segments deleted", || segment_files(dir.path()).len() == 1);
     let only = segment_files(dir.path());
-    assert_eq!(
-        only[0].2, SEGMENT_HEADER_LEN,
-        "only the empty active segment remains"
-    );
+    assert_eq!(only[0].2, SEGMENT_HEADER_LEN, "only the empty active segment remains");
     assert_eq!(wal.append(payload(1, 1)).await.unwrap(), 101);
     wal.close().await;
 }
@@ -100,10 +90,7 @@ async fn idle_wal_holds_no_finished_records() {
         "the new active segment is named after the next sequence number"
     );
     let stats = wal.stats();
-    assert_eq!(
-        (stats.pending_records, stats.pending_bytes, stats.segments),
-        (0, 0, 1)
-    );
+    assert_eq!((stats.pending_records, stats.pending_bytes, stats.segments), (0, 0, 1));
 
     // Sequence numbers are not reused although every record was trimmed.
     let (wal, replayed, _) = replay(opts(dir.path(), 4096));
@@ -150,36 +137,24 @@ async fn full_until_records_are_done() {
         seqs.push(wal.append(payload(i, 250)).await.unwrap());
     }
     match wal.append(payload(9, 1)).await {
-        Err(Error::Full {
-            pending_bytes,
-            limit,
-        }) => assert_eq!((pending_bytes, limit), (1000, 1000)),
+        Err(Error::Full { pending_bytes, limit }) => assert_eq!((pending_bytes, limit), (1000, 1000)),
         other => panic!("expected Full, got {other:?}"),
     }
     let stats = wal.stats();
-    assert_eq!(
-        stats.appended_records, 4,
-        "the refused record is not written"
-    );
+    assert_eq!(stats.appended_records, 4, "the refused record is not written");
     assert_eq!(stats.pending_bytes, 1000);
 
     wal.mark_done(&seqs[..1]);
     let next = wal.append(payload(10, 250)).await.unwrap();
     assert_eq!(next, 5);
-    assert!(matches!(
-        wal.append(payload(11, 1)).await,
-        Err(Error::Full { .. })
-    ));
+    assert!(matches!(wal.append(payload(11, 1)).await, Err(Error::Full { .. })));
     wal.close().await;
 
     // Replayed records count toward the limit too.
     let (wal, replayed) = Wal::open(options).unwrap();
     assert_eq!(replayed.entries.len(), 4);
     assert_eq!(wal.stats().pending_bytes, 1000);
-    assert!(matches!(
-        wal.append(payload(12, 1)).await,
-        Err(Error::Full { .. })
-    ));
+    assert!(matches!(wal.append(payload(12, 1)).await, Err(Error::Full { .. })));
     wal.mark_done(&[replayed.entries[0].seq]);
     assert_eq!(wal.append(payload(13, 250)).await.unwrap(), 6);
     wal.close().await;

@@ -24,11 +24,7 @@ pub fn opts(dir: &Path, segment_size: u64) -> WalOptions {
 
 /// A deterministic payload of `len` bytes that differs for every `i`.
 pub fn payload(i: u64, len: usize) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|j| (i as usize * 31 + j * 7) as u8)
-            .collect::<Vec<u8>>(),
-    )
+    Bytes::from((0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect::<Vec<u8>>())
 }
 
 /// Segment files in the directory, sorted: (first sequence number, path, length). Files deleted by
@@ -67,11 +63,7 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Reopens the WAL and returns the replayed (seq, payload) pairs.
 pub fn replay(options: WalOptions) -> (Wal, signaldb_wal::Replay, Vec<(u64, Bytes)>) {
     let (wal, replay) = Wal::open(options).unwrap();
-    let pairs = replay
-        .entries
-        .iter()
-        .map(|e| (e.seq, e.payload.clone()))
-        .collect();
+    let pairs = replay.entries.iter().map(|e| (e.seq, e.payload.clone())).collect();
     (wal, replay, pairs)
 }
 

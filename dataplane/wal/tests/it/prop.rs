@@ -12,14 +12,8 @@ const SEGMENT_SIZE: u64 = 1024;
 /// checks that replay returns exactly the records wholly before the cut.
 fn check_truncated_replay(sizes: &[usize], cut_fraction: f64) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let payloads: Vec<Bytes> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| payload(i as u64, n))
-        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let payloads: Vec<Bytes> = sizes.iter().enumerate().map(|(i, &n)| payload(i as u64, n)).collect();
 
     let seqs = rt.block_on(async {
         let (wal, _) = Wal::open(opts(dir.path(), SEGMENT_SIZE)).unwrap();
@@ -54,11 +48,7 @@ fn check_truncated_replay(sizes: &[usize], cut_fraction: f64) -> Result<(), Test
     }
 
     let (wal, replay) = Wal::open(opts(dir.path(), SEGMENT_SIZE)).unwrap();
-    let got: Vec<(u64, Bytes)> = replay
-        .entries
-        .iter()
-        .map(|e| (e.seq, e.payload.clone()))
-        .collect();
+    let got: Vec<(u64, Bytes)> = replay.entries.iter().map(|e| (e.seq, e.payload.clone())).collect();
     let want: Vec<(u64, Bytes)> = seqs
         .iter()
         .copied()
@@ -90,14 +80,8 @@ proptest! {
 /// Appends records, marks a random subset done, and checks the files on disk and the replay.
 fn check_done_subset(sizes: &[usize], done_mask: &[bool]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let payloads: Vec<Bytes> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| payload(i as u64, n))
-        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let payloads: Vec<Bytes> = sizes.iter().enumerate().map(|(i, &n)| payload(i as u64, n)).collect();
     let options = opts(dir.path(), SEGMENT_SIZE);
 
     let seqs = rt.block_on(async {
@@ -117,14 +101,7 @@ fn check_done_subset(sizes: &[usize], done_mask: &[bool]) -> Result<(), TestCase
         wal.close().await;
         seqs
     });
-    let is_done = |seq: u64| {
-        done_mask
-            .iter()
-            .cycle()
-            .nth(seq as usize - 1)
-            .copied()
-            .unwrap_or(false)
-    };
+    let is_done = |seq: u64| done_mask.iter().cycle().nth(seq as usize - 1).copied().unwrap_or(false);
 
     // Every segment file left holds a record not done (or is the empty active segment).
     let files = segment_files(dir.path());

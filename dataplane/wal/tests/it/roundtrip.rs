@@ -13,9 +13,7 @@ async fn round_trip_across_many_segments_and_seqs_continue() {
     assert!(first.entries.is_empty());
     assert_eq!(first.stats, Default::default());
 
-    let payloads: Vec<Bytes> = (0..300u64)
-        .map(|i| payload(i, (i as usize * 37) % 300))
-        .collect();
+    let payloads: Vec<Bytes> = (0..300u64).map(|i| payload(i, (i as usize * 37) % 300)).collect();
     let seqs = append_all(&wal, &payloads).await;
     assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
     let stats = wal.stats();
@@ -28,11 +26,7 @@ async fn round_trip_across_many_segments_and_seqs_continue() {
     wal.close().await;
 
     let files = segment_files(dir.path());
-    assert!(
-        files.len() > 10,
-        "expected many segments, got {}",
-        files.len()
-    );
+    assert!(files.len() > 10, "expected many segments, got {}", files.len());
     for (_, path, len) in &files {
         // A segment only exceeds the limit when it holds a single record.
         assert!(*len <= 4096, "{} is {len} bytes", path.display());
@@ -42,11 +36,7 @@ async fn round_trip_across_many_segments_and_seqs_continue() {
     let (wal, replayed, pairs) = replay(opts(dir.path(), 4096));
     crate::assert_pairs(
         &pairs,
-        &seqs
-            .iter()
-            .copied()
-            .zip(payloads.iter().cloned())
-            .collect::<Vec<_>>(),
+        &seqs.iter().copied().zip(payloads.iter().cloned()).collect::<Vec<_>>(),
     );
     assert_eq!(replayed.stats.records, 300);
     assert_eq!(replayed.stats.segments, files.len() as u64);
@@ -109,12 +99,7 @@ async fn group_commit_uses_fewer_fsyncs_than_records() {
 async fn record_larger_than_segment_gets_its_own_segment() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(opts(dir.path(), 1024)).unwrap();
-    let payloads = vec![
-        payload(1, 100),
-        payload(2, 100),
-        payload(3, 5000),
-        payload(4, 100),
-    ];
+    let payloads = vec![payload(1, 100), payload(2, 100), payload(3, 5000), payload(4, 100)];
     let seqs = append_all(&wal, &payloads).await;
     wal.close().await;
 
@@ -149,10 +134,7 @@ async fn closed_wal_rejects_appends_and_close_is_idempotent() {
     let seq = wal.append(payload(1, 10)).await.unwrap();
     let clone = wal.clone();
     wal.close().await;
-    assert!(matches!(
-        clone.append(payload(2, 10)).await,
-        Err(Error::Closed)
-    ));
+    assert!(matches!(clone.append(payload(2, 10)).await, Err(Error::Closed)));
     clone.close().await;
     // mark_done still works after close (deletion happens inline).
     clone.mark_done(&[seq]);
@@ -171,10 +153,7 @@ async fn dropping_every_handle_stops_cleanly() {
     drop(wal);
     // The record was durable before `append` returned; the writer thread exits on its own.
     let (wal, replay) = Wal::open(opts(dir.path(), 4096)).unwrap();
-    assert_eq!(
-        replay.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![seq]
-    );
+    assert_eq!(replay.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![seq]);
     wal.close().await;
 }
 

@@ -1,0 +1,268 @@
+//! Tenant-scoped tables over Parquet files and writer buffers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray};
+use async_trait::async_trait;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use object_store::ObjectStore;
+use signaldb_catalog::{Catalog, FileRecord};
+use signaldb_config::{Signal, TenantId};
+use signaldb_schema::columns;
+use url::Url;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("catalog: {0}")]
+    Catalog(#[from] signaldb_catalog::Error),
+    #[error("query execution: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("reading writer buffers: {0}")]
+    Buffers(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// What part of a tenant's buffered data a query needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferFilter {
+    /// The spans of one trace.
+    TraceId([u8; 16]),
+    /// Spans overlapping `[min, max]` nanoseconds, or all.
+    TimeRange(Option<(i64, i64)>),
+}
+
+/// The writers' unflushed data.
+#[async_trait]
+pub trait BufferSource: Send + Sync + std::fmt::Debug + 'static {
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError>;
+}
+
+/// A [`BufferSource`] with nothing buffered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBuffers;
+
+#[async_trait]
+impl BufferSource for NoBuffers {
+    async fn buffered(&self, _tenant: &TenantId, _filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(Vec::new())
+    }
+}
+
+const STORE_URL: &str = "signaldb://store/";
+
+/// Runs queries for one process; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+    buffers: Arc<dyn BufferSource>,
+}
+
+impl QueryEngine {
+    pub fn new(catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>, buffers: Arc<dyn BufferSource>) -> Self {
+        Self {
+            catalog,
+            store,
+            buffers,
+        }
+    }
+
+    fn context(&self) -> Result<SessionContext, QueryError> {
+        let mut config = SessionConfig::new().with_target_partitions(2);
+        // Keep Utf8/Binary as written (the span schema), not view types.
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.bloom_filter_on_read = true;
+        let ctx = SessionContext::new_with_config(config);
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        ctx.register_object_store(&url, Arc::clone(&self.store));
+        Ok(ctx)
+    }
+
+    async fn files(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<Vec<FileRecord>, QueryError> {
+        Ok(self.catalog.list_files(tenant, Signal::Traces, range).await?)
+    }
+
+    /// Registers the tenant's `spans` table (files in `range` plus buffers)
+    /// in a fresh context.
+    async fn spans_context(
+        &self,
+        tenant: &TenantId,
+        range: Option<(i64, i64)>,
+        buffer_filter: BufferFilter,
+    ) -> Result<SessionContext, QueryError> {
+        let ctx = self.context()?;
+        let schema = signaldb_schema::traces::schema();
+        let files = self.files(tenant, range).await?;
+        let buffered = self.buffers.buffered(tenant, buffer_filter).await?;
+        let mem = Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?);
+        if files.is_empty() {
+            ctx.register_table("spans", mem)?;
+            return Ok(ctx);
+        }
+        let urls = files
+            .iter()
+            .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{}", f.path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let table = ListingTable::try_new(
+            ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(Arc::clone(&schema)),
+        )?;
+        ctx.register_table("stored_spans", Arc::new(table))?;
+        ctx.register_table("buffered_spans", mem)?;
+        ctx.sql("CREATE VIEW spans AS SELECT * FROM stored_spans UNION ALL SELECT * FROM buffered_spans")
+            .await?;
+        Ok(ctx)
+    }
+
+    /// All spans of a trace, deduplicated, or None.
+    pub async fn trace_by_id(
+        &self,
+        tenant: &TenantId,
+        trace_id: [u8; 16],
+        range: Option<(i64, i64)>,
+    ) -> Result<Option<RecordBatch>, QueryError> {
+        let ctx = self
+            .spans_context(tenant, range, BufferFilter::TraceId(trace_id))
+            .await?;
+        let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
+        let df = ctx.table("spans").await?.filter(col(columns::TRACE_ID).eq(lit(id)))?;
+        let batches = df.collect().await?;
+        let batch = dedup_spans(&batches)?;
+        Ok((batch.num_rows() > 0).then_some(batch))
+    }
+
+    /// Every span of the tenant overlapping `range` (nanoseconds), deduplicated.
+    pub async fn spans(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<RecordBatch, QueryError> {
+        self.spans_projected(tenant, range, None).await
+    }
+
+    /// Like [`QueryEngine::spans`], reading only `projection` (column names;
+    /// must include the trace and span ids). Parquet skips the other columns,
+    /// which for searches that touch no attributes is most of the data.
+    pub async fn spans_projected(
+        &self,
+        tenant: &TenantId,
+        range: Option<(i64, i64)>,
+        projection: Option<&[&str]>,
+    ) -> Result<RecordBatch, QueryError> {
+        let ctx = self
+            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .await?;
+        let mut df = ctx.table("spans").await?;
+        if let Some((min, max)) = range {
+            let ts = |v| lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())));
+            df = df.filter(
+                col(columns::END_TIME_UNIX_NANO)
+                    .gt_eq(ts(min))
+                    .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
+            )?;
+        }
+        let schema = match projection {
+            Some(cols) => {
+                df = df.select_columns(cols)?;
+                let full = signaldb_schema::traces::schema();
+                Arc::new(full.project(&cols.iter().map(|c| full.index_of(c)).collect::<Result<Vec<_>, _>>()?)?)
+            }
+            None => signaldb_schema::traces::schema(),
+        };
+        dedup_with_schema(&df.collect().await?, &schema)
+    }
+
+    /// Runs SQL against the tenant's `spans` table and streams the result.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let ctx = self.spans_context(tenant, None, BufferFilter::TimeRange(None)).await?;
+        let state = ctx.state();
+        let plan = state.create_logical_plan(sql).await?;
+        // Only queries: no DDL or DML can change what another query sees.
+        use datafusion::logical_expr::LogicalPlan;
+        if matches!(
+            plan,
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_)
+        ) {
+            return Err(QueryError::BadRequest("only SELECT queries are allowed".into()));
+        }
+        let df = ctx.execute_logical_plan(plan).await?;
+        Ok(df.execute_stream().await?)
+    }
+
+    /// The schema of the `spans` table.
+    pub fn spans_schema(&self) -> arrow_schema::SchemaRef {
+        signaldb_schema::traces::schema()
+    }
+}
+
+/// Concatenates span batches, keeping the first row of every
+/// (trace id, span id): a span delivered twice (a retry that crossed a writer
+/// change, or a buffer read while its flush registered) is returned once.
+pub fn dedup_spans(batches: &[RecordBatch]) -> Result<RecordBatch, QueryError> {
+    dedup_with_schema(batches, &signaldb_schema::traces::schema())
+}
+
+/// [`dedup_spans`] for batches of `schema` (the span schema or a projection of it).
+fn dedup_with_schema(batches: &[RecordBatch], schema: &arrow_schema::SchemaRef) -> Result<RecordBatch, QueryError> {
+    let batches: Vec<RecordBatch> = batches.iter().map(|b| align(b, schema)).collect::<Result<_, _>>()?;
+    let all = arrow::compute::concat_batches(schema, &batches)?;
+    let trace = fsb(&all, columns::TRACE_ID)?;
+    let span = fsb(&all, columns::SPAN_ID)?;
+    let mut seen = HashSet::with_capacity(all.num_rows());
+    let mut keep = Vec::with_capacity(all.num_rows());
+    for i in 0..all.num_rows() {
+        keep.push(seen.insert((trace.value(i), span.value(i))));
+    }
+    if keep.iter().all(|k| *k) {
+        return Ok(all);
+    }
+    let mask = arrow_array::BooleanArray::from(keep);
+    Ok(arrow::compute::filter_record_batch(&all, &mask)?)
+}
+
+/// Casts a batch read back from storage to the span schema (same columns).
+fn align(batch: &RecordBatch, schema: &arrow_schema::SchemaRef) -> Result<RecordBatch, QueryError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?);
+    }
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let c = batch
+            .column_by_name(f.name())
+            .ok_or_else(|| QueryError::BadRequest(format!("column {} missing", f.name())))?;
+        cols.push(if c.data_type() == f.data_type() {
+            Arc::clone(c)
+        } else {
+            arrow::compute::cast(c, f.data_type())?
+        });
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
+}
+
+pub(crate) fn fsb<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a FixedSizeBinaryArray, QueryError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .ok_or_else(|| QueryError::BadRequest(format!("column {name} is missing or not fixed-size binary")))
+}
+
+pub(crate) fn ts<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a TimestampNanosecondArray, QueryError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| QueryError::BadRequest(format!("column {name} is missing or not a timestamp")))
+}
+
+#[allow(dead_code)]
+pub(crate) fn non_null(a: &dyn Array, i: usize) -> bool {
+    a.is_valid(i)
+}

@@ -1,0 +1,84 @@
+//! The querier's view of the writers' unflushed data: Flight `DoGet` to every
+//! live writer (draining ones included: they still hold data until flushed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_flight::Ticket;
+use arrow_flight::decode::FlightRecordBatchStream;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use prost::Message;
+use signaldb_catalog::Catalog;
+use signaldb_config::{Capability, TenantId};
+use signaldb_query::{BufferFilter, BufferSource, QueryError};
+use tracing::warn;
+
+use crate::flight::FlightPool;
+use crate::now_ms;
+use crate::proto::BufferTicket;
+
+/// Reads buffers from the writers registered in the catalog.
+#[derive(Debug, Clone)]
+pub struct WriterBuffers {
+    pub catalog: Arc<dyn Catalog>,
+    pub pool: FlightPool,
+    pub ttl: Duration,
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl BufferSource for WriterBuffers {
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let writers = self
+            .catalog
+            .live_services(Capability::Storage, now_ms(), ttl_ms)
+            .await?;
+        let ticket = match filter {
+            BufferFilter::TraceId(id) => BufferTicket {
+                tenant: tenant.to_string(),
+                trace_id: id.to_vec(),
+                ..Default::default()
+            },
+            BufferFilter::TimeRange(range) => BufferTicket {
+                tenant: tenant.to_string(),
+                trace_id: Vec::new(),
+                has_range: range.is_some(),
+                min_time_ns: range.map(|r| r.0).unwrap_or_default(),
+                max_time_ns: range.map(|r| r.1).unwrap_or_default(),
+            },
+        };
+        let ticket = Ticket {
+            ticket: ticket.encode_to_vec().into(),
+        };
+        let fetches = writers.iter().map(|w| {
+            let ticket = ticket.clone();
+            async move {
+                let fetch = async {
+                    let mut client = self.pool.client(&w.address).map_err(|e| e.to_string())?;
+                    let stream = client.do_get(ticket).await.map_err(|s| s.to_string())?.into_inner();
+                    FlightRecordBatchStream::new_from_flight_data(
+                        stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
+                    )
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(self.timeout, fetch).await {
+                    Ok(Ok(batches)) => batches,
+                    Ok(Err(e)) => {
+                        warn!(writer = %w.id, error = %e, "cannot read a writer's buffer; its unflushed data is missing from this result");
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        warn!(writer = %w.id, "reading a writer's buffer timed out; its unflushed data is missing from this result");
+                        Vec::new()
+                    }
+                }
+            }
+        });
+        Ok(futures::future::join_all(fetches).await.into_iter().flatten().collect())
+    }
+}

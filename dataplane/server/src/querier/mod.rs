@@ -1,0 +1,266 @@
+//! The querier role: a Flight service (port 50052) over the query engine.
+//!
+//! `DoGet` takes a [`QueryTicket`] (a trace by id, or SQL) and streams Arrow;
+//! `DoAction` runs searches and tag lookups with JSON bodies ([`wire`]).
+
+mod buffers;
+pub mod wire;
+
+use std::pin::Pin;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
+};
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use signaldb_config::TenantId;
+use signaldb_query::{QueryEngine, QueryError, SearchParams, TagScope};
+use tonic::{Request, Response, Status, Streaming};
+
+pub use buffers::WriterBuffers;
+
+use crate::flight::MAX_MESSAGE_SIZE;
+use crate::proto::{QueryKind, QueryTicket};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The gRPC status of each query error.
+pub fn query_status(e: QueryError) -> Status {
+    let msg = e.to_string();
+    match e {
+        QueryError::BadRequest(_) => Status::invalid_argument(msg),
+        QueryError::Catalog(_) | QueryError::Buffers(_) => Status::unavailable(msg),
+        QueryError::DataFusion(ref inner) if is_user_error(inner) => Status::invalid_argument(msg),
+        QueryError::DataFusion(_) => Status::internal(msg),
+        QueryError::Arrow(_) => Status::internal(msg),
+    }
+}
+
+fn is_user_error(e: &signaldb_query::DataFusionError) -> bool {
+    use signaldb_query::DataFusionError as D;
+    matches!(
+        e.find_root(),
+        D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_)
+    )
+}
+
+fn tenant(s: &str) -> Result<TenantId, Status> {
+    TenantId::new(s).map_err(|e| Status::invalid_argument(format!("tenant: {e}")))
+}
+
+/// Flight front end of the query engine.
+#[derive(Debug, Clone)]
+pub struct QuerierFlight {
+    engine: QueryEngine,
+}
+
+impl QuerierFlight {
+    pub fn new(engine: QueryEngine) -> Self {
+        Self { engine }
+    }
+
+    pub fn into_server(self) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    async fn search(&self, a: wire::SearchAction) -> Result<wire::SearchActionResult, Status> {
+        let t = tenant(&a.tenant)?;
+        let query = match a.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            Some(q) => signaldb_traceql::parse(q)
+                .map_err(|e| Status::invalid_argument(format!("invalid TraceQL query: {e}")))?,
+            None => signaldb_traceql::from_tags(&a.tags, a.min_duration_ns, a.max_duration_ns),
+        };
+        let cols = signaldb_query::search_columns(&query);
+        let spans = self
+            .engine
+            .spans_projected(&t, a.range, Some(&cols))
+            .await
+            .map_err(query_status)?;
+        let inspected_spans = spans.num_rows() as u64;
+        let params = SearchParams {
+            query,
+            limit: a.limit,
+            spans_per_spanset: a.spans_per_spanset,
+        };
+        let (traces, inspected_traces) = signaldb_query::search_batches(&spans, &params).map_err(query_status)?;
+        Ok(wire::SearchActionResult {
+            traces: traces
+                .into_iter()
+                .map(|t| wire::TraceOut {
+                    trace_id: hex::encode(t.trace_id),
+                    root_service_name: t.root_service_name,
+                    root_trace_name: t.root_trace_name,
+                    start_time_unix_nano: t.start_time_unix_nano,
+                    duration_ms: t.duration_ms,
+                    spans: t
+                        .spans
+                        .into_iter()
+                        .map(|s| wire::SpanOut {
+                            span_id: hex::encode(s.span_id),
+                            name: s.name,
+                            start_time_unix_nano: s.start_time_unix_nano,
+                            duration_nanos: s.duration_nanos,
+                        })
+                        .collect(),
+                    matched: t.matched,
+                    service_stats: t.service_stats,
+                })
+                .collect(),
+            inspected_traces,
+            inspected_spans,
+        })
+    }
+
+    async fn tag_names(&self, a: wire::TagNamesAction) -> Result<wire::TagNamesResult, Status> {
+        let t = tenant(&a.tenant)?;
+        let spans = self.engine.spans(&t, a.range).await.map_err(query_status)?;
+        let mut names = signaldb_query::tag_names(&spans).map_err(query_status)?;
+        Ok(wire::TagNamesResult {
+            resource: names
+                .remove(&TagScope::Resource)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            span: names.remove(&TagScope::Span).unwrap_or_default().into_iter().collect(),
+        })
+    }
+
+    async fn tag_values(&self, a: wire::TagValuesAction) -> Result<wire::TagValuesResult, Status> {
+        let t = tenant(&a.tenant)?;
+        let spans = self.engine.spans(&t, a.range).await.map_err(query_status)?;
+        let values = match a.scope.as_deref() {
+            Some("intrinsic") => signaldb_query::intrinsic_values(&spans, &a.name).map_err(query_status)?,
+            scope => {
+                let scope = match scope {
+                    Some("resource") => Some(TagScope::Resource),
+                    Some("span") => Some(TagScope::Span),
+                    None => None,
+                    Some(other) => return Err(Status::invalid_argument(format!("unknown scope {other:?}"))),
+                };
+                signaldb_query::tag_values(&spans, scope, &a.name).map_err(query_status)?
+            }
+        };
+        Ok(wire::TagValuesResult {
+            values: values.into_iter().map(|(t, v)| (t.to_owned(), v)).collect(),
+        })
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(format!("undecodable action body: {e}")))
+}
+
+fn json_result<T: serde::Serialize>(v: &T) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
+    let body = serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))?;
+    let item = arrow_flight::Result {
+        body: Bytes::from(body),
+    };
+    Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(item) }))))
+}
+
+#[tonic::async_trait]
+impl FlightService for QuerierFlight {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+    type DoExchangeStream = BoxStream<FlightData>;
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = QueryTicket::decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("undecodable query ticket: {e}")))?;
+        let t = tenant(&ticket.tenant)?;
+        let schema = signaldb_schema::traces::schema();
+        let stream: BoxStream<FlightData> = match ticket.kind {
+            Some(QueryKind::TraceById(q)) => {
+                let id: [u8; 16] = q
+                    .trace_id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
+                let range = q.has_range.then_some((q.min_time_ns, q.max_time_ns));
+                let batch = self.engine.trace_by_id(&t, id, range).await.map_err(query_status)?;
+                Box::pin(
+                    FlightDataEncoderBuilder::new()
+                        .with_schema(schema)
+                        .build(futures::stream::iter(batch.into_iter().map(Ok)))
+                        .map_err(|e| Status::internal(e.to_string())),
+                )
+            }
+            Some(QueryKind::Sql(sql)) => {
+                let stream = self.engine.sql(&t, &sql).await.map_err(query_status)?;
+                Box::pin(
+                    FlightDataEncoderBuilder::new()
+                        .build(stream.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))))
+                        .map_err(|e| Status::internal(e.to_string())),
+                )
+            }
+            None => return Err(Status::invalid_argument("query ticket names no query")),
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        match action.r#type.as_str() {
+            wire::SEARCH => json_result(&self.search(json_body(&action.body)?).await?),
+            wire::TAG_NAMES => json_result(&self.tag_names(json_body(&action.body)?).await?),
+            wire::TAG_VALUES => json_result(&self.tag_values(json_body(&action.body)?).await?),
+            other => Err(Status::invalid_argument(format!("unknown action {other:?}"))),
+        }
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        let actions = [wire::SEARCH, wire::TAG_NAMES, wire::TAG_VALUES].map(|a| {
+            Ok(ActionType {
+                r#type: a.to_owned(),
+                description: String::new(),
+            })
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(actions))))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("the querier needs no handshake"))
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented("the querier lists no flights"))
+    }
+
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("use DoGet with a query ticket"))
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("use DoGet with a query ticket"))
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("use DoGet with a query ticket"))
+    }
+
+    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented(
+            "the querier stores nothing; send data to an acceptor",
+        ))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("the querier has no exchanges"))
+    }
+}

@@ -1,0 +1,127 @@
+//! The router's client of the queriers: picks a live querier from the
+//! catalog (capability `QueryExecution`) and calls it over Flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::{Action, FlightData, Ticket};
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use signaldb_catalog::Catalog;
+use signaldb_config::{Capability, TenantId};
+use tonic::Status;
+
+use crate::flight::FlightPool;
+use crate::now_ms;
+use crate::proto::{QueryKind, QueryTicket, TraceByIdQuery};
+
+/// Calls queriers.
+#[derive(Debug, Clone)]
+pub struct QuerierClient {
+    catalog: Arc<dyn Catalog>,
+    pool: FlightPool,
+    ttl: Duration,
+    next: Arc<AtomicUsize>,
+}
+
+impl QuerierClient {
+    pub fn new(catalog: Arc<dyn Catalog>, pool: FlightPool, ttl: Duration) -> Self {
+        Self {
+            catalog,
+            pool,
+            ttl,
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A live querier's address, round robin.
+    async fn pick(&self) -> Result<String, Status> {
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let queriers = self
+            .catalog
+            .live_services(Capability::QueryExecution, now_ms(), ttl_ms)
+            .await
+            .map_err(|e| Status::unavailable(format!("catalog: {e}")))?;
+        if queriers.is_empty() {
+            return Err(Status::unavailable("no querier is registered and alive"));
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % queriers.len();
+        Ok(queriers[i].address.clone())
+    }
+
+    /// Streams the raw Flight data of a query ticket.
+    pub async fn do_get(
+        &self,
+        ticket: QueryTicket,
+    ) -> Result<impl Stream<Item = Result<FlightData, Status>> + Send + 'static, Status> {
+        let address = self.pick().await?;
+        let mut client = self
+            .pool
+            .client(&address)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let stream = client
+            .do_get(Ticket {
+                ticket: ticket.encode_to_vec().into(),
+            })
+            .await?
+            .into_inner();
+        Ok(stream)
+    }
+
+    /// All spans of a trace.
+    pub async fn trace_by_id(
+        &self,
+        tenant: &TenantId,
+        trace_id: [u8; 16],
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<RecordBatch>, Status> {
+        let ticket = QueryTicket {
+            tenant: tenant.to_string(),
+            kind: Some(QueryKind::TraceById(TraceByIdQuery {
+                trace_id: trace_id.to_vec(),
+                has_range: range.is_some(),
+                min_time_ns: range.map(|r| r.0).unwrap_or_default(),
+                max_time_ns: range.map(|r| r.1).unwrap_or_default(),
+            })),
+        };
+        let stream = self.do_get(ticket).await?;
+        FlightRecordBatchStream::new_from_flight_data(
+            stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| match e {
+            arrow_flight::error::FlightError::Tonic(s) => *s,
+            other => Status::internal(other.to_string()),
+        })
+    }
+
+    /// Runs a JSON action on a querier.
+    pub async fn action<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        body: &Req,
+    ) -> Result<Res, Status> {
+        let address = self.pick().await?;
+        let mut client = self
+            .pool
+            .client(&address)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let body = serde_json::to_vec(body).map_err(|e| Status::internal(e.to_string()))?;
+        let mut results = client
+            .do_action(Action {
+                r#type: name.to_owned(),
+                body: body.into(),
+            })
+            .await?
+            .into_inner();
+        let first = results
+            .next()
+            .await
+            .ok_or_else(|| Status::internal("the querier returned no result"))??;
+        serde_json::from_slice(&first.body).map_err(|e| Status::internal(format!("undecodable querier result: {e}")))
+    }
+}

@@ -1,0 +1,215 @@
+//! Flight SQL on the router (port 50053): any Flight SQL client can list the
+//! `spans` table and run SQL over its own tenant's spans. The tenant is the
+//! `x-scope-orgid` header, as on every other API.
+
+use std::pin::Pin;
+
+use arrow_array::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetTables, CommandStatementQuery, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
+};
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use signaldb_config::{TenancyConfig, TenantId};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::client::QuerierClient;
+use crate::flight::MAX_MESSAGE_SIZE;
+use crate::proto::{QueryKind, QueryTicket};
+
+const CATALOG: &str = "signaldb";
+const SCHEMA: &str = "public";
+const TABLE: &str = "spans";
+
+type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// What a statement ticket carries: the statement and whose it is.
+#[derive(Debug, Serialize, Deserialize)]
+struct StatementHandle {
+    tenant: String,
+    sql: String,
+}
+
+/// The Flight SQL service.
+#[derive(Debug, Clone)]
+pub struct FlightSql {
+    queriers: QuerierClient,
+    tenancy: TenancyConfig,
+}
+
+impl FlightSql {
+    pub fn new(queriers: QuerierClient, tenancy: TenancyConfig) -> Self {
+        Self { queriers, tenancy }
+    }
+
+    pub fn into_server(self) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    fn tenant(&self, md: &MetadataMap) -> Result<TenantId, Status> {
+        match md.get("x-scope-orgid").map(|v| v.to_str().map(str::trim)) {
+            Some(Ok(v)) if !v.is_empty() => {
+                TenantId::new(v).map_err(|e| Status::unauthenticated(format!("x-scope-orgid: {e}")))
+            }
+            Some(Err(_)) => Err(Status::unauthenticated("x-scope-orgid is not valid text")),
+            _ if self.tenancy.multi_tenant => Err(Status::unauthenticated("no org id: send the x-scope-orgid header")),
+            _ => Ok(self.tenancy.default_tenant.clone()),
+        }
+    }
+
+    fn info(
+        cmd: impl ProstMessageExt,
+        descriptor: FlightDescriptor,
+        schema: &arrow_schema::Schema,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = Ticket {
+            ticket: cmd.as_any().encode_to_vec().into(),
+        };
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    fn batch_stream(batch: RecordBatch) -> Response<FlightDataStream> {
+        let stream = FlightDataEncoderBuilder::new()
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(|e| Status::internal(e.to_string()));
+        Response::new(Box::pin(stream))
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSql {
+    type FlightService = FlightSql;
+
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(response)]))))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let tenant = self.tenant(request.metadata())?;
+        let handle = StatementHandle {
+            tenant: tenant.to_string(),
+            sql: query.query,
+        };
+        let handle = serde_json::to_vec(&handle).map_err(|e| Status::internal(e.to_string()))?;
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        };
+        // The result schema is only known once the query runs; clients read it
+        // from the data stream.
+        Self::info(ticket, request.into_inner(), &arrow_schema::Schema::empty())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let tenant = self.tenant(request.metadata())?;
+        let handle: StatementHandle = serde_json::from_slice(&ticket.statement_handle)
+            .map_err(|e| Status::invalid_argument(format!("undecodable statement handle: {e}")))?;
+        if handle.tenant != tenant.as_str() {
+            return Err(Status::permission_denied("this statement belongs to another tenant"));
+        }
+        let stream = self
+            .queriers
+            .do_get(QueryTicket {
+                tenant: handle.tenant,
+                kind: Some(QueryKind::Sql(handle.sql)),
+            })
+            .await?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        Self::info(query, request.into_inner(), &schema)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let mut b = query.into_builder();
+        b.append(CATALOG);
+        Ok(Self::batch_stream(
+            b.build().map_err(|e| Status::internal(e.to_string()))?,
+        ))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Self::info(query, request.into_inner(), &schema)
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let mut b = query.into_builder();
+        b.append(CATALOG, SCHEMA);
+        Ok(Self::batch_stream(
+            b.build().map_err(|e| Status::internal(e.to_string()))?,
+        ))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Self::info(query, request.into_inner(), &schema)
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let mut b = query.into_builder();
+        b.append(CATALOG, SCHEMA, TABLE, "TABLE", &signaldb_schema::traces::schema())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(
+            b.build().map_err(|e| Status::internal(e.to_string()))?,
+        ))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,98 @@
+//! Draining a writer: it leaves routing, refuses new data, flushes everything
+//! it holds; acceptors route around it to the other writers; nothing is lost.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use signaldb::server::{Roles, start};
+
+use crate::common::*;
+
+fn keys(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> Vec<SpanKey> {
+    req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
+    let objects = format!("file://{}", dir.path().join("objects").display());
+    let node = |name: &str| {
+        let mut c = test_config(&dir.path().join(name));
+        c.node_id = Some(name.into());
+        c.catalog.url = Some(catalog_url.clone());
+        c.storage.url = Some(objects.clone());
+        c.writer.flush_max_age = Duration::from_secs(3600);
+        c
+    };
+    let w1 = start(node("w1"), Roles::WRITER).await.unwrap();
+    let acceptor = start(node("acc"), Roles::ACCEPTOR).await.unwrap();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    let mut acked = std::collections::HashSet::new();
+    for seed in 0..10 {
+        let req = request(seed, 3, 5);
+        acked.extend(keys(&req));
+        grpc.export(req).await.unwrap();
+    }
+    let m = acceptor.metrics.clone();
+    wait_until("delivery to w1", Duration::from_secs(20), || {
+        metric(&m.render(), "signaldb_wal_pending_bytes{role=\"acceptor\"}") == Some(0.0)
+    })
+    .await;
+    assert!(
+        w1.writer().unwrap().buffered().0 > 0,
+        "w1 buffers the data (no flush yet)"
+    );
+
+    // Drain w1 through its admin endpoint.
+    let admin = format!("http://{}/drain", w1.endpoints.admin.unwrap());
+    let http = reqwest::Client::new();
+    let resp = http.post(&admin).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let t = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value =
+            serde_json::from_str(&http.get(&admin).send().await.unwrap().text().await.unwrap()).unwrap();
+        assert_eq!(body["draining"], true);
+        if body["done"] == true {
+            assert_eq!(body["buffered_bytes"], 0);
+            assert_eq!(body["wal_pending_bytes"], 0);
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "drain did not finish: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // New data while the only writer drains waits in the acceptor's WAL...
+    let late = request(100, 2, 5);
+    acked.extend(keys(&late));
+    grpc.export(late).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(metric(&m.render(), "signaldb_wal_pending_bytes{role=\"acceptor\"}").unwrap() > 0.0);
+    assert_eq!(
+        w1.writer().unwrap().buffered().0,
+        0,
+        "a draining writer takes no new data"
+    );
+
+    // ...and goes to a new writer as soon as one appears.
+    let w2 = start(node("w2"), Roles::WRITER).await.unwrap();
+    wait_until("delivery to w2", Duration::from_secs(20), || {
+        metric(&m.render(), "signaldb_wal_pending_bytes{role=\"acceptor\"}") == Some(0.0)
+    })
+    .await;
+    w2.writer().unwrap().flush().await.unwrap();
+
+    let store = signaldb::storage::open(&node("w2")).unwrap();
+    let stored = catalog_spans(&catalog_url, &store, "single-tenant").await;
+    assert_exactly_once(&acked, &stored);
+    acceptor.shutdown().await;
+    w1.shutdown().await;
+    w2.shutdown().await;
+}

@@ -1,0 +1,402 @@
+//! The axum router: Tempo's paths, tenancy, content negotiation, gzip, and
+//! Tempo's status codes and error bodies.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::header::{CONTENT_TYPE, VARY};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use prost::Message as _;
+use signaldb_config::{TenancyConfig, TenantId};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::SizeAbove;
+
+use crate::api::{BackendError, BuildInfo, TagScope, TempoBackend};
+use crate::params::{self, Query};
+use crate::{json, tempopb};
+
+/// The tenant header Tempo (and SignalDB) read.
+pub const ORG_ID_HEADER: &str = "X-Scope-OrgID";
+
+/// Responses at least this large are gzipped when the client accepts gzip
+/// (Tempo's gzip handler's threshold).
+pub const GZIP_MIN_SIZE: u16 = 1024;
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+const APPLICATION_JSON: &str = "application/json";
+const APPLICATION_PROTOBUF: &str = "application/protobuf";
+
+#[derive(Clone)]
+struct AppState {
+    backend: Arc<dyn TempoBackend>,
+    tenancy: Arc<TenancyConfig>,
+    build: Arc<BuildInfo>,
+}
+
+/// Builds Grafana Tempo's HTTP query API over `backend`.
+///
+/// Routes (all `GET`):
+/// - `/api/traces/{id}`, `/api/v2/traces/{id}`: trace by id, JSON or (with
+///   `Accept: application/protobuf`) protobuf;
+/// - `/api/search`; `/api/search/tags`, `/api/v2/search/tags`;
+///   `/api/search/tag/{tag}/values`, `/api/v2/search/tag/{tag}/values`;
+/// - `/api/echo`, `/ready`, `/api/status/buildinfo`.
+///
+/// Anything else is `404 page not found`. The query routes resolve the tenant
+/// from `X-Scope-OrgID` (falling back to `tenancy.default_tenant` unless
+/// `tenancy.multi_tenant`, where a missing header is `401 no org id`), always
+/// send `Vary: Accept-Encoding` and gzip bodies of at least
+/// [`GZIP_MIN_SIZE`] bytes for clients that accept it.
+pub fn router(backend: Arc<dyn TempoBackend>, tenancy: TenancyConfig, build: BuildInfo) -> Router {
+    let state = AppState {
+        backend,
+        tenancy: Arc::new(tenancy),
+        build: Arc::new(build),
+    };
+    let api = Router::new()
+        .route("/api/traces/{id}", get(trace_v1))
+        .route("/api/v2/traces/{id}", get(trace_v2))
+        .route("/api/search", get(search))
+        .route("/api/search/tags", get(tag_names_v1))
+        .route("/api/v2/search/tags", get(tag_names_v2))
+        .route("/api/search/tag/{tag}/values", get(tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
+        .layer(axum::middleware::map_response(vary_accept_encoding))
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(SizeAbove::new(GZIP_MIN_SIZE)),
+        );
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/api/echo", get(echo))
+        .route("/api/status/buildinfo", get(build_info))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn vary_accept_encoding(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    res
+}
+
+fn respond(status: StatusCode, content_type: Option<&'static str>, body: impl Into<Body>) -> Response {
+    let mut res = Response::new(body.into());
+    *res.status_mut() = status;
+    if let Some(ct) = content_type {
+        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    res
+}
+
+/// A body as Go's `http.Error` writes it: text, newline, `nosniff`.
+fn go_http_error(status: StatusCode, text: &str) -> Response {
+    let mut res = respond(status, Some(TEXT_PLAIN), format!("{text}\n"));
+    res.headers_mut()
+        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    res
+}
+
+fn bad_request(text: String) -> Response {
+    respond(StatusCode::BAD_REQUEST, Some(TEXT_PLAIN), text)
+}
+
+fn json_ok(body: String) -> Response {
+    respond(StatusCode::OK, Some(APPLICATION_JSON), body)
+}
+
+fn protobuf_ok(body: Vec<u8>) -> Response {
+    respond(StatusCode::OK, Some(APPLICATION_PROTOBUF), body)
+}
+
+fn backend_error(err: BackendError) -> Response {
+    let (status, text) = match err {
+        BackendError::BadRequest(text) => (StatusCode::BAD_REQUEST, text),
+        BackendError::Unavailable(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+        BackendError::Internal(text) => (StatusCode::INTERNAL_SERVER_ERROR, text),
+    };
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), error = %text, "tempo api backend error");
+    }
+    respond(status, Some(TEXT_PLAIN), text)
+}
+
+/// Whether the client asked for protobuf (`Accept: application/protobuf`).
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| {
+            let media = media.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case(APPLICATION_PROTOBUF)
+        })
+}
+
+/// The request's tenant, or the error response.
+// The error is the finished response, handed straight back to axum.
+#[allow(clippy::result_large_err)]
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, Response> {
+    let value = headers.get(ORG_ID_HEADER).map(|v| v.to_str());
+    match value {
+        Some(Ok(id)) if !id.is_empty() => {
+            TenantId::new(id).map_err(|e| bad_request(format!("invalid {ORG_ID_HEADER} header: {e}")))
+        }
+        Some(Err(_)) => Err(bad_request(format!(
+            "invalid {ORG_ID_HEADER} header: not visible ASCII"
+        ))),
+        _ if state.tenancy.multi_tenant => Err(go_http_error(StatusCode::UNAUTHORIZED, "no org id")),
+        _ => Ok(state.tenancy.default_tenant.clone()),
+    }
+}
+
+async fn ready() -> Response {
+    go_text_ok("ready")
+}
+
+async fn echo() -> Response {
+    go_text_ok("echo")
+}
+
+fn go_text_ok(text: &str) -> Response {
+    go_http_error(StatusCode::OK, text)
+}
+
+async fn build_info(State(state): State<AppState>) -> Response {
+    json_ok(json::build_info(&state.build))
+}
+
+async fn not_found() -> Response {
+    go_http_error(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// Parses the id and range and fetches the trace; `Err` is the response.
+async fn fetch_trace(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    raw_query: Option<&str>,
+) -> Result<Option<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>, Response> {
+    let tenant = tenant(state, headers)?;
+    let trace_id = params::parse_trace_id(id).map_err(bad_request)?;
+    let range = params::parse_trace_range(&Query::parse(raw_query)).map_err(bad_request)?;
+    state
+        .backend
+        .trace_by_id(&tenant, trace_id, range)
+        .await
+        .map_err(backend_error)
+}
+
+async fn trace_v1(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let batches = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+        Ok(Some(batches)) => batches,
+        Ok(None) => return respond(StatusCode::NOT_FOUND, None, Body::empty()),
+        Err(res) => return res,
+    };
+    if wants_protobuf(&headers) {
+        let msg = tempopb::Trace {
+            resource_spans: tempopb::tempo_batches(&batches),
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::trace_v1(&batches))
+    }
+}
+
+async fn trace_v2(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let batches = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+        Ok(found) => found,
+        Err(res) => return res,
+    };
+    if wants_protobuf(&headers) {
+        let msg = tempopb::TraceByIdResponse {
+            trace: Some(tempopb::Trace {
+                resource_spans: batches.as_deref().map(tempopb::tempo_batches).unwrap_or_default(),
+            }),
+            metrics: Some(tempopb::TraceByIdMetrics::default()),
+            ..Default::default()
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::trace_v2(batches.as_deref()))
+    }
+}
+
+async fn search(State(state): State<AppState>, RawQuery(raw_query): RawQuery, headers: HeaderMap) -> Response {
+    let tenant = match tenant(&state, &headers) {
+        Ok(t) => t,
+        Err(res) => return res,
+    };
+    let req = match params::parse_search(&Query::parse(raw_query.as_deref())) {
+        Ok(req) => req,
+        Err(text) => return bad_request(text),
+    };
+    let result = match state.backend.search(&tenant, req).await {
+        Ok(result) => result,
+        Err(err) => return backend_error(err),
+    };
+    if wants_protobuf(&headers) {
+        protobuf_ok(tempopb::SearchResponse::from(&result).encode_to_vec())
+    } else {
+        json_ok(json::search(&result))
+    }
+}
+
+async fn tag_names(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<(Option<TagScope>, Vec<crate::api::ScopedTags>), Response> {
+    let tenant = tenant(state, headers)?;
+    let req = params::parse_tag_names(&Query::parse(raw_query)).map_err(bad_request)?;
+    let scope = req.scope;
+    let scopes = state.backend.tag_names(&tenant, req).await.map_err(backend_error)?;
+    Ok((scope, scopes))
+}
+
+async fn tag_names_v1(State(state): State<AppState>, RawQuery(raw_query): RawQuery, headers: HeaderMap) -> Response {
+    let (scope, scopes) = match tag_names(&state, &headers, raw_query.as_deref()).await {
+        Ok(found) => found,
+        Err(res) => return res,
+    };
+    // v1 is one flat, sorted list of attribute names; intrinsics only when asked for.
+    let mut names: Vec<String> = scopes
+        .into_iter()
+        .filter(|s| s.scope != TagScope::Intrinsic || scope == Some(TagScope::Intrinsic))
+        .flat_map(|s| s.names)
+        .collect();
+    names.sort();
+    names.dedup();
+    if wants_protobuf(&headers) {
+        let msg = tempopb::SearchTagsResponse {
+            tag_names: names,
+            metrics: Some(tempopb::MetadataMetrics::default()),
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::tag_names_v1(&names))
+    }
+}
+
+async fn tag_names_v2(State(state): State<AppState>, RawQuery(raw_query): RawQuery, headers: HeaderMap) -> Response {
+    let (_, mut scopes) = match tag_names(&state, &headers, raw_query.as_deref()).await {
+        Ok(found) => found,
+        Err(res) => return res,
+    };
+    scopes.retain(|s| !s.names.is_empty());
+    if wants_protobuf(&headers) {
+        let msg = tempopb::SearchTagsV2Response {
+            scopes: scopes
+                .into_iter()
+                .map(|s| tempopb::SearchTagsV2Scope {
+                    name: s.scope.as_str().to_owned(),
+                    tags: s.names,
+                })
+                .collect(),
+            metrics: Some(tempopb::MetadataMetrics::default()),
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::tag_names_v2(&scopes))
+    }
+}
+
+async fn tag_values(
+    state: &AppState,
+    headers: &HeaderMap,
+    tag: &str,
+    v2: bool,
+    raw_query: Option<&str>,
+) -> Result<Vec<crate::api::TypedValue>, Response> {
+    let tenant = tenant(state, headers)?;
+    let req = params::parse_tag_values(tag, v2, &Query::parse(raw_query)).map_err(bad_request)?;
+    state.backend.tag_values(&tenant, req).await.map_err(backend_error)
+}
+
+async fn tag_values_v1(
+    State(state): State<AppState>,
+    Path(tag): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let values = match tag_values(&state, &headers, &tag, false, raw_query.as_deref()).await {
+        Ok(values) => values,
+        Err(res) => return res,
+    };
+    let mut values: Vec<String> = values.into_iter().map(|v| v.value).collect();
+    values.sort();
+    values.dedup();
+    if wants_protobuf(&headers) {
+        let msg = tempopb::SearchTagValuesResponse {
+            tag_values: values,
+            metrics: Some(tempopb::MetadataMetrics::default()),
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::tag_values_v1(&values))
+    }
+}
+
+async fn tag_values_v2(
+    State(state): State<AppState>,
+    Path(tag): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let values = match tag_values(&state, &headers, &tag, true, raw_query.as_deref()).await {
+        Ok(values) => values,
+        Err(res) => return res,
+    };
+    if wants_protobuf(&headers) {
+        let msg = tempopb::SearchTagValuesV2Response {
+            tag_values: values
+                .into_iter()
+                .map(|v| tempopb::TagValue {
+                    r#type: v.r#type,
+                    value: v.value,
+                })
+                .collect(),
+            metrics: Some(tempopb::MetadataMetrics::default()),
+        };
+        protobuf_ok(msg.encode_to_vec())
+    } else {
+        json_ok(json::tag_values_v2(&values))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_protobuf(&headers));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(!wants_protobuf(&headers));
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/protobuf"));
+        assert!(wants_protobuf(&headers));
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json, Application/Protobuf; q=0.9"),
+        );
+        assert!(wants_protobuf(&headers));
+    }
+}

@@ -1,0 +1,645 @@
+//! The reconciler: validate -> drain decision -> build -> apply -> status.
+//!
+//! Each stage but apply is a pure function tested on its own; this module
+//! strings them together with the API calls, and emits Kubernetes events on
+//! transitions. A round that finds everything as it should be makes no API
+//! writes at all: children are compared before they are applied, and status
+//! is written only when it differs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::Value;
+use signaldb_config::Role;
+use tracing::{debug, info, warn};
+
+use crate::apply::Applier;
+use crate::build::{self, BuildInputs, Kind};
+use crate::crd::{ScaleDownStatus, SignalDBCluster, SignalDBClusterStatus};
+use crate::drain::{self, DrainAction, DrainDecision, DrainEvent, DrainInputs};
+use crate::drain_client::{DrainClient, WriterTarget, ensure_draining};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::names::{CATALOG_PASSWORD_KEY, COMPONENT_CATALOG, MANAGER, Names};
+use crate::status::{self, DEGRADED, Outcome, PROGRESSING, READY, Reconciled, RoleObservation, StatusInputs};
+use crate::validate::validate;
+
+/// The current time; replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// How often things happen.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How soon to look again while a writer drain is in progress.
+    pub drain_poll: Duration,
+    /// How soon to look again when nothing is in progress (the controller
+    /// also reacts to every change of the cluster and its children).
+    pub resync: Duration,
+    /// How soon to retry after an error.
+    pub retry: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            drain_poll: Duration::from_secs(5),
+            resync: Duration::from_secs(300),
+            retry: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub drain: Arc<dyn DrainClient>,
+    pub clock: Clock,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("drain", &self.drain)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context with the system clock; `instance` names this operator
+    /// replica in events.
+    pub fn new(client: Client, drain: Arc<dyn DrainClient>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_owned(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            drain,
+            clock: Arc::new(Timestamp::now),
+            metrics,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The same context with another clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same context with other settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+}
+
+/// Reconciles one cluster (the `kube::runtime::Controller` callback).
+pub async fn reconcile(cluster: Arc<SignalDBCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_cluster(&cluster, &ctx).await;
+    ctx.metrics
+        .reconciled(started.elapsed(), result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+/// What to do after a failed reconcile (the controller's error policy).
+pub fn error_policy(cluster: Arc<SignalDBCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(
+        cluster = %cluster.name_any(),
+        namespace = cluster.namespace().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(ctx.settings.retry)
+}
+
+async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<Action> {
+    let namespace = cluster
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let name = cluster.name_any();
+    if cluster.meta().deletion_timestamp.is_some() {
+        // Children are owned: the garbage collector removes them.
+        debug!(%name, %namespace, "being deleted; nothing to do");
+        return Ok(Action::await_change());
+    }
+    let api: Api<SignalDBCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut old_status = cluster.status.clone().unwrap_or_default();
+    let now = Time((ctx.clock)());
+    let generation = cluster.meta().generation;
+
+    if cluster.spec.paused {
+        let new = status::compute(&StatusInputs {
+            generation,
+            old: &old_status,
+            now: &now,
+            outcome: Outcome::Paused,
+        });
+        write_status(&api, &name, &old_status, &new).await?;
+        announce_conditions(ctx, cluster, &old_status, &new).await;
+        return Ok(Action::await_change());
+    }
+
+    let validated = match validate(cluster) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(%name, %namespace, error = %e, "invalid spec; nothing is applied");
+            let new = status::compute(&StatusInputs {
+                generation,
+                old: &old_status,
+                now: &now,
+                outcome: Outcome::Invalid(&e),
+            });
+            write_status(&api, &name, &old_status, &new).await?;
+            announce_conditions(ctx, cluster, &old_status, &new).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let names = Names::new(&name);
+
+    if cluster.spec.catalog.managed.is_some() {
+        ensure_catalog_secret(ctx, cluster, &namespace, &names).await?;
+    } else {
+        remove_catalog_secret(ctx, cluster, &namespace, &names).await?;
+    }
+
+    // The writer scale-down protocol.
+    let decision = drain_round(ctx, cluster, &namespace, &names, &old_status, &validated).await?;
+    if decision.state.as_ref() != old_status.writer.scale_down.as_ref() {
+        // Persist before acting: a restarted operator must know which
+        // writers were told to drain.
+        persist_scale_down(&api, &name, decision.state.as_ref()).await?;
+        old_status.writer.scale_down = decision.state.clone();
+    }
+    act_on_drain(ctx, cluster, &namespace, &names, &decision).await?;
+
+    // Build and apply.
+    let desired = build::build(&BuildInputs {
+        cluster,
+        validated: &validated,
+        writer_replicas: decision.writer_replicas,
+    })?;
+    let uid = cluster
+        .meta()
+        .uid
+        .clone()
+        .ok_or(Error::MissingMetadata("metadata.uid"))?;
+    let applier = Applier::new(ctx.client.clone(), &namespace, names.clone(), &uid);
+    let applied = applier.apply(&desired).await?;
+    for key in &applied.written {
+        ctx.metrics.applied(key.kind.as_str());
+    }
+    for key in &applied.deleted {
+        ctx.metrics.deleted(key.kind.as_str());
+    }
+    if applied.wrote() {
+        let mut changed: Vec<String> = applied
+            .written
+            .iter()
+            .map(|k| format!("{}/{}", k.kind.as_str(), k.name))
+            .collect();
+        changed.extend(
+            applied
+                .deleted
+                .iter()
+                .map(|k| format!("deleted {}/{}", k.kind.as_str(), k.name)),
+        );
+        changed.extend(
+            applied
+                .expanded_claims
+                .iter()
+                .map(|c| format!("expanded PersistentVolumeClaim/{c}")),
+        );
+        info!(%name, %namespace, changes = %changed.join(", "), "applied");
+        publish(ctx, cluster, EventType::Normal, "Applied", "Apply", &changed.join(", ")).await;
+    }
+
+    // Status from what was applied.
+    let sts = |role: Role| applied.get::<StatefulSet>(Kind::StatefulSet, &names.role(role));
+    let router = applied.get::<Deployment>(Kind::Deployment, &names.role(Role::Router));
+    let mut writer = RoleObservation::of_stateful_set(sts(Role::Writer).as_ref());
+    writer.replicas = decision.writer_replicas;
+    let writer_selector = names.selector(Role::Writer.as_str());
+    let new = status::compute(&StatusInputs {
+        generation,
+        old: &old_status,
+        now: &now,
+        outcome: Outcome::Reconciled(Reconciled {
+            acceptor: RoleObservation::of_stateful_set(sts(Role::Acceptor).as_ref()),
+            writer,
+            querier: RoleObservation::of_stateful_set(sts(Role::Querier).as_ref()),
+            router: RoleObservation::of_deployment(router.as_ref()),
+            writer_selector: &writer_selector,
+            scale_down: decision.state.as_ref(),
+            config_hash: &validated.config.hash,
+            problems: &applied.problems,
+            pending: !applied.pending.is_empty(),
+        }),
+    });
+    write_status(&api, &name, &old_status, &new).await?;
+    announce_conditions(ctx, cluster, &old_status, &new).await;
+
+    if decision.in_progress() || !applied.pending.is_empty() {
+        Ok(Action::requeue(ctx.settings.drain_poll))
+    } else {
+        Ok(Action::requeue(ctx.settings.resync))
+    }
+}
+
+/// Probes the writers of a scale-down in progress and decides.
+async fn drain_round(
+    ctx: &Context,
+    cluster: &SignalDBCluster,
+    namespace: &str,
+    names: &Names,
+    old_status: &SignalDBClusterStatus,
+    validated: &crate::validate::Validated,
+) -> Result<DrainDecision> {
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let writer_sts = names.role(Role::Writer);
+    let current = sts_api
+        .get_opt(&writer_sts)
+        .await
+        .map_err(|source| {
+            Error::kube(
+                "read",
+                &build::ChildKey {
+                    kind: Kind::StatefulSet,
+                    name: writer_sts.clone(),
+                },
+                source,
+            )
+        })?
+        // A StatefulSet being recreated (for a larger volume) still counts:
+        // its pods keep running.
+        .and_then(|s| s.spec.and_then(|s| s.replicas));
+    let state = old_status.writer.scale_down.as_ref();
+    let mut probes = BTreeMap::new();
+    if let Some(state) = state {
+        let targets = writer_targets(ctx, namespace, names, &state.draining).await?;
+        // Concurrently: an unreachable writer costs one timeout, not one each.
+        let results = futures::future::join_all(
+            targets
+                .iter()
+                .map(|target| async move { (target, ensure_draining(ctx.drain.as_ref(), target).await) }),
+        )
+        .await;
+        for (target, probe) in results {
+            debug!(pod = %target.pod, ?probe, "drain probe");
+            probes.insert(target.ordinal, probe);
+        }
+    }
+    Ok(drain::decide(&DrainInputs {
+        desired: cluster.spec.writer.replicas,
+        current,
+        state,
+        probes: &probes,
+        now: (ctx.clock)(),
+        timeout: validated.drain_timeout,
+    }))
+}
+
+/// The writer pods of some ordinals, with their IPs.
+async fn writer_targets(ctx: &Context, namespace: &str, names: &Names, ordinals: &[i32]) -> Result<Vec<WriterTarget>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&names.selector(Role::Writer.as_str())))
+        .await
+        .map_err(|source| Error::WriterPods {
+            name: names.cluster().to_owned(),
+            source: Box::new(source),
+        })?;
+    let ips: BTreeMap<String, Option<String>> = list
+        .items
+        .into_iter()
+        .map(|p| {
+            let ip = p.status.and_then(|s| s.pod_ip);
+            (p.metadata.name.unwrap_or_default(), ip)
+        })
+        .collect();
+    Ok(ordinals
+        .iter()
+        .map(|o| {
+            let pod = names.pod(Role::Writer, *o);
+            WriterTarget {
+                ordinal: *o,
+                ip: ips.get(&pod).cloned().flatten(),
+                pod,
+            }
+        })
+        .collect())
+}
+
+/// Sends drain requests and restarts drained writers that stay, then
+/// announces the transition.
+async fn act_on_drain(
+    ctx: &Context,
+    cluster: &SignalDBCluster,
+    namespace: &str,
+    names: &Names,
+    decision: &DrainDecision,
+) -> Result<()> {
+    let starts: Vec<i32> = decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            DrainAction::StartDrain(o) => Some(*o),
+            DrainAction::Restart(_) => None,
+        })
+        .collect();
+    if !starts.is_empty() {
+        for target in writer_targets(ctx, namespace, names, &starts).await? {
+            // A failure here is seen by the next round's probe.
+            if let Err(e) = ctx.drain.start(&target).await {
+                warn!(pod = %target.pod, error = %e, "could not start draining; will retry");
+            }
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    for action in &decision.actions {
+        if let DrainAction::Restart(ordinal) = action {
+            let pod = names.pod(Role::Writer, *ordinal);
+            match pods.delete(&pod, &DeleteParams::default()).await {
+                Ok(_) => info!(%pod, "restarted a drained writer that stays"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::RestartPod {
+                        pod,
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+    }
+    let Some(event) = &decision.event else {
+        return Ok(());
+    };
+    let (type_, reason, note, metric) = match event {
+        DrainEvent::Started { from, to } => (
+            EventType::Normal,
+            "ScaleDownStarted",
+            format!(
+                "draining writer(s) {} before scaling writers from {from} to {to}",
+                drain::leaving(*to, *from)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "started",
+        ),
+        DrainEvent::Completed { from, to } => (
+            EventType::Normal,
+            "ScaleDownCompleted",
+            format!("writers drained; scaled from {from} to {to}"),
+            "completed",
+        ),
+        DrainEvent::Cancelled { replicas } => (
+            EventType::Normal,
+            "ScaleDownCancelled",
+            format!("writer replicas went back up to {replicas}; drained writers restarted"),
+            "cancelled",
+        ),
+        DrainEvent::Failed { reason, message } => (
+            EventType::Warning,
+            reason.as_str(),
+            format!("writer scale-down stopped, replicas left as they are: {message}"),
+            "failed",
+        ),
+    };
+    ctx.metrics.scale_down(metric);
+    info!(cluster = %names.cluster(), reason, %note, "writer scale-down");
+    publish(ctx, cluster, type_, reason, "ScaleWriters", &note).await;
+    Ok(())
+}
+
+/// Creates the managed catalog's password Secret once.
+async fn ensure_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespace: &str, names: &Names) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret_name = names.catalog();
+    let existing = api.get_opt(&secret_name).await.map_err(|source| Error::CatalogSecret {
+        name: secret_name.clone(),
+        source: Box::new(source),
+    })?;
+    if existing.is_some() {
+        return Ok(());
+    }
+    let password: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    let mut owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("metadata.uid"))?;
+    owner.block_owner_deletion = Some(true);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.clone()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(names.labels(Some(COMPONENT_CATALOG))),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(CATALOG_PASSWORD_KEY.to_owned(), password)])),
+        type_: Some("Opaque".to_owned()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            info!(secret = %secret_name, "created the managed catalog's password");
+            Ok(())
+        }
+        // Created meanwhile (by another round): keep that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(source) => Err(Error::CatalogSecret {
+            name: secret_name,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Deletes the managed catalog's password once the cluster uses an external
+/// catalog: the database it protected is deleted with its StatefulSet.
+async fn remove_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespace: &str, names: &Names) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret_name = names.catalog();
+    let existing = api.get_opt(&secret_name).await.map_err(|source| Error::CatalogSecret {
+        name: secret_name.clone(),
+        source: Box::new(source),
+    })?;
+    let uid = cluster.meta().uid.as_deref();
+    let ours = existing.is_some_and(|s| {
+        s.metadata
+            .owner_references
+            .is_some_and(|refs| refs.iter().any(|r| Some(r.uid.as_str()) == uid))
+    });
+    if !ours {
+        return Ok(());
+    }
+    match api.delete(&secret_name, &DeleteParams::default()).await {
+        Ok(_) => {
+            info!(secret = %secret_name, "deleted the managed catalog's password");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(Error::CatalogSecret {
+            name: secret_name,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// `status.writer.scaleDown` alone, written before acting on it.
+async fn persist_scale_down(api: &Api<SignalDBCluster>, name: &str, state: Option<&ScaleDownStatus>) -> Result<()> {
+    let value = match state {
+        Some(s) => serde_json::to_value(s).map_err(|source| Error::Serialize {
+            what: "status.writer.scaleDown".to_owned(),
+            source,
+        })?,
+        None => Value::Null,
+    };
+    let patch = serde_json::json!({"status": {"writer": {"scaleDown": value}}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status {
+            name: name.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+/// The status as a merge patch that also clears what is unset.
+fn status_patch(status: &SignalDBClusterStatus) -> Result<Value> {
+    let mut value = serde_json::to_value(status).map_err(|source| Error::Serialize {
+        what: "status".to_owned(),
+        source,
+    })?;
+    if let Some(map) = value.as_object_mut() {
+        for key in ["observedGeneration", "configHash"] {
+            map.entry(key).or_insert(Value::Null);
+        }
+        map.entry("conditions").or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(writer) = map.get_mut("writer").and_then(Value::as_object_mut) {
+            writer.entry("scaleDown").or_insert(Value::Null);
+        }
+    }
+    Ok(serde_json::json!({ "status": value }))
+}
+
+/// Writes status if it changed.
+async fn write_status(
+    api: &Api<SignalDBCluster>,
+    name: &str,
+    old: &SignalDBClusterStatus,
+    new: &SignalDBClusterStatus,
+) -> Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    let patch = status_patch(new)?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status {
+            name: name.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+/// Publishes an event; a failure is logged, never fatal.
+async fn publish(ctx: &Context, cluster: &SignalDBCluster, type_: EventType, reason: &str, action: &str, note: &str) {
+    let mut note = note.to_owned();
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(cluster = %cluster.name_any(), error = %e, reason, "could not publish an event");
+    }
+}
+
+/// Publishes events for condition transitions.
+async fn announce_conditions(
+    ctx: &Context,
+    cluster: &SignalDBCluster,
+    old: &SignalDBClusterStatus,
+    new: &SignalDBClusterStatus,
+) {
+    let pair = |type_: &str| {
+        (
+            status::condition(old, type_).map(|c| (c.status.clone(), c.reason.clone())),
+            status::condition(new, type_),
+        )
+    };
+    if let (was, Some(now)) = pair(READY) {
+        let was_ready = was.as_ref().is_some_and(|(s, _)| s == "True");
+        if now.status == "True" && !was_ready {
+            publish(ctx, cluster, EventType::Normal, "Ready", "Reconcile", &now.message).await;
+        } else if now.status != "True" && was_ready {
+            publish(ctx, cluster, EventType::Warning, "NotReady", "Reconcile", &now.message).await;
+        }
+    }
+    if let (was, Some(now)) = pair(DEGRADED) {
+        let was_degraded = was.as_ref().is_some_and(|(s, _)| s == "True");
+        let same_reason = was.as_ref().is_some_and(|(_, r)| *r == now.reason);
+        if now.status == "True" && !(was_degraded && same_reason) {
+            publish(ctx, cluster, EventType::Warning, &now.reason, "Reconcile", &now.message).await;
+        } else if now.status != "True" && was_degraded {
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "Recovered",
+                "Reconcile",
+                "no longer degraded",
+            )
+            .await;
+        }
+    }
+    if let (was, Some(now)) = pair(PROGRESSING) {
+        let was_paused = was.as_ref().is_some_and(|(_, r)| r == "Paused");
+        let paused = now.reason == "Paused";
+        if paused && !was_paused {
+            publish(ctx, cluster, EventType::Normal, "Paused", "Reconcile", &now.message).await;
+        } else if was_paused && !paused {
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "Resumed",
+                "Reconcile",
+                "spec.paused is false again",
+            )
+            .await;
+        }
+    }
+}

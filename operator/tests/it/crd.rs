@@ -1,0 +1,158 @@
+//! The checked-in CRD is what `signaldb-operator crd` prints, and the schema
+//! has what `kubectl explain`, `kubectl scale` and the HPA need.
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+use signaldb_operator::crd::SignalDBCluster;
+use signaldb_operator::crdgen::{CRD_FILE, crd_yaml};
+
+use crate::{update_golden, workspace_root};
+
+#[test]
+fn checked_in_crd_matches_the_generator() {
+    let path = workspace_root().join("crds").join(CRD_FILE);
+    let generated = crd_yaml().unwrap();
+    if update_golden() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "{} differs from `signaldb-operator crd`: run `cargo run -p signaldb-operator -- crd > crds/{CRD_FILE}` (or UPDATE_GOLDEN=1 cargo test -p signaldb-operator)",
+        path.display()
+    );
+}
+
+#[test]
+fn the_binary_prints_the_crd() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signaldb-operator"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), crd_yaml().unwrap());
+}
+
+fn crd_json() -> Value {
+    serde_json::to_value(SignalDBCluster::crd()).unwrap()
+}
+
+#[test]
+fn names_scope_and_subresources() {
+    let crd = crd_json();
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "signaldb.io");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "SignalDBCluster");
+    assert_eq!(spec["names"]["shortNames"], serde_json::json!(["sdb"]));
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert_eq!(version["served"], true);
+    assert_eq!(version["storage"], true);
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    assert_eq!(
+        version["subresources"]["scale"],
+        serde_json::json!({
+            "specReplicasPath": ".spec.writer.replicas",
+            "statusReplicasPath": ".status.writer.replicas",
+            "labelSelectorPath": ".status.writer.selector",
+        })
+    );
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Ready",
+            "Writers",
+            "Ready Writers",
+            "Scale-down",
+            "Reason",
+            "Paused",
+            "Age"
+        ]
+    );
+}
+
+/// Walks our part of the schema (not the embedded Kubernetes types, which
+/// bring their own descriptions) and collects fields without a description.
+fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, child) in props {
+        let child_path = format!("{path}.{name}");
+        let described = child
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty());
+        if !described {
+            out.push(child_path.clone());
+        }
+        // Embedded Kubernetes types: documented upstream.
+        if [
+            "resources",
+            "affinity",
+            "tolerations",
+            "env",
+            "imagePullSecrets",
+            "conditions",
+        ]
+        .contains(&name.as_str())
+        {
+            continue;
+        }
+        undocumented(child, &child_path, out);
+        if let Some(items) = child.get("items") {
+            undocumented(items, &format!("{child_path}[]"), out);
+        }
+    }
+}
+
+#[test]
+fn every_field_has_a_description() {
+    let crd = crd_json();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut missing = Vec::new();
+    for part in ["spec", "status"] {
+        undocumented(&schema["properties"][part], part, &mut missing);
+    }
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+}
+
+#[test]
+fn cross_field_rules_are_cel() {
+    let crd = crd_json();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = |v: &Value| -> Vec<String> {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .map(|a| a.iter().map(|r| r["rule"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        rules(&spec["properties"]["catalog"]),
+        ["has(self.postgres) != has(self.managed)"]
+    );
+    assert_eq!(
+        rules(&spec["properties"]["storage"]),
+        ["has(self.s3) != has(self.filesystem)"]
+    );
+    assert_eq!(
+        rules(&spec["properties"]["writer"]["properties"]["autoscaling"]),
+        [
+            "self.maxReplicas >= self.minReplicas",
+            "has(self.targetCPUUtilizationPercentage) || has(self.targetMemoryUtilizationPercentage)"
+        ]
+    );
+    // Defaults the API server fills in.
+    let writer = &spec["properties"]["writer"]["properties"];
+    assert_eq!(writer["replicas"]["default"], 1);
+    assert_eq!(writer["replicas"]["minimum"], 1.0);
+    assert_eq!(writer["drainTimeout"]["default"], "15m");
+    assert_eq!(writer["wal"]["default"]["size"], "10Gi");
+}
