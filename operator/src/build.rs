@@ -539,14 +539,17 @@ impl Builder<'_> {
             env_field("POD_NAMESPACE", "metadata.namespace"),
             env_field("SIGNALDB_NODE_ID", "metadata.name"),
         ];
-        if role == Role::Writer {
+        // Writers and queriers tell others where to reach them: their
+        // stable pod DNS name under the headless Service.
+        let advertise = match role {
+            Role::Writer => Some(("SIGNALDB_WRITER__ADVERTISE_ADDR", ports::WRITER_FLIGHT)),
+            Role::Querier => Some(("SIGNALDB_QUERIER__ADVERTISE_ADDR", ports::QUERIER_FLIGHT)),
+            Role::Acceptor | Role::Router => None,
+        };
+        if let Some((name, port)) = advertise {
             env.push(env_value(
-                "SIGNALDB_WRITER__ADVERTISE_ADDR",
-                format!(
-                    "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
-                    self.names.headless(Role::Writer),
-                    ports::WRITER_FLIGHT
-                ),
+                name,
+                format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{port}", self.names.headless(role)),
             ));
         }
         env.extend(self.catalog_url_env());

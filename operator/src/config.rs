@@ -40,6 +40,10 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "acceptor.http_addr",
     "writer.flight_addr",
     "writer.advertise_addr",
+    "querier.flight_addr",
+    "querier.advertise_addr",
+    "router.http_addr",
+    "router.flight_sql_addr",
     "admin.addr",
 ];
 

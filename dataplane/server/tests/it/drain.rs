@@ -50,6 +50,11 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
         "w1 buffers the data (no flush yet)"
     );
 
+    // A querier and router see w1's buffered data...
+    let query = start(node("q"), Roles { acceptor: false, writer: false, querier: true, router: true }).await.unwrap();
+    let api = format!("http://{}", query.endpoints.router_http.unwrap());
+    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "buffered spans are queryable");
+
     // Drain w1 through its admin endpoint.
     let admin = format!("http://{}/drain", w1.endpoints.admin.unwrap());
     let http = reqwest::Client::new();
@@ -68,6 +73,9 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
         assert!(t.elapsed() < Duration::from_secs(20), "drain did not finish: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // ...and the same spans once w1 has flushed them to Parquet.
+    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "drained spans stay queryable");
 
     // New data while the only writer drains waits in the acceptor's WAL...
     let late = request(100, 2, 5);
@@ -92,7 +100,31 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     let store = signaldb::storage::open(&node("w2")).unwrap();
     let stored = catalog_spans(&catalog_url, &store, "single-tenant").await;
     assert_exactly_once(&acked, &stored);
+    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "every span queryable at the end");
+    query.shutdown().await;
     acceptor.shutdown().await;
     w1.shutdown().await;
     w2.shutdown().await;
+}
+
+/// How many of `acked` the Tempo API returns, fetching each trace by id.
+async fn queryable_spans(api: &str, acked: &std::collections::HashSet<SpanKey>) -> usize {
+    use prost::Message;
+    let traces: std::collections::BTreeSet<&Vec<u8>> = acked.iter().map(|(t, _)| t).collect();
+    let http = reqwest::Client::new();
+    let mut found = 0;
+    for t in traces {
+        let resp = http
+            .get(format!("{api}/api/traces/{}", hex::encode(t)))
+            .header("accept", "application/protobuf")
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() != 200 {
+            continue;
+        }
+        let trace = signaldb_tempo::tempopb::Trace::decode(resp.bytes().await.unwrap()).unwrap();
+        found += spans_by_id(&trace.resource_spans).keys().filter(|k| acked.contains(*k)).count();
+    }
+    found
 }
