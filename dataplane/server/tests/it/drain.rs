@@ -51,9 +51,23 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     );
 
     // A querier and router see w1's buffered data...
-    let query = start(node("q"), Roles { acceptor: false, writer: false, querier: true, router: true }).await.unwrap();
+    let query = start(
+        node("q"),
+        Roles {
+            acceptor: false,
+            writer: false,
+            querier: true,
+            router: true,
+        },
+    )
+    .await
+    .unwrap();
     let api = format!("http://{}", query.endpoints.router_http.unwrap());
-    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "buffered spans are queryable");
+    assert_eq!(
+        queryable_spans(&api, &acked).await,
+        acked.len(),
+        "buffered spans are queryable"
+    );
 
     // Drain w1 through its admin endpoint.
     let admin = format!("http://{}/drain", w1.endpoints.admin.unwrap());
@@ -75,7 +89,11 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     }
 
     // ...and the same spans once w1 has flushed them to Parquet.
-    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "drained spans stay queryable");
+    assert_eq!(
+        queryable_spans(&api, &acked).await,
+        acked.len(),
+        "drained spans stay queryable"
+    );
 
     // New data while the only writer drains waits in the acceptor's WAL...
     let late = request(100, 2, 5);
@@ -100,7 +118,11 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     let store = signaldb::storage::open(&node("w2")).unwrap();
     let stored = catalog_spans(&catalog_url, &store, "single-tenant").await;
     assert_exactly_once(&acked, &stored);
-    assert_eq!(queryable_spans(&api, &acked).await, acked.len(), "every span queryable at the end");
+    assert_eq!(
+        queryable_spans(&api, &acked).await,
+        acked.len(),
+        "every span queryable at the end"
+    );
     query.shutdown().await;
     acceptor.shutdown().await;
     w1.shutdown().await;
@@ -124,7 +146,10 @@ async fn queryable_spans(api: &str, acked: &std::collections::HashSet<SpanKey>) 
             continue;
         }
         let trace = signaldb_tempo::tempopb::Trace::decode(resp.bytes().await.unwrap()).unwrap();
-        found += spans_by_id(&trace.resource_spans).keys().filter(|k| acked.contains(*k)).count();
+        found += spans_by_id(&trace.resource_spans)
+            .keys()
+            .filter(|k| acked.contains(*k))
+            .count();
     }
     found
 }
