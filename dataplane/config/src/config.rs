@@ -154,6 +154,9 @@ pub struct QuerierConfig {
     /// Longest wait for one writer's unflushed data before answering without it.
     #[serde(with = "humantime_serde_compat")]
     pub buffer_timeout: Duration,
+    /// Memory query operators (sorts, aggregations) may use; a query that
+    /// needs more fails with RESOURCE_EXHAUSTED instead of growing the process.
+    pub memory_limit: ByteSize,
 }
 
 impl Default for QuerierConfig {
@@ -162,6 +165,7 @@ impl Default for QuerierConfig {
             flight_addr: SocketAddr::from(([0, 0, 0, 0], ports::QUERIER_FLIGHT)),
             advertise_addr: None,
             buffer_timeout: Duration::from_secs(5),
+            memory_limit: ByteSize::mib(1024),
         }
     }
 }

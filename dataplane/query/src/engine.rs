@@ -9,6 +9,7 @@ use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use object_store::ObjectStore;
@@ -66,6 +67,7 @@ pub struct QueryEngine {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
     buffers: Arc<dyn BufferSource>,
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl QueryEngine {
@@ -74,7 +76,15 @@ impl QueryEngine {
             catalog,
             store,
             buffers,
+            runtime: Arc::new(RuntimeEnv::default()),
         }
+    }
+
+    /// Bounds the memory of query operators (sorts, aggregations, joins) to
+    /// `bytes`; a query that needs more fails with a resources-exhausted error.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Result<Self, QueryError> {
+        self.runtime = RuntimeEnvBuilder::new().with_memory_limit(bytes, 1.0).build_arc()?;
+        Ok(self)
     }
 
     fn context(&self) -> Result<SessionContext, QueryError> {
@@ -83,7 +93,7 @@ impl QueryEngine {
         config.options_mut().execution.parquet.schema_force_view_types = false;
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.bloom_filter_on_read = true;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
         ctx.register_object_store(&url, Arc::clone(&self.store));
         Ok(ctx)
@@ -103,11 +113,17 @@ impl QueryEngine {
     ) -> Result<SessionContext, QueryError> {
         let ctx = self.context()?;
         let schema = signaldb_schema::traces::schema();
-        let files = self.files(tenant, range).await?;
+        // Buffers first, then files: a flush that registers its file in
+        // between shows those spans twice (and they are deduplicated), never
+        // zero times.
         let buffered = self.buffers.buffered(tenant, buffer_filter).await?;
-        let mem = Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?);
+        let files = self.files(tenant, range).await?;
+        ctx.register_table(
+            "buffered_spans",
+            Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?),
+        )?;
         if files.is_empty() {
-            ctx.register_table("spans", mem)?;
+            ctx.sql("CREATE VIEW all_spans AS SELECT * FROM buffered_spans").await?;
             return Ok(ctx);
         }
         let urls = files
@@ -121,8 +137,7 @@ impl QueryEngine {
                 .with_schema(Arc::clone(&schema)),
         )?;
         ctx.register_table("stored_spans", Arc::new(table))?;
-        ctx.register_table("buffered_spans", mem)?;
-        ctx.sql("CREATE VIEW spans AS SELECT * FROM stored_spans UNION ALL SELECT * FROM buffered_spans")
+        ctx.sql("CREATE VIEW all_spans AS SELECT * FROM stored_spans UNION ALL SELECT * FROM buffered_spans")
             .await?;
         Ok(ctx)
     }
@@ -138,7 +153,10 @@ impl QueryEngine {
             .spans_context(tenant, range, BufferFilter::TraceId(trace_id))
             .await?;
         let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
-        let df = ctx.table("spans").await?.filter(col(columns::TRACE_ID).eq(lit(id)))?;
+        let df = ctx
+            .table("all_spans")
+            .await?
+            .filter(col(columns::TRACE_ID).eq(lit(id)))?;
         let batches = df.collect().await?;
         let batch = dedup_spans(&batches)?;
         Ok((batch.num_rows() > 0).then_some(batch))
@@ -161,7 +179,7 @@ impl QueryEngine {
         let ctx = self
             .spans_context(tenant, range, BufferFilter::TimeRange(range))
             .await?;
-        let mut df = ctx.table("spans").await?;
+        let mut df = ctx.table("all_spans").await?;
         if let Some((min, max)) = range {
             let ts = |v| lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())));
             df = df.filter(
@@ -184,6 +202,10 @@ impl QueryEngine {
     /// Runs SQL against the tenant's `spans` table and streams the result.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let ctx = self.spans_context(tenant, None, BufferFilter::TimeRange(None)).await?;
+        // Each span once, however many copies replication, retries or a
+        // concurrent flush left.
+        ctx.sql("CREATE VIEW spans AS SELECT DISTINCT ON (trace_id, span_id) * FROM all_spans")
+            .await?;
         let state = ctx.state();
         let plan = state.create_logical_plan(sql).await?;
         // Only queries: no DDL or DML can change what another query sees.

@@ -18,6 +18,13 @@ pub mod server;
 pub mod storage;
 pub mod writer;
 
+/// Makes `ring` the process's TLS crypto provider (S3 over HTTPS, and any
+/// other rustls client). Needed because the dependency graph enables rustls
+/// without choosing a provider; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -40,6 +40,8 @@ pub enum StartError {
     Storage(#[from] crate::storage::StorageError),
     #[error("opening the {role} WAL: {source}")]
     Wal { role: Role, source: signaldb_wal::Error },
+    #[error("setting up the query engine: {0}")]
+    Query(String),
     #[error("restoring the writer buffer from its WAL: {0}")]
     Restore(String),
     #[error("binding {what} on {addr}: {source}")]
@@ -116,6 +118,8 @@ pub struct Running {
     admin_stop: watch::Sender<bool>,
     acceptor_tasks: Vec<JoinHandle<()>>,
     writer_tasks: Vec<JoinHandle<()>>,
+    flusher_stop: watch::Sender<bool>,
+    flusher_task: Option<JoinHandle<()>>,
     query_stop: watch::Sender<bool>,
     query_tasks: Vec<JoinHandle<()>>,
     admin_task: Option<JoinHandle<()>>,
@@ -146,6 +150,10 @@ impl Running {
         }
         let _ = self.writer_stop.send(true);
         for t in self.writer_tasks {
+            let _ = t.await;
+        }
+        let _ = self.flusher_stop.send(true);
+        if let Some(t) = self.flusher_task {
             let _ = t.await;
         }
         if let Some(w) = &self.writer_wal {
@@ -232,6 +240,7 @@ fn open_wal(
 
 /// Starts `roles` per `config`.
 pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> {
+    crate::install_crypto_provider();
     let metrics = Metrics::new();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
@@ -244,6 +253,10 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     let (acceptor_stop, acceptor_rx) = watch::channel(false);
     let (writer_stop, writer_rx) = watch::channel(false);
     let (admin_stop, admin_rx) = watch::channel(false);
+    // The flusher stops after the writer's Flight server, so its final flush
+    // sees every put that was acknowledged.
+    let (flusher_stop, flusher_rx) = watch::channel(false);
+    let mut flusher_task = None;
     let (query_stop, query_rx) = watch::channel(false);
     let mut query_tasks = Vec::new();
     let mut endpoints = Endpoints {
@@ -306,7 +319,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             heartbeat,
             writer_rx.clone(),
         )));
-        writer_tasks.push(tokio::spawn(w.clone().run_flusher(writer_rx.clone())));
+        flusher_task = Some(tokio::spawn(w.clone().run_flusher(flusher_rx)));
         writer = Some(w);
         writer_wal = Some(wal);
     }
@@ -403,7 +416,9 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             ttl: config.discovery.ttl,
             timeout: config.querier.buffer_timeout,
         };
-        let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers));
+        let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
+            .with_memory_limit(config.querier.memory_limit.as_usize())
+            .map_err(|e| StartError::Query(e.to_string()))?;
         let listener = bind("querier Flight", config.querier.flight_addr).await?;
         let bound = local_addr(&listener);
         endpoints.querier_flight = bound;
@@ -519,6 +534,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         admin_stop,
         acceptor_tasks,
         writer_tasks,
+        flusher_stop,
+        flusher_task,
         query_stop,
         query_tasks,
         admin_task: Some(admin_task),
@@ -567,7 +584,7 @@ fn drain_report(w: &Writer) -> DrainStatus {
         draining,
         buffered_bytes: buffered as u64,
         wal_pending_bytes: pending,
-        done: draining && buffered == 0 && pending == 0,
+        done: draining && w.puts_in_flight() == 0 && buffered == 0 && pending == 0,
     }
 }
 

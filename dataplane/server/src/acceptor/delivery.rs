@@ -78,6 +78,10 @@ impl Delivery {
         let mut stopping = false;
         loop {
             let pending = if stopping {
+                // Past the deadline, what is still queued stays in the WAL.
+                if deadline.get().is_some_and(|d| Instant::now() >= *d) {
+                    break;
+                }
                 match rx.try_recv() {
                     Ok(p) => p,
                     Err(_) => break,
@@ -92,8 +96,14 @@ impl Delivery {
                     }
                 }
             };
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                break;
+            let permit = tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    let _ = deadline.set(Instant::now() + self.shutdown_grace);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline.get().copied().unwrap_or_else(Instant::now).into()), if stopping => break,
             };
             let this = self.clone();
             let (shutdown, deadline) = (shutdown.clone(), Arc::clone(&deadline));
@@ -184,7 +194,9 @@ impl Delivery {
             } else {
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.changed() => {
+                        let _ = deadline.get_or_init(|| Instant::now() + self.shutdown_grace);
+                    }
                 }
             }
             backoff = (backoff * 2).min(self.max_backoff);
@@ -245,19 +257,44 @@ fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, String> {
     })
     .map_err(|e| e.to_string())?;
     let mut parts = Vec::new();
-    for (no, batch) in batches.into_iter().enumerate() {
+    for batch in batches {
         if batch.num_rows() == 0 {
             continue;
         }
         let route_key = first_trace_key(tenant, &batch).unwrap_or(0);
         parts.push(Part {
-            no: no as u32,
+            no: content_id(&batch),
             route_key,
             batch,
             held_by: Vec::new(),
         });
     }
     Ok(parts)
+}
+
+/// A part's number, derived from which spans it holds (not from the ring),
+/// so that a replay after the writer set changed can never present a
+/// different set of spans under a name a writer already stored: at worst the
+/// same spans are stored twice, and queries deduplicate.
+fn content_id(batch: &RecordBatch) -> u32 {
+    use arrow_array::Array;
+    let mut keys: Vec<&[u8]> = Vec::with_capacity(batch.num_rows() * 2);
+    let ids = |name| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>())
+    };
+    if let (Some(t), Some(s)) = (
+        ids(signaldb_schema::columns::TRACE_ID),
+        ids(signaldb_schema::columns::SPAN_ID),
+    ) {
+        for i in 0..t.len() {
+            keys.push(t.value(i));
+            keys.push(s.value(i));
+        }
+    }
+    let h = crate::discovery::hash64(&keys.concat());
+    (h ^ (h >> 32)) as u32
 }
 
 fn first_trace_key(tenant: &str, batch: &RecordBatch) -> Option<u64> {

@@ -89,7 +89,7 @@ impl HttpError {
                 Some(std::time::Duration::from_secs(1)),
             ),
             HttpError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, m, None),
-            HttpError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, 3, m, None),
+            HttpError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, 11, m, None),
         };
         let body = RpcStatus {
             code: grpc_code,

@@ -19,6 +19,7 @@ use futures::{Stream, TryStreamExt};
 use prost::Message;
 use signaldb_config::TenantId;
 use signaldb_query::{QueryEngine, QueryError, SearchParams, TagScope};
+use signaldb_schema::columns;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use buffers::WriterBuffers;
@@ -35,6 +36,14 @@ pub fn query_status(e: QueryError) -> Status {
         QueryError::BadRequest(_) => Status::invalid_argument(msg),
         QueryError::Catalog(_) | QueryError::Buffers(_) => Status::unavailable(msg),
         QueryError::DataFusion(ref inner) if is_user_error(inner) => Status::invalid_argument(msg),
+        QueryError::DataFusion(ref inner)
+            if matches!(
+                inner.find_root(),
+                signaldb_query::DataFusionError::ResourcesExhausted(_)
+            ) =>
+        {
+            Status::resource_exhausted(msg)
+        }
         QueryError::DataFusion(_) => Status::internal(msg),
         QueryError::Arrow(_) => Status::internal(msg),
     }
@@ -46,6 +55,19 @@ fn is_user_error(e: &signaldb_query::DataFusionError) -> bool {
         e.find_root(),
         D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_)
     )
+}
+
+/// Searches and tag lookups without `start`/`end` cover this much recent time
+/// (Tempo likewise answers them from recent data), so that one request cannot
+/// read a tenant's whole history.
+pub const DEFAULT_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn range_or_recent(range: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    range.or_else(|| {
+        let now = crate::now_ms().saturating_mul(1_000_000);
+        let back = i64::try_from(DEFAULT_LOOKBACK.as_nanos()).unwrap_or(i64::MAX);
+        Some((now.saturating_sub(back), i64::MAX))
+    })
 }
 
 fn tenant(s: &str) -> Result<TenantId, Status> {
@@ -119,7 +141,17 @@ impl QuerierFlight {
 
     async fn tag_names(&self, a: wire::TagNamesAction) -> Result<wire::TagNamesResult, Status> {
         let t = tenant(&a.tenant)?;
-        let spans = self.engine.spans(&t, a.range).await.map_err(query_status)?;
+        let cols = [
+            columns::TRACE_ID,
+            columns::SPAN_ID,
+            columns::ATTRIBUTES,
+            columns::RESOURCE_ATTRIBUTES,
+        ];
+        let spans = self
+            .engine
+            .spans_projected(&t, range_or_recent(a.range), Some(&cols))
+            .await
+            .map_err(query_status)?;
         let mut names = signaldb_query::tag_names(&spans).map_err(query_status)?;
         Ok(wire::TagNamesResult {
             resource: names
@@ -133,7 +165,11 @@ impl QuerierFlight {
 
     async fn tag_values(&self, a: wire::TagValuesAction) -> Result<wire::TagValuesResult, Status> {
         let t = tenant(&a.tenant)?;
-        let spans = self.engine.spans(&t, a.range).await.map_err(query_status)?;
+        let spans = self
+            .engine
+            .spans(&t, range_or_recent(a.range))
+            .await
+            .map_err(query_status)?;
         let values = match a.scope.as_deref() {
             Some("intrinsic") => signaldb_query::intrinsic_values(&spans, &a.name).map_err(query_status)?,
             scope => {

@@ -61,12 +61,12 @@ impl Writer {
     /// back into the buffer (it is still in the WAL either way).
     pub async fn flush(&self) -> Result<FlushReport, WriterError> {
         let _guard = self.inner.flush_lock.lock().await;
-        let taken: Vec<(TenantId, TenantBuffer)> = {
+        let (taken, oldest): (Vec<(TenantId, TenantBuffer)>, _) = {
             let mut st = self.state();
-            st.oldest = None;
+            let oldest = st.oldest.take();
             let taken: Vec<(TenantId, TenantBuffer)> = std::mem::take(&mut st.tenants).into_iter().collect();
             st.flushing = taken.iter().map(|(t, b)| (t.clone(), b.batches.clone())).collect();
-            taken
+            (taken, oldest)
         };
         let mut report = FlushReport::default();
         let mut remaining = taken.into_iter();
@@ -99,7 +99,11 @@ impl Writer {
                     self.inner.metrics.writer_flush_failures.inc();
                     let mut st = self.state();
                     st.flushing.clear();
-                    st.oldest.get_or_insert_with(Instant::now);
+                    // Keep the age of what failed, so the retry comes soon.
+                    st.oldest = match (st.oldest, oldest) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b).or_else(|| Some(Instant::now())),
+                    };
                     for (t, b) in std::iter::once((tenant, buf)).chain(remaining) {
                         let slot = st.tenants.entry(t).or_default();
                         let newer = std::mem::take(slot);
@@ -154,9 +158,27 @@ impl Writer {
             writer_id: self.inner.id.clone(),
             created_at_ms: now_ms(),
         };
+        // A batch this writer registered before (a commit whose reply was
+        // lost) must not block the flush forever: register the file with the
+        // names not yet known; queries deduplicate the repeated spans.
+        let known = self
+            .inner
+            .catalog
+            .batches_seen(&buf.ids)
+            .await
+            .map_err(|source| FlushError::Register {
+                path: path.to_string(),
+                source,
+            })?;
+        let ids: Vec<_> = if known.is_empty() {
+            buf.ids.clone()
+        } else {
+            let known: std::collections::HashSet<_> = known.into_iter().collect();
+            buf.ids.iter().filter(|id| !known.contains(*id)).cloned().collect()
+        };
         self.inner
             .catalog
-            .register_file(&record, &buf.ids)
+            .register_file(&record, &ids)
             .await
             .map_err(|source| FlushError::Register {
                 path: path.to_string(),

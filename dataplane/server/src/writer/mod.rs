@@ -48,6 +48,11 @@ pub enum WriterError {
     Flush(flush::FlushError),
 }
 
+/// How long the catalog remembers which batches were stored.
+pub const BATCH_NAME_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often a writer prunes older batch names.
+const BATCH_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// What the writer holds for one tenant.
 #[derive(Debug, Default)]
 struct TenantBuffer {
@@ -86,6 +91,17 @@ struct Inner {
     state: std::sync::Mutex<State>,
     flush_lock: Mutex<()>,
     draining: AtomicBool,
+    /// Puts between their draining check and their buffer insert.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a put as in flight while alive.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Writer {
@@ -108,6 +124,7 @@ impl Writer {
                 state: std::sync::Mutex::new(State::default()),
                 flush_lock: Mutex::new(()),
                 draining: AtomicBool::new(false),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -131,7 +148,7 @@ impl Writer {
         for entry in replay {
             match decode_record(&entry.payload) {
                 Ok((meta, batches)) => match TenantId::new(meta.tenant.clone()) {
-                    Ok(tenant) => decoded.push((entry.seq, tenant, batch_id(&meta), batches)),
+                    Ok(tenant) => decoded.push((entry.seq, tenant, batch_id(&self.inner.id, &meta), batches)),
                     Err(e) => {
                         warn!(seq = entry.seq, error = %e, "writer WAL record with a bad tenant; skipped");
                         self.inner.wal.mark_done(&[entry.seq]);
@@ -162,6 +179,10 @@ impl Writer {
     /// Stores one batch durably; see the module docs.
     pub async fn put(&self, meta: PutMetadata, batches: Vec<RecordBatch>) -> Result<PutAck, WriterError> {
         let i = &self.inner;
+        // Count first, check second: a drain that sees no puts in flight
+        // after setting the flag knows none can still add data.
+        i.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _in_flight = InFlight(&i.in_flight);
         if i.draining.load(Ordering::Acquire) {
             return Err(WriterError::Draining);
         }
@@ -184,7 +205,7 @@ impl Writer {
             }
         }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let id = batch_id(&meta);
+        let id = batch_id(&self.inner.id, &meta);
         let ack = |duplicate| PutAck {
             seq: meta.seq,
             part: meta.part,
@@ -265,6 +286,28 @@ impl Writer {
         self.inner.draining.load(Ordering::Acquire)
     }
 
+    /// Forgets batch names registered more than [`BATCH_NAME_RETENTION`] ago.
+    /// A replay older than that (an acceptor down for a week) may store its
+    /// spans again; queries deduplicate them.
+    async fn prune_batch_names(&self) {
+        let keep = i64::try_from(BATCH_NAME_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        match self
+            .inner
+            .catalog
+            .prune_batches(crate::now_ms().saturating_sub(keep))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(names = n, "pruned old batch names from the catalog"),
+            Err(e) => warn!(error = %e, "pruning batch names failed; retried later"),
+        }
+    }
+
+    /// Puts that passed the draining check and have not finished.
+    pub fn puts_in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
     /// Bytes in the writer's WAL not yet flushed and registered.
     pub fn wal_pending_bytes(&self) -> u64 {
         self.inner.wal.stats().pending_bytes
@@ -305,6 +348,7 @@ impl Writer {
     pub async fn run_flusher(self, mut shutdown: watch::Receiver<bool>) {
         let tick = Duration::from_millis(250).min(self.inner.config.flush_max_age);
         let mut backoff = Duration::ZERO;
+        let mut last_prune: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick + backoff) => {}
@@ -315,7 +359,13 @@ impl Writer {
                 || age.is_some_and(|a| a >= self.inner.config.flush_max_age);
             if due {
                 match self.flush().await {
-                    Ok(_) => backoff = Duration::ZERO,
+                    Ok(_) => {
+                        backoff = Duration::ZERO;
+                        if last_prune.is_none_or(|t| t.elapsed() >= BATCH_PRUNE_EVERY) {
+                            last_prune = Some(Instant::now());
+                            self.prune_batch_names().await;
+                        }
+                    }
                     Err(e) => {
                         warn!(error = %e, "flush failed; data stays buffered and logged, retrying");
                         backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
@@ -339,9 +389,11 @@ impl Writer {
     }
 }
 
-fn batch_id(meta: &PutMetadata) -> BatchId {
+/// The name under which `writer` stores a batch. Names are per writer: with
+/// replication several writers store the same batch, each once.
+fn batch_id(writer: &str, meta: &PutMetadata) -> BatchId {
     BatchId {
-        source: meta.source.clone(),
+        source: format!("{writer}/{}", meta.source),
         seq: meta.seq,
         part: meta.part,
     }

@@ -12,6 +12,7 @@ use crate::common::*;
 use crate::otel_sdk::{check, emit};
 
 fn required_env(name: &str) -> String {
+    signaldb::install_crypto_provider();
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set. This test needs PostgreSQL and an S3 API server; `scripts/test.sh` starts both \

@@ -120,7 +120,11 @@ async fn serve_with(tenancy: TenancyConfig) -> Server {
     Server {
         base: format!("http://{addr}"),
         fake,
-        client: reqwest::Client::new(),
+        client: {
+            // The workspace enables rustls without a provider; pick ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
     }
 }
 
