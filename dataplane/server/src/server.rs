@@ -120,8 +120,6 @@ pub struct Running {
     writer_tasks: Vec<JoinHandle<()>>,
     flusher_stop: watch::Sender<bool>,
     flusher_task: Option<JoinHandle<()>>,
-    delivery_stop: watch::Sender<bool>,
-    delivery_task: Option<JoinHandle<()>>,
     query_stop: watch::Sender<bool>,
     query_tasks: Vec<JoinHandle<()>>,
     admin_task: Option<JoinHandle<()>>,
@@ -145,10 +143,6 @@ impl Running {
         }
         let _ = self.acceptor_stop.send(true);
         for t in self.acceptor_tasks {
-            let _ = t.await;
-        }
-        let _ = self.delivery_stop.send(true);
-        if let Some(t) = self.delivery_task {
             let _ = t.await;
         }
         if let Some(w) = &self.acceptor_wal {
@@ -262,10 +256,6 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     // The flusher stops after the writer's Flight server, so its final flush
     // sees every put that was acknowledged.
     let (flusher_stop, flusher_rx) = watch::channel(false);
-    // Delivery stops after the OTLP servers, so every request they
-    // acknowledged is handed on (or left in the WAL past the grace period).
-    let (delivery_stop, delivery_rx) = watch::channel(false);
-    let mut delivery_task = None;
     let mut flusher_task = None;
     let (query_stop, query_rx) = watch::channel(false);
     let mut query_tasks = Vec::new();
@@ -310,14 +300,19 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             .unwrap_or_default();
         let svc = service_record(id, Role::Writer, advertise, vec![Capability::Storage]);
         catalog.register_service(&svc).await?;
-        let stop = writer_rx.clone();
+        let mut stop = writer_rx.clone();
         let flight = WriterFlight::new(w.clone()).into_server();
-        writer_tasks.push(spawn_grpc(
-            "writer Flight server",
-            tonic::transport::Server::builder().add_service(flight),
-            listener,
-            stop,
-        ));
+        writer_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "writer Flight server failed");
+            }
+        }));
         writer_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
             svc,
@@ -358,9 +353,9 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             max_in_flight: 256,
             shutdown_grace: Duration::from_secs(10),
         };
-        delivery_task = Some(tokio::spawn(delivery.run(rx, delivery_rx.clone())));
+        acceptor_tasks.push(tokio::spawn(delivery.run(rx, acceptor_rx.clone())));
         acceptor_tasks.push(tokio::spawn(
-            directory.run(Duration::from_secs(2).min(heartbeat), delivery_rx),
+            directory.run(Duration::from_secs(2).min(heartbeat), acceptor_rx.clone()),
         ));
         let acceptor = Acceptor::new(
             wal.clone(),
@@ -373,22 +368,35 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let grpc_listener = bind("OTLP gRPC", config.acceptor.grpc_addr).await?;
         endpoints.otlp_grpc = local_addr(&grpc_listener);
         let grpc = OtlpGrpc::new(acceptor.clone());
-        let stop = acceptor_rx.clone();
-        acceptor_tasks.push(spawn_grpc(
-            "OTLP gRPC server",
-            tonic::transport::Server::builder()
+        let mut stop = acceptor_rx.clone();
+        acceptor_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
                 .add_service(grpc.clone().trace_service())
                 .add_service(grpc.clone().logs_service())
-                .add_service(grpc.metrics_service()),
-            grpc_listener,
-            stop,
-        ));
+                .add_service(grpc.metrics_service())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "OTLP gRPC server failed");
+            }
+        }));
 
         let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
         endpoints.otlp_http = local_addr(&http_listener);
         let app = crate::acceptor::http::router(acceptor);
-        let stop = acceptor_rx.clone();
-        acceptor_tasks.push(spawn_http("OTLP HTTP server", app, http_listener, stop));
+        let mut stop = acceptor_rx.clone();
+        acceptor_tasks.push(tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "OTLP HTTP server failed");
+            }
+        }));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
         let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
         acceptor_tasks.push(tokio::spawn(run_registration(
@@ -428,13 +436,18 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         );
         catalog.register_service(&svc).await?;
         let flight = crate::querier::QuerierFlight::new(engine).into_server();
-        let stop = query_rx.clone();
-        query_tasks.push(spawn_grpc(
-            "querier Flight server",
-            tonic::transport::Server::builder().add_service(flight),
-            listener,
-            stop,
-        ));
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "querier Flight server failed");
+            }
+        }));
         query_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
             svc,
@@ -450,18 +463,32 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
-        let stop = query_rx.clone();
-        query_tasks.push(spawn_http("router HTTP server", app, http_listener, stop));
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "router HTTP server failed");
+            }
+        }));
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
         let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, config.tenancy.clone()).into_server();
-        let stop = query_rx.clone();
-        query_tasks.push(spawn_grpc(
-            "router Flight SQL server",
-            tonic::transport::Server::builder().add_service(flight_sql),
-            sql_listener,
-            stop,
-        ));
+        let mut stop = query_rx.clone();
+        query_tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(flight_sql)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(sql_listener), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "router Flight SQL server failed");
+            }
+        }));
         let address = endpoints.router_http.map(reachable).unwrap_or_default();
         let svc = service_record(
             format!("{node}-router"),
@@ -485,8 +512,17 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         writer.clone(),
         Arc::clone(&catalog),
     );
-    let stop = admin_rx;
-    let admin_task = spawn_http("admin HTTP server", admin, admin_listener, stop);
+    let mut stop = admin_rx;
+    let admin_task = tokio::spawn(async move {
+        let result = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "admin HTTP server failed");
+        }
+    });
     ready.store(true, Ordering::Release);
     info!(?endpoints, "SignalDB started");
     Ok(Running {
@@ -500,8 +536,6 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         writer_tasks,
         flusher_stop,
         flusher_task,
-        delivery_stop,
-        delivery_task,
         query_stop,
         query_tasks,
         admin_task: Some(admin_task),
@@ -612,43 +646,6 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
-}
-
-/// Serves gRPC on `listener` until `stop` fires.
-fn spawn_grpc(
-    what: &'static str,
-    router: tonic::transport::server::Router,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.changed().await;
-        };
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-        {
-            warn!(error = %e, "{what} failed");
-        }
-    })
-}
-
-/// Serves HTTP on `listener` until `stop` fires, then finishes open requests.
-fn spawn_http(
-    what: &'static str,
-    app: Router,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.changed().await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            warn!(error = %e, "{what} failed");
-        }
-    })
 }
 
 /// What `/api/status/buildinfo` reports.
