@@ -120,6 +120,8 @@ pub struct Running {
     writer_tasks: Vec<JoinHandle<()>>,
     flusher_stop: watch::Sender<bool>,
     flusher_task: Option<JoinHandle<()>>,
+    delivery_stop: watch::Sender<bool>,
+    delivery_tasks: Vec<JoinHandle<()>>,
     query_stop: watch::Sender<bool>,
     query_tasks: Vec<JoinHandle<()>>,
     admin_task: Option<JoinHandle<()>>,
@@ -143,6 +145,10 @@ impl Running {
         }
         let _ = self.acceptor_stop.send(true);
         for t in self.acceptor_tasks {
+            let _ = t.await;
+        }
+        let _ = self.delivery_stop.send(true);
+        for t in self.delivery_tasks {
             let _ = t.await;
         }
         if let Some(w) = &self.acceptor_wal {
@@ -256,6 +262,10 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     // The flusher stops after the writer's Flight server, so its final flush
     // sees every put that was acknowledged.
     let (flusher_stop, flusher_rx) = watch::channel(false);
+    // Delivery stops after the OTLP servers, so every request they
+    // acknowledged is handed on (or stays in the WAL past the grace period).
+    let (delivery_stop, delivery_rx) = watch::channel(false);
+    let mut delivery_tasks = Vec::new();
     let mut flusher_task = None;
     let (query_stop, query_rx) = watch::channel(false);
     let mut query_tasks = Vec::new();
@@ -353,9 +363,9 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             max_in_flight: 256,
             shutdown_grace: Duration::from_secs(10),
         };
-        acceptor_tasks.push(tokio::spawn(delivery.run(rx, acceptor_rx.clone())));
-        acceptor_tasks.push(tokio::spawn(
-            directory.run(Duration::from_secs(2).min(heartbeat), acceptor_rx.clone()),
+        delivery_tasks.push(tokio::spawn(delivery.run(rx, delivery_rx.clone())));
+        delivery_tasks.push(tokio::spawn(
+            directory.run(Duration::from_secs(2).min(heartbeat), delivery_rx),
         ));
         let acceptor = Acceptor::new(
             wal.clone(),
@@ -536,6 +546,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         writer_tasks,
         flusher_stop,
         flusher_task,
+        delivery_stop,
+        delivery_tasks,
         query_stop,
         query_tasks,
         admin_task: Some(admin_task),

@@ -187,6 +187,30 @@ pub(crate) fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// One metric from a running process's admin `/metrics` page.
+pub(crate) async fn admin_metric(admin: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric(&text, name)
+}
+
+/// Waits (up to 30 s) until the acceptor behind `admin` has handed every
+/// acknowledged request to the writers.
+pub(crate) async fn wait_acceptor_wal_delivered(admin: &str) {
+    let t = std::time::Instant::now();
+    while admin_metric(admin, "signaldb_wal_pending_bytes{role=\"acceptor\"}").await != Some(0.0) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "the acceptor did not deliver its WAL within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Span ids, as stored.
 pub(crate) type SpanKey = (Vec<u8>, Vec<u8>);
 

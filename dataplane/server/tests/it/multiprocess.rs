@@ -22,16 +22,6 @@ fn required_env(name: &str) -> String {
     })
 }
 
-async fn admin_metric(admin: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metric(&text, name)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     let pg = required_env("SIGNALDB_TEST_POSTGRES_URL");
@@ -137,15 +127,7 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     assert!(acked.len() > 200, "the load acknowledged only {} spans", acked.len());
 
     // Let the acceptor hand everything over, then stop both cleanly.
-    let admin = acceptor.addr("admin");
-    let t = std::time::Instant::now();
-    while admin_metric(&admin, "signaldb_wal_pending_bytes{role=\"acceptor\"}").await != Some(0.0) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "acceptor did not deliver its WAL"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_acceptor_wal_delivered(&acceptor.addr("admin")).await;
     acceptor.terminate();
     writer.terminate();
 
