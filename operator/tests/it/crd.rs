@@ -8,19 +8,25 @@ use signaldb_operator::crdgen::{CRD_FILE, crd_yaml};
 
 use crate::{update_golden, workspace_root};
 
+/// Where the generated CRD is checked in: `crds/` for `kubectl apply`, and the
+/// Helm chart's `files/crds/` (the chart templates it, so upgrades upgrade it).
+const CRD_DIRS: &[&str] = &["crds", "charts/signaldb-operator/files/crds"];
+
 #[test]
 fn checked_in_crd_matches_the_generator() {
-    let path = workspace_root().join("crds").join(CRD_FILE);
     let generated = crd_yaml().unwrap();
-    if update_golden() {
-        std::fs::write(&path, &generated).unwrap();
+    for dir in CRD_DIRS {
+        let path = workspace_root().join(dir).join(CRD_FILE);
+        if update_golden() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} differs from `signaldb-operator crd`: run `cargo run -p signaldb-operator -- crd > {dir}/{CRD_FILE}` (or UPDATE_GOLDEN=1 cargo test -p signaldb-operator)",
+            path.display()
+        );
     }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "{} differs from `signaldb-operator crd`: run `cargo run -p signaldb-operator -- crd > crds/{CRD_FILE}` (or UPDATE_GOLDEN=1 cargo test -p signaldb-operator)",
-        path.display()
-    );
 }
 
 #[test]
