@@ -66,6 +66,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    signaldb_operator::run::install_crypto_provider();
     let options = Options {
         tools: Tools {
             kubectl: cli.kubectl,

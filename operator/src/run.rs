@@ -112,9 +112,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Makes `ring` the process's TLS crypto provider for the Kubernetes client.
+/// A build of the whole workspace (tests included) enables both of rustls's
+/// providers, and rustls then refuses to pick one by itself.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs the operator until a signal or a lost lease; the process's exit code.
 pub fn main(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

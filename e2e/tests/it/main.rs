@@ -3,6 +3,7 @@
 
 mod argocd;
 mod chart;
+mod cli;
 mod dockerfile;
 mod docs;
 

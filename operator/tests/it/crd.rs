@@ -162,3 +162,35 @@ fn cross_field_rules_are_cel() {
     assert_eq!(writer["drainTimeout"]["default"], "15m");
     assert_eq!(writer["wal"]["default"]["size"], "10Gi");
 }
+
+/// `signaldb-operator run` against an API server that does not answer, over
+/// HTTPS: it keeps running and reports the connection error (this test
+/// binary is built with both rustls providers enabled, as a whole-workspace
+/// build is; the operator must pick one instead of panicking).
+#[test]
+fn run_survives_an_unreachable_api_server() {
+    let dir = std::env::temp_dir().join(format!("signaldb-operator-kc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_signaldb-operator"))
+        .args(["run", "--leader-election=false", "--http-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SIGNALDB_OPERATOR_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(still_running, "the operator exited: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Connect"), "the connection error is reported: {stderr}");
+}
