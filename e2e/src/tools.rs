@@ -264,7 +264,18 @@ mod tests {
             kubectl: fake,
             ..tools(None)
         };
-        let out = t.kubectl(&["apply", "-f", "-"], Some("kind: List\n")).await.unwrap();
+        // Another test's fork may briefly hold the new file open for writing
+        // (ETXTBSY); try again, as a shell would.
+        let mut attempts = 0;
+        let out = loop {
+            match t.kubectl(&["apply", "-f", "-"], Some("kind: List\n")).await {
+                Err(ToolError::Spawn { source, .. }) if source.raw_os_error() == Some(26) && attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert_eq!(out, "kind: List\nargs: apply -f -\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -88,6 +88,12 @@ pub struct AcceptorConfig {
     /// Bytes of acknowledged data that may wait in the WAL for a writer; past
     /// this the acceptor answers 429 / RESOURCE_EXHAUSTED.
     pub max_pending: ByteSize,
+    /// Bytes of request bodies being received, decoded and logged at once,
+    /// over gRPC and HTTP together. A request that would go past it is
+    /// refused at once with 429 / RESOURCE_EXHAUSTED, so memory stays
+    /// bounded however many clients send. Decoded requests take a few times
+    /// their wire size on top of this.
+    pub max_in_flight: ByteSize,
     /// How many writers receive each trace.
     pub replication_factor: u8,
     /// Longest wait between delivery attempts to an unreachable writer.
@@ -105,6 +111,7 @@ impl Default for AcceptorConfig {
             http_addr: SocketAddr::from(([0, 0, 0, 0], ports::OTLP_HTTP)),
             max_request_size: ByteSize::mib(16),
             max_pending: ByteSize::mib(256),
+            max_in_flight: ByteSize::mib(256),
             replication_factor: 1,
             max_retry_backoff: Duration::from_secs(5),
             max_attribute_value_size: ByteSize(64 * 1024),
@@ -371,6 +378,12 @@ impl Config {
             return bad(format!(
                 "acceptor.max_pending ({}) must be at least acceptor.max_request_size ({})",
                 self.acceptor.max_pending, self.acceptor.max_request_size
+            ));
+        }
+        if self.acceptor.max_in_flight < self.acceptor.max_request_size {
+            return bad(format!(
+                "acceptor.max_in_flight ({}) must be at least acceptor.max_request_size ({})",
+                self.acceptor.max_in_flight, self.acceptor.max_request_size
             ));
         }
         if self.writer.flush_max_size > self.writer.max_buffer_size {

@@ -378,9 +378,16 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let grpc_listener = bind("OTLP gRPC", config.acceptor.grpc_addr).await?;
         endpoints.otlp_grpc = local_addr(&grpc_listener);
         let grpc = OtlpGrpc::new(acceptor.clone());
+        let admission = crate::acceptor::admission::GrpcAdmissionLayer {
+            in_flight: acceptor.in_flight().clone(),
+            // The message limit plus gRPC's 5-byte frame header.
+            max_body: config.acceptor.max_request_size.as_usize().saturating_add(5),
+            metrics: metrics.clone(),
+        };
         let mut stop = acceptor_rx.clone();
         acceptor_tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
+                .layer(admission)
                 .add_service(grpc.clone().trace_service())
                 .add_service(grpc.clone().logs_service())
                 .add_service(grpc.metrics_service())

@@ -13,6 +13,7 @@ use axum::routing::post;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
+use super::admission::Refusal;
 use super::{Acceptor, IngestError};
 use crate::metrics::RequestLabels;
 use crate::proto::RpcStatus;
@@ -25,13 +26,14 @@ enum Encoding {
 
 /// The HTTP front end's routes.
 pub fn router(acceptor: Acceptor) -> Router {
-    let limit = acceptor.config().max_request_size.as_usize();
     Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(not_yet))
         .route("/v1/metrics", post(not_yet))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        // The body is read by `traces` itself, within acceptor.max_in_flight
+        // and acceptor.max_request_size; no extractor limit applies.
+        .layer(DefaultBodyLimit::disable())
         .with_state(acceptor)
 }
 
@@ -47,8 +49,9 @@ async fn not_yet() -> Response {
         .into_response()
 }
 
-async fn traces(State(acceptor): State<Acceptor>, headers: HeaderMap, body: Bytes) -> Response {
-    let (encoding, result) = handle(&acceptor, &headers, body).await;
+async fn traces(State(acceptor): State<Acceptor>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (encoding, result) = handle(&acceptor, &parts.headers, body).await;
     let outcome = match &result {
         Ok(()) => "ok",
         Err(HttpError::Ingest(e)) => e.outcome(),
@@ -139,7 +142,7 @@ fn success(encoding: Encoding) -> Response {
     }
 }
 
-async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encoding, Result<(), HttpError>) {
+async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: axum::body::Body) -> (Encoding, Result<(), HttpError>) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -162,7 +165,27 @@ async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: Bytes) -> (Encod
             );
         }
     };
+    // Held until the request is logged: its bytes count against
+    // acceptor.max_in_flight until then.
+    let max = acceptor.config().max_request_size.as_usize();
+    let (body, _admitted) = match acceptor.in_flight().collect(body, max).await {
+        Ok(collected) => collected,
+        Err(refusal) => return (encoding, Err(HttpError::from(refusal))),
+    };
     (encoding, decode_and_export(acceptor, headers, body, encoding).await)
+}
+
+impl From<Refusal> for HttpError {
+    fn from(r: Refusal) -> Self {
+        match (&r, r.retry_after()) {
+            (Refusal::Busy { .. }, Some(retry_after)) => HttpError::Ingest(IngestError::Overloaded {
+                detail: r.message(),
+                retry_after,
+            }),
+            (Refusal::TooLarge { .. }, _) => HttpError::TooLarge(r.message()),
+            _ => HttpError::Ingest(IngestError::Invalid(r.message())),
+        }
+    }
 }
 
 async fn decode_and_export(

@@ -1,6 +1,7 @@
 //! The acceptor: OTLP in over gRPC and HTTP, validated, logged to the WAL and
 //! fsynced before the client hears "ok", then delivered to writers over Flight.
 
+pub mod admission;
 mod delivery;
 pub mod grpc;
 pub mod http;
@@ -63,6 +64,7 @@ struct Inner {
     tenancy: TenancyConfig,
     metrics: Metrics,
     to_delivery: mpsc::UnboundedSender<Pending>,
+    in_flight: admission::InFlight,
 }
 
 impl Acceptor {
@@ -76,10 +78,11 @@ impl Acceptor {
         Self {
             inner: Arc::new(Inner {
                 wal,
-                config,
+                in_flight: admission::InFlight::new(config.max_in_flight.as_u64()),
                 tenancy,
                 metrics,
                 to_delivery,
+                config,
             }),
         }
     }
@@ -90,6 +93,11 @@ impl Acceptor {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The byte budget of request bodies in flight, shared by gRPC and HTTP.
+    pub fn in_flight(&self) -> &admission::InFlight {
+        &self.inner.in_flight
     }
 
     /// The tenant of a request from its `X-Scope-OrgID` value.

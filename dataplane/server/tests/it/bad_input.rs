@@ -69,7 +69,7 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
             None,
             big,
             413,
-            "",
+            "request body larger than acceptor.max_request_size (65536 bytes)",
         ),
         (
             "oversized after gunzip",

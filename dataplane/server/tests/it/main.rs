@@ -15,6 +15,7 @@ mod crash;
 mod drain;
 mod multiprocess;
 mod otel_sdk;
+mod overload;
 mod query;
 mod unreachable;
 mod wal_damage;
