@@ -552,6 +552,17 @@ impl Builder<'_> {
                 format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{port}", self.names.headless(role)),
             ));
         }
+        // Every role follows the writers' and queriers' EndpointSlices, so a
+        // pod that stops being ready leaves routing at once (the namespace
+        // comes from POD_NAMESPACE).
+        env.push(env_value(
+            "SIGNALDB_DISCOVERY__KUBERNETES__WRITER_SERVICE",
+            self.names.headless(Role::Writer),
+        ));
+        env.push(env_value(
+            "SIGNALDB_DISCOVERY__KUBERNETES__QUERIER_SERVICE",
+            self.names.headless(Role::Querier),
+        ));
         env.extend(self.catalog_url_env());
         if uses_storage(role)
             && let Some(creds) = self

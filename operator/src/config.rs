@@ -45,6 +45,7 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "router.http_addr",
     "router.flight_sql_addr",
     "admin.addr",
+    "discovery.kubernetes",
 ];
 
 /// The rendered configuration.

@@ -270,6 +270,23 @@ pub struct DiscoveryConfig {
     /// A service whose last heartbeat is older than this is out of routing.
     #[serde(with = "humantime_serde_compat")]
     pub ttl: Duration,
+    /// In Kubernetes: also follow the EndpointSlices of the role Services, so
+    /// that a pod that is not ready (or gone) leaves routing at once instead
+    /// of after `ttl`. Set by the operator; unset elsewhere.
+    pub kubernetes: Option<KubernetesDiscovery>,
+}
+
+/// EndpointSlice discovery: which Services to follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesDiscovery {
+    /// Namespace of the Services. Default: the pod's own (`POD_NAMESPACE`,
+    /// else the service account's namespace file).
+    pub namespace: Option<String>,
+    /// Headless Service whose endpoints are the writer pods.
+    pub writer_service: Option<String>,
+    /// Headless Service whose endpoints are the querier pods.
+    pub querier_service: Option<String>,
 }
 
 impl Default for DiscoveryConfig {
@@ -277,6 +294,7 @@ impl Default for DiscoveryConfig {
         Self {
             heartbeat_interval: Duration::from_secs(5),
             ttl: Duration::from_secs(30),
+            kubernetes: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Service discovery through the catalog's registry: registration with
 //! heartbeats, and the consistent-hash ring of live writers that acceptors
-//! route traces over.
+//! route traces over. In Kubernetes the registry is filtered by the role
+//! Services' EndpointSlices ([`crate::endpoints`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use signaldb_config::{Capability, Role};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::endpoints::{Readiness, Use};
 use crate::now_ms;
 
 /// Registers `svc` and keeps its heartbeat going until `shutdown` fires, then
@@ -179,6 +181,7 @@ pub struct WriterDirectory {
     catalog: Arc<dyn Catalog>,
     ttl: Duration,
     ring: Arc<RwLock<Arc<Ring>>>,
+    readiness: Option<Readiness>,
 }
 
 impl WriterDirectory {
@@ -187,7 +190,15 @@ impl WriterDirectory {
             catalog,
             ttl,
             ring: Arc::new(RwLock::new(Arc::new(Ring::default()))),
+            readiness: None,
         }
+    }
+
+    /// Also drops writers whose pods the EndpointSlices say are not ready,
+    /// and refreshes as soon as they change.
+    pub fn with_readiness(mut self, readiness: Option<Readiness>) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// The current ring.
@@ -205,6 +216,10 @@ impl WriterDirectory {
             .catalog
             .live_services(Capability::Storage, now_ms(), ttl_ms)
             .await?;
+        let services = match &self.readiness {
+            Some(r) => r.filter(Role::Writer, services, Use::Route),
+            None => services,
+        };
         let writers: Vec<WriterEndpoint> = services
             .into_iter()
             .filter(|s| !s.draining)
@@ -231,12 +246,20 @@ impl WriterDirectory {
 
     /// Refreshes every `every` until shutdown.
     pub async fn run(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut readiness = self.readiness.clone();
         loop {
             if let Err(e) = self.refresh().await {
                 debug!(error = %e, "refreshing writers from the catalog failed");
             }
+            let pods_changed = async {
+                match readiness.as_mut() {
+                    Some(r) => r.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                _ = pods_changed => {}
                 _ = shutdown.changed() => break,
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod acceptor;
 pub mod discovery;
+pub mod endpoints;
 pub mod flight;
 pub mod loadgen;
 pub mod metrics;

@@ -277,6 +277,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     let mut acceptor_tasks = Vec::new();
     let heartbeat = config.discovery.heartbeat_interval;
 
+    // In Kubernetes, the role Services' EndpointSlices filter the registry.
+    let readiness = match &config.discovery.kubernetes {
+        Some(k) => crate::endpoints::Readiness::start(k, admin_rx.clone()).await,
+        None => None,
+    };
+
     // Writer first, so that an all-in-one acceptor finds it at once.
     let mut writer = None;
     let mut writer_wal = None;
@@ -338,7 +344,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     if roles.acceptor {
         let (wal, replay) = open_wal(&config, Role::Acceptor, config.acceptor.max_pending.as_u64(), &metrics)?;
         let id = format!("{node}-acceptor");
-        let directory = WriterDirectory::new(Arc::clone(&catalog), config.discovery.ttl);
+        let directory =
+            WriterDirectory::new(Arc::clone(&catalog), config.discovery.ttl).with_readiness(readiness.clone());
         let _ = directory.refresh().await;
         let (tx, rx) = mpsc::unbounded_channel();
         for entry in replay.entries {
@@ -432,6 +439,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             pool: FlightPool::default(),
             ttl: config.discovery.ttl,
             timeout: config.querier.buffer_timeout,
+            readiness: readiness.clone(),
         };
         let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
             .with_memory_limit(config.querier.memory_limit.as_usize())
@@ -475,7 +483,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
 
     if roles.router {
         let queriers =
-            crate::router::QuerierClient::new(Arc::clone(&catalog), FlightPool::default(), config.discovery.ttl);
+            crate::router::QuerierClient::new(Arc::clone(&catalog), FlightPool::default(), config.discovery.ttl)
+                .with_readiness(readiness.clone());
         let backend = Arc::new(crate::router::QuerierBackend::new(queriers.clone()));
         let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
         let http_listener = bind("router HTTP", config.router.http_addr).await?;

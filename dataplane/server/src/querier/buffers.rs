@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use prost::Message;
 use signaldb_catalog::Catalog;
-use signaldb_config::{Capability, TenantId};
+use signaldb_config::{Capability, Role, TenantId};
 use signaldb_query::{BufferFilter, BufferSource, QueryError};
 use tracing::warn;
 
+use crate::endpoints::{Readiness, Use};
 use crate::flight::FlightPool;
 use crate::now_ms;
 use crate::proto::BufferTicket;
@@ -26,6 +27,8 @@ pub struct WriterBuffers {
     pub pool: FlightPool,
     pub ttl: Duration,
     pub timeout: Duration,
+    /// In Kubernetes: skip writers whose pods are not serving.
+    pub readiness: Option<Readiness>,
 }
 
 #[async_trait]
@@ -36,6 +39,10 @@ impl BufferSource for WriterBuffers {
             .catalog
             .live_services(Capability::Storage, now_ms(), ttl_ms)
             .await?;
+        let writers = match &self.readiness {
+            Some(r) => r.filter(Role::Writer, writers, Use::Read),
+            None => writers,
+        };
         let ticket = match filter {
             BufferFilter::TraceId(id) => BufferTicket {
                 tenant: tenant.to_string(),

@@ -11,9 +11,10 @@ use arrow_flight::{Action, FlightData, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use signaldb_catalog::Catalog;
-use signaldb_config::{Capability, TenantId};
+use signaldb_config::{Capability, Role, TenantId};
 use tonic::Status;
 
+use crate::endpoints::{Readiness, Use};
 use crate::flight::FlightPool;
 use crate::now_ms;
 use crate::proto::{QueryKind, QueryTicket, TraceByIdQuery};
@@ -25,6 +26,7 @@ pub struct QuerierClient {
     pool: FlightPool,
     ttl: Duration,
     next: Arc<AtomicUsize>,
+    readiness: Option<Readiness>,
 }
 
 impl QuerierClient {
@@ -34,7 +36,14 @@ impl QuerierClient {
             pool,
             ttl,
             next: Arc::new(AtomicUsize::new(0)),
+            readiness: None,
         }
+    }
+
+    /// Also skips queriers whose pods the EndpointSlices say are not ready.
+    pub fn with_readiness(mut self, readiness: Option<Readiness>) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// A live querier's address, round robin.
@@ -45,6 +54,10 @@ impl QuerierClient {
             .live_services(Capability::QueryExecution, now_ms(), ttl_ms)
             .await
             .map_err(|e| Status::unavailable(format!("catalog: {e}")))?;
+        let queriers = match &self.readiness {
+            Some(r) => r.filter(Role::Querier, queriers, Use::Route),
+            None => queriers,
+        };
         if queriers.is_empty() {
             return Err(Status::unavailable("no querier is registered and alive"));
         }

@@ -13,6 +13,7 @@ mod common;
 mod bad_input;
 mod crash;
 mod drain;
+mod endpoint_slices;
 mod multiprocess;
 mod otel_sdk;
 mod overload;
