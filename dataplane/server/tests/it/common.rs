@@ -131,6 +131,29 @@ pub(crate) struct Proc {
     pub endpoints: serde_json::Value,
 }
 
+/// Arguments for an all-in-one `signaldb` on `data` with every listener on
+/// port 0 (the process prints the ports it got).
+pub(crate) fn all_in_one_args(data: &str) -> Vec<&str> {
+    vec![
+        "--data-dir",
+        data,
+        "--otlp-grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-http-addr",
+        "127.0.0.1:0",
+        "--flight-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--querier-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--flight-sql-addr",
+        "127.0.0.1:0",
+    ]
+}
+
 impl Proc {
     pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
         use std::io::BufRead;

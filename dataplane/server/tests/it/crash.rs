@@ -11,29 +11,14 @@ use crate::common::*;
 async fn kill_9_under_load_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let args = [
-        "--data-dir",
-        data.as_str(),
-        "--otlp-grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-        "--flight-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--querier-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--flight-sql-addr",
-        "127.0.0.1:0",
-        // Flush often, so that kills also land in flushes and WAL trims.
+    let mut args = all_in_one_args(&data);
+    // Flush often, so that kills also land in flushes and WAL trims.
+    args.extend([
         "--set",
         "writer.flush_max_age=300ms",
         "--set",
         "discovery.heartbeat_interval=200ms",
-    ];
+    ]);
     let mut proc = Proc::spawn(&args, &[]);
     let loader = Loader::start(proc.addr("otlp_grpc"), 3, None);
     let mut rng = rand::rng();

@@ -97,26 +97,9 @@ fn kubeconfig(dir: &std::path::Path, server: &str) -> String {
 }
 
 fn args(data: &str) -> Vec<&str> {
-    vec![
-        "--data-dir",
-        data,
-        "--node-id",
-        "pod-0",
-        "--otlp-grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-        "--flight-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--querier-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--flight-sql-addr",
-        "127.0.0.1:0",
-    ]
+    let mut args = all_in_one_args(data);
+    args.extend(["--node-id", "pod-0"]);
+    args
 }
 
 async fn pending(admin: &str) -> f64 {
