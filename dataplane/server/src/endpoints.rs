@@ -241,10 +241,18 @@ impl Readiness {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        match guard.get(&role) {
-            Some(states) => filter(services, states, use_),
-            None => services,
+        let Some(states) = guard.get(&role) else {
+            return services;
+        };
+        let registered = services.len();
+        let kept = filter(services, states, use_);
+        if kept.is_empty() && registered > 0 && !states.routable.is_empty() {
+            // Ready pods exist, yet no registered service is one of them:
+            // node ids are not pod names (the operator sets SIGNALDB_NODE_ID).
+            warn!(%role, registered, ready_pods = ?states.routable,
+                  "no registered service matches a ready pod; node ids must be the pod names");
         }
+        kept
     }
 
     /// Resolves when the pod states change (or the watchers stop).
