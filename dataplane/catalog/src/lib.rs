@@ -16,7 +16,6 @@ use async_trait::async_trait;
 pub use signaldb_config::{Capability, Role, Signal, TenantId};
 
 #[doc(hidden)]
-pub mod conformance;
 mod migrate;
 mod sql;
 mod url;

@@ -8,6 +8,7 @@
 // Helpers outside `#[test]` functions fail their tests the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod conformance;
 mod postgres;
 mod sqlite;
 

@@ -1,4 +1,5 @@
-use signaldb_catalog::{Catalog, TenantId, conformance, connect};
+use crate::conformance;
+use signaldb_catalog::{Catalog, TenantId, connect};
 use sqlx::any::AnyPoolOptions;
 
 const HOW_TO: &str = "\

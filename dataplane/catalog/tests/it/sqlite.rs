@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use signaldb_catalog::{BatchId, Catalog, Error, FileRecord, Signal, SqlCatalog, TenantId, conformance, connect};
+use crate::conformance;
+use signaldb_catalog::{BatchId, Catalog, Error, FileRecord, Signal, SqlCatalog, TenantId, connect};
 
 fn file_url(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
     let path = dir.path().join("catalog.db");

@@ -6,15 +6,13 @@
 //! should not overlap in time, as `expire_services` and `prune_batches` act
 //! on every record).
 
-#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId};
+use signaldb_catalog::{BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId};
 
 /// Runs every check against `catalog`.
-pub async fn run_all(catalog: &dyn Catalog) {
+pub(crate) async fn run_all(catalog: &dyn Catalog) {
     let run = Run::new();
     services(catalog, &run).await;
     tenants(catalog, &run).await;
