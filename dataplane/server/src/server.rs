@@ -316,19 +316,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             .unwrap_or_default();
         let svc = service_record(id, Role::Writer, advertise, vec![Capability::Storage]);
         catalog.register_service(&svc).await?;
-        let mut stop = writer_rx.clone();
         let flight = WriterFlight::new(w.clone()).into_server();
-        writer_tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+        writer_tasks.push(spawn_server(
+            "writer Flight server",
+            tonic::transport::Server::builder()
                 .add_service(flight)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "writer Flight server failed");
-            }
-        }));
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(writer_rx.clone())),
+        ));
         writer_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
             svc,
@@ -391,36 +385,23 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             max_body: config.acceptor.max_request_size.as_usize().saturating_add(5),
             metrics: metrics.clone(),
         };
-        let mut stop = acceptor_rx.clone();
-        acceptor_tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+        acceptor_tasks.push(spawn_server(
+            "OTLP gRPC server",
+            tonic::transport::Server::builder()
                 .layer(admission)
                 .add_service(grpc.clone().trace_service())
                 .add_service(grpc.clone().logs_service())
                 .add_service(grpc.metrics_service())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "OTLP gRPC server failed");
-            }
-        }));
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(acceptor_rx.clone())),
+        ));
 
         let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
         endpoints.otlp_http = local_addr(&http_listener);
         let app = crate::acceptor::http::router(acceptor);
-        let mut stop = acceptor_rx.clone();
-        acceptor_tasks.push(tokio::spawn(async move {
-            let result = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "OTLP HTTP server failed");
-            }
-        }));
+        acceptor_tasks.push(spawn_server(
+            "OTLP HTTP server",
+            axum::serve(http_listener, app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
+        ));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
         let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
         acceptor_tasks.push(tokio::spawn(run_registration(
@@ -461,18 +442,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         );
         catalog.register_service(&svc).await?;
         let flight = crate::querier::QuerierFlight::new(engine).into_server();
-        let mut stop = query_rx.clone();
-        query_tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+        query_tasks.push(spawn_server(
+            "querier Flight server",
+            tonic::transport::Server::builder()
                 .add_service(flight)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "querier Flight server failed");
-            }
-        }));
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(query_rx.clone())),
+        ));
         query_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
             svc,
@@ -489,32 +464,19 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
-        let mut stop = query_rx.clone();
-        query_tasks.push(tokio::spawn(async move {
-            let result = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "router HTTP server failed");
-            }
-        }));
+        query_tasks.push(spawn_server(
+            "router HTTP server",
+            axum::serve(http_listener, app).with_graceful_shutdown(stopped(query_rx.clone())),
+        ));
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
         let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, config.tenancy.clone()).into_server();
-        let mut stop = query_rx.clone();
-        query_tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+        query_tasks.push(spawn_server(
+            "router Flight SQL server",
+            tonic::transport::Server::builder()
                 .add_service(flight_sql)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(sql_listener), async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "router Flight SQL server failed");
-            }
-        }));
+                .serve_with_incoming_shutdown(TcpListenerStream::new(sql_listener), stopped(query_rx.clone())),
+        ));
         let address = endpoints.router_http.map(reachable).unwrap_or_default();
         let svc = service_record(
             format!("{node}-router"),
@@ -538,17 +500,10 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         writer.clone(),
         Arc::clone(&catalog),
     );
-    let mut stop = admin_rx;
-    let admin_task = tokio::spawn(async move {
-        let result = axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await;
-        if let Err(e) = result {
-            warn!(error = %e, "admin HTTP server failed");
-        }
-    });
+    let admin_task = spawn_server(
+        "admin HTTP server",
+        axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(admin_rx)),
+    );
     ready.store(true, Ordering::Release);
     info!(?endpoints, "SignalDB started");
     Ok(Running {
@@ -674,6 +629,27 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
+}
+
+/// Resolves when `stop` fires (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.changed().await;
+}
+
+/// Runs a server (`serve`, which ends after its shutdown signal and its open
+/// requests) as a task, logging why it failed if it did.
+fn spawn_server<S, E>(what: &'static str, serve: S) -> JoinHandle<()>
+where
+    S: std::future::IntoFuture<Output = Result<(), E>>,
+    S::IntoFuture: Send + 'static,
+    E: std::fmt::Display,
+{
+    let serve = serve.into_future();
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            warn!(error = %e, "{what} failed");
+        }
+    })
 }
 
 /// What `/api/status/buildinfo` reports.
