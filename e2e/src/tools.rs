@@ -43,20 +43,19 @@ pub struct Tools {
 impl Tools {
     /// `kubectl` arguments with the suite's kubeconfig and context first.
     pub fn kubectl_args(&self, args: &[&str]) -> Vec<String> {
-        let mut out = vec!["--kubeconfig".to_owned(), self.kubeconfig.display().to_string()];
-        if let Some(c) = &self.context {
-            out.push("--context".into());
-            out.push(c.clone());
-        }
-        out.extend(args.iter().map(|s| (*s).to_owned()));
-        out
+        self.cluster_args("--context", args)
     }
 
-    /// `helm` arguments with the suite's kubeconfig and context first.
+    /// `helm` arguments with the suite's kubeconfig and context first (helm
+    /// names the context flag `--kube-context`).
     pub fn helm_args(&self, args: &[&str]) -> Vec<String> {
+        self.cluster_args("--kube-context", args)
+    }
+
+    fn cluster_args(&self, context_flag: &str, args: &[&str]) -> Vec<String> {
         let mut out = vec!["--kubeconfig".to_owned(), self.kubeconfig.display().to_string()];
         if let Some(c) = &self.context {
-            out.push("--kube-context".into());
+            out.push(context_flag.to_owned());
             out.push(c.clone());
         }
         out.extend(args.iter().map(|s| (*s).to_owned()));
