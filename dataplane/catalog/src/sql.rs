@@ -119,9 +119,10 @@ async fn configure_sqlite(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Er
         }
         tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
     }
-    // With WAL, NORMAL loses no consistency, only the last transactions on a
-    // power cut.
-    sqlx::query("PRAGMA synchronous = NORMAL")
+    // FULL: a committed registration survives a power cut. Writers trim
+    // their WAL once a file is registered, so a registration lost after its
+    // commit would lose acknowledged spans (NORMAL may lose the last commits).
+    sqlx::query("PRAGMA synchronous = FULL")
         .persistent(false)
         .execute(&mut *conn)
         .await?;

@@ -54,6 +54,7 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub admin: AdminConfig,
     pub tenancy: TenancyConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -71,6 +72,7 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             admin: AdminConfig::default(),
             tenancy: TenancyConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -102,6 +104,13 @@ pub struct AcceptorConfig {
     /// Largest attribute value (string or bytes) stored; longer ones are
     /// truncated and counted.
     pub max_attribute_value_size: ByteSize,
+    /// Most attributes on one resource, scope, span, event or link; a
+    /// request with more is refused (413 / INVALID_ARGUMENT).
+    pub max_attributes: usize,
+    /// Largest a request may grow to once converted to span rows (resource
+    /// and scope attributes repeat on every span); past it the request is
+    /// refused with 413 / INVALID_ARGUMENT before it is acknowledged.
+    pub max_converted_request_size: ByteSize,
 }
 
 impl Default for AcceptorConfig {
@@ -115,6 +124,8 @@ impl Default for AcceptorConfig {
             replication_factor: 1,
             max_retry_backoff: Duration::from_secs(5),
             max_attribute_value_size: ByteSize(64 * 1024),
+            max_attributes: 1024,
+            max_converted_request_size: ByteSize::mib(128),
         }
     }
 }
@@ -164,6 +175,13 @@ pub struct QuerierConfig {
     /// Memory query operators (sorts, aggregations) may use; a query that
     /// needs more fails with RESOURCE_EXHAUSTED instead of growing the process.
     pub memory_limit: ByteSize,
+    /// Longest a query may run; past it the client gets DEADLINE_EXCEEDED
+    /// (HTTP 504) and the query's work stops.
+    #[serde(with = "humantime_serde_compat")]
+    pub query_timeout: Duration,
+    /// How far back searches and tag lookups without `start`/`end` look.
+    #[serde(with = "humantime_serde_compat")]
+    pub default_lookback: Duration,
 }
 
 impl Default for QuerierConfig {
@@ -173,6 +191,8 @@ impl Default for QuerierConfig {
             advertise_addr: None,
             buffer_timeout: Duration::from_secs(5),
             memory_limit: ByteSize::mib(1024),
+            query_timeout: Duration::from_secs(60),
+            default_lookback: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -312,6 +332,18 @@ impl Default for AdminConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], ports::ADMIN_HTTP)),
         }
     }
+}
+
+/// How the roles of one cluster trust each other.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// File holding the cluster token (at least 16 characters): starting or
+    /// undoing a writer's drain on the admin port needs it as
+    /// `Authorization: Bearer <token>`. Unset: the all-in-one process makes a
+    /// random one at start (nobody outside can drain it); a role run alone
+    /// leaves those controls open and warns.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Tenancy.

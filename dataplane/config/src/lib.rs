@@ -10,8 +10,9 @@ mod size;
 mod vocab;
 
 pub use config::{
-    AcceptorConfig, AdminConfig, CatalogConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX, KubernetesDiscovery,
-    QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig, env_overrides,
+    AcceptorConfig, AdminConfig, CatalogConfig, ClusterConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
+    KubernetesDiscovery, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig,
+    env_overrides,
 };
 pub use size::{ByteSize, ParseByteSizeError};
 pub use vocab::{Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError, ports};

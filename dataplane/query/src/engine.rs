@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray};
 use async_trait::async_trait;
@@ -18,6 +19,8 @@ use signaldb_config::{Signal, TenantId};
 use signaldb_schema::columns;
 use url::Url;
 
+use crate::bounds::{OnlyOurStore, read_only_sql, with_deadline};
+
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -31,6 +34,9 @@ pub enum QueryError {
     Buffers(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A bound was reached (too many candidate traces, too many queries).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// What part of a tenant's buffered data a query needs.
@@ -61,6 +67,9 @@ impl BufferSource for NoBuffers {
 
 const STORE_URL: &str = "signaldb://store/";
 
+/// How long a query may run unless configured otherwise.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs queries for one process; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
@@ -68,23 +77,46 @@ pub struct QueryEngine {
     store: Arc<dyn ObjectStore>,
     buffers: Arc<dyn BufferSource>,
     runtime: Arc<RuntimeEnv>,
+    timeout: Duration,
 }
 
 impl QueryEngine {
-    pub fn new(catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>, buffers: Arc<dyn BufferSource>) -> Self {
-        Self {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        store: Arc<dyn ObjectStore>,
+        buffers: Arc<dyn BufferSource>,
+    ) -> Result<Self, QueryError> {
+        let runtime = Self::runtime(&store, None)?;
+        Ok(Self {
             catalog,
             store,
             buffers,
-            runtime: Arc::new(RuntimeEnv::default()),
+            runtime,
+            timeout: DEFAULT_QUERY_TIMEOUT,
+        })
+    }
+
+    fn runtime(store: &Arc<dyn ObjectStore>, memory_limit: Option<usize>) -> Result<Arc<RuntimeEnv>, QueryError> {
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let mut builder =
+            RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(OnlyOurStore::new(url, Arc::clone(store))));
+        if let Some(bytes) = memory_limit {
+            builder = builder.with_memory_limit(bytes, 1.0);
         }
+        Ok(builder.build_arc()?)
     }
 
     /// Bounds the memory of query operators (sorts, aggregations, joins) to
     /// `bytes`; a query that needs more fails with a resources-exhausted error.
     pub fn with_memory_limit(mut self, bytes: usize) -> Result<Self, QueryError> {
-        self.runtime = RuntimeEnvBuilder::new().with_memory_limit(bytes, 1.0).build_arc()?;
+        self.runtime = Self::runtime(&self.store, Some(bytes))?;
         Ok(self)
+    }
+
+    /// Ends every query that runs longer than `timeout` with [`QueryTimedOut`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     fn context(&self) -> Result<SessionContext, QueryError> {
@@ -93,10 +125,7 @@ impl QueryEngine {
         config.options_mut().execution.parquet.schema_force_view_types = false;
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.bloom_filter_on_read = true;
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
-        let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        ctx.register_object_store(&url, Arc::clone(&self.store));
-        Ok(ctx)
+        Ok(SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime)))
     }
 
     async fn files(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<Vec<FileRecord>, QueryError> {
@@ -179,15 +208,7 @@ impl QueryEngine {
         let ctx = self
             .spans_context(tenant, range, BufferFilter::TimeRange(range))
             .await?;
-        let mut df = ctx.table("all_spans").await?;
-        if let Some((min, max)) = range {
-            let ts = |v| lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())));
-            df = df.filter(
-                col(columns::END_TIME_UNIX_NANO)
-                    .gt_eq(ts(min))
-                    .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
-            )?;
-        }
+        let mut df = in_range(ctx.table("all_spans").await?, range)?;
         let schema = match projection {
             Some(cols) => {
                 df = df.select_columns(cols)?;
@@ -199,30 +220,178 @@ impl QueryEngine {
         dedup_with_schema(&df.collect().await?, &schema)
     }
 
+    /// The traces with a span in `range` that satisfies `condition` (any
+    /// span when `None`), each with the latest start among those spans,
+    /// newest first. Reads only `columns` (the trace id, the start time and
+    /// what the condition reads), streaming, and keeps only trace ids.
+    ///
+    /// `keep`: with `Some(n)` only the newest `n` traces are kept (the
+    /// condition is the whole query, so any `n` matches do); with `None`
+    /// every candidate is, and past `max_traces` the search is refused as
+    /// too broad.
+    pub async fn candidate_traces(
+        &self,
+        tenant: &TenantId,
+        range: Option<(i64, i64)>,
+        condition: Option<&signaldb_traceql::FieldExpr>,
+        columns: &[&str],
+        keep: Option<usize>,
+        max_traces: usize,
+    ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
+        use futures::StreamExt;
+        let ctx = self
+            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .await?;
+        let df = in_range(ctx.table("all_spans").await?, range)?.select_columns(columns)?;
+        let mut stream = df.execute_stream().await?;
+        let mut found = Newest::new(keep);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let mask = match condition {
+                Some(c) => {
+                    Some(signaldb_traceql::span_mask(c, &batch).map_err(|e| QueryError::BadRequest(e.to_string()))?)
+                }
+                None => None,
+            };
+            let ids = fsb(&batch, columns::TRACE_ID)?;
+            let starts = ts(&batch, columns::START_TIME_UNIX_NANO)?;
+            for i in 0..batch.num_rows() {
+                if mask.as_ref().is_some_and(|m| !(m.is_valid(i) && m.value(i))) {
+                    continue;
+                }
+                let mut id = [0u8; 16];
+                id.copy_from_slice(ids.value(i));
+                found.offer(id, starts.value(i));
+                if found.len() > max_traces {
+                    return Err(QueryError::Exhausted(format!(
+                        "the search matches more than {max_traces} traces before the query can be evaluated; \
+                         narrow the time range or the query"
+                    )));
+                }
+            }
+        }
+        Ok(found.into_newest_first())
+    }
+
+    /// The spans in `range` of the traces `ids`, deduplicated, reading only
+    /// `projection` (must include the trace and span ids).
+    pub async fn spans_of_traces(
+        &self,
+        tenant: &TenantId,
+        range: Option<(i64, i64)>,
+        ids: &[[u8; 16]],
+        projection: &[&str],
+    ) -> Result<RecordBatch, QueryError> {
+        let full = signaldb_schema::traces::schema();
+        let schema = Arc::new(
+            full.project(
+                &projection
+                    .iter()
+                    .map(|c| full.index_of(c))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?,
+        );
+        if ids.is_empty() {
+            return Ok(RecordBatch::new_empty(schema));
+        }
+        let ctx = self
+            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .await?;
+        let list = ids
+            .iter()
+            .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
+            .collect();
+        let df = in_range(ctx.table("all_spans").await?, range)?
+            .filter(col(columns::TRACE_ID).in_list(list, false))?
+            .select_columns(projection)?;
+        dedup_with_schema(&df.collect().await?, &schema)
+    }
+
     /// Runs SQL against the tenant's `spans` table and streams the result.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let started = tokio::time::Instant::now();
         let ctx = self.spans_context(tenant, None, BufferFilter::TimeRange(None)).await?;
         // Each span once, however many copies replication, retries or a
         // concurrent flush left.
         ctx.sql("CREATE VIEW spans AS SELECT DISTINCT ON (trace_id, span_id) * FROM all_spans")
             .await?;
-        let state = ctx.state();
-        let plan = state.create_logical_plan(sql).await?;
-        // Only queries: no DDL or DML can change what another query sees.
-        use datafusion::logical_expr::LogicalPlan;
-        if matches!(
-            plan,
-            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_)
-        ) {
-            return Err(QueryError::BadRequest("only SELECT queries are allowed".into()));
-        }
-        let df = ctx.execute_logical_plan(plan).await?;
-        Ok(df.execute_stream().await?)
+        // Only queries: no DDL, DML or statement anywhere in the plan can
+        // change what another query sees or write a file.
+        let df = ctx.sql_with_options(sql, read_only_sql()).await?;
+        let stream = df.execute_stream().await?;
+        Ok(with_deadline(stream, started, self.timeout))
     }
 
     /// The schema of the `spans` table.
     pub fn spans_schema(&self) -> arrow_schema::SchemaRef {
         signaldb_schema::traces::schema()
+    }
+}
+
+/// Spans overlapping `range` (nanoseconds), or all.
+fn in_range(
+    df: datafusion::dataframe::DataFrame,
+    range: Option<(i64, i64)>,
+) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+    let Some((min, max)) = range else {
+        return Ok(df);
+    };
+    let ts = |v| lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())));
+    Ok(df.filter(
+        col(columns::END_TIME_UNIX_NANO)
+            .gt_eq(ts(min))
+            .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
+    )?)
+}
+
+/// Trace ids with the latest start seen for each; with a bound, only the
+/// newest `n` traces.
+struct Newest {
+    bound: Option<usize>,
+    latest: std::collections::HashMap<[u8; 16], i64>,
+    order: std::collections::BTreeSet<(i64, [u8; 16])>,
+}
+
+impl Newest {
+    fn new(bound: Option<usize>) -> Self {
+        Self {
+            bound,
+            latest: std::collections::HashMap::new(),
+            order: std::collections::BTreeSet::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    fn offer(&mut self, id: [u8; 16], start: i64) {
+        match self.latest.get(&id) {
+            Some(&seen) if seen >= start => return,
+            Some(&seen) => {
+                self.order.remove(&(seen, id));
+            }
+            None => {
+                if let Some(n) = self.bound
+                    && self.latest.len() >= n
+                {
+                    match self.order.first() {
+                        Some(&(oldest, _)) if oldest >= start => return,
+                        Some(&(oldest, old_id)) => {
+                            self.order.remove(&(oldest, old_id));
+                            self.latest.remove(&old_id);
+                        }
+                        None => return,
+                    }
+                }
+            }
+        }
+        self.latest.insert(id, start);
+        self.order.insert((start, id));
+    }
+
+    fn into_newest_first(self) -> Vec<([u8; 16], i64)> {
+        self.order.into_iter().rev().map(|(start, id)| (id, start)).collect()
     }
 }
 

@@ -5,12 +5,14 @@
 //! from that tenant's catalog entries and that tenant's buffers only, so no
 //! SQL or TraceQL can reach another tenant's data.
 
+mod bounds;
 mod engine;
 mod search;
 
+pub use bounds::{QueryTimedOut, is_timeout};
 pub use datafusion::error::DataFusionError;
-pub use engine::{BufferFilter, BufferSource, NoBuffers, QueryEngine, QueryError, dedup_spans};
+pub use engine::{BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, dedup_spans};
 pub use search::{
-    SearchParams, SearchTrace, SpanHit, TagScope, intrinsic_values, search_batches, search_columns, tag_names,
-    tag_values,
+    MAX_CANDIDATE_TRACES, SearchParams, SearchTrace, SpanHit, TagScope, condition_columns, intrinsic_values, search,
+    search_batches, search_columns, tag_names, tag_values,
 };

@@ -82,6 +82,93 @@ pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
     cols
 }
 
+/// How many candidate traces a search may consider when its span condition
+/// is not the whole query.
+pub const MAX_CANDIDATE_TRACES: usize = 1_000_000;
+
+/// The columns a span-level condition reads, plus the trace id and start time.
+pub fn condition_columns(condition: Option<&signaldb_traceql::FieldExpr>) -> Vec<&'static str> {
+    use signaldb_traceql::{AttributeScope, FieldRef, Intrinsic};
+    let mut cols = vec![columns::TRACE_ID, columns::START_TIME_UNIX_NANO];
+    let mut add = |c: &'static str| {
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    };
+    for field in condition.map(|c| c.fields()).unwrap_or_default() {
+        match field {
+            FieldRef::Intrinsic(Intrinsic::Name) => add(columns::NAME),
+            FieldRef::Intrinsic(Intrinsic::Status) => add(columns::STATUS_CODE),
+            FieldRef::Intrinsic(Intrinsic::StatusMessage) => add(columns::STATUS_MESSAGE),
+            FieldRef::Intrinsic(Intrinsic::Kind) => add(columns::KIND),
+            FieldRef::Intrinsic(Intrinsic::Duration) => add(columns::DURATION_NANO),
+            // Trace-level intrinsics never appear in a span condition.
+            FieldRef::Intrinsic(_) => {}
+            FieldRef::Attribute(a) => match a.scope {
+                AttributeScope::Span => add(columns::ATTRIBUTES),
+                AttributeScope::Resource => add(columns::RESOURCE_ATTRIBUTES),
+                AttributeScope::Unscoped => {
+                    add(columns::ATTRIBUTES);
+                    add(columns::RESOURCE_ATTRIBUTES);
+                }
+            },
+        }
+    }
+    cols
+}
+
+/// Runs a search in two steps: first the traces that have a span meeting
+/// the query's span condition ([`signaldb_traceql::span_prefilter`]),
+/// reading only the columns it needs; then the whole query over those
+/// traces alone, newest first, a chunk at a time, until `limit` traces
+/// match. Returns the matches, the traces inspected and the spans read.
+pub async fn search(
+    engine: &crate::QueryEngine,
+    tenant: &signaldb_config::TenantId,
+    range: Option<(i64, i64)>,
+    params: &SearchParams,
+) -> Result<(Vec<SearchTrace>, u64, u64), QueryError> {
+    let condition = signaldb_traceql::span_prefilter(&params.query);
+    let exact = signaldb_traceql::prefilter_is_exact(&params.query)
+        || matches!(params.query.expr(), signaldb_traceql::SpansetExpr::Filter(None));
+    let candidates = engine
+        .candidate_traces(
+            tenant,
+            range,
+            condition.as_ref(),
+            &condition_columns(condition.as_ref()),
+            exact.then_some(params.limit),
+            MAX_CANDIDATE_TRACES,
+        )
+        .await?;
+    let cols = search_columns(&params.query);
+    // Exact: every candidate matches, so one chunk of `limit` does.
+    let chunk = if exact {
+        params.limit.max(1)
+    } else {
+        (params.limit * 4).max(256)
+    };
+    let (mut found, mut inspected_traces, mut inspected_spans) = (Vec::new(), 0u64, 0u64);
+    for ids in candidates.chunks(chunk) {
+        let ids: Vec<[u8; 16]> = ids.iter().map(|(id, _)| *id).collect();
+        let spans = engine.spans_of_traces(tenant, range, &ids, &cols).await?;
+        inspected_spans += spans.num_rows() as u64;
+        let (traces, inspected) = search_batches(&spans, params)?;
+        inspected_traces += inspected;
+        found.extend(traces);
+        if found.len() >= params.limit {
+            break;
+        }
+    }
+    found.sort_by(|a, b| {
+        b.start_time_unix_nano
+            .cmp(&a.start_time_unix_nano)
+            .then(a.trace_id.cmp(&b.trace_id))
+    });
+    found.truncate(params.limit);
+    Ok((found, inspected_traces, inspected_spans))
+}
+
 /// Sorts by trace id, evaluates the query, and summarises the matching
 /// traces, most recent first.
 pub fn search_batches(spans: &RecordBatch, params: &SearchParams) -> Result<(Vec<SearchTrace>, u64), QueryError> {

@@ -6,6 +6,8 @@
 //! code.
 
 pub mod acceptor;
+mod admin;
+pub mod auth;
 pub mod discovery;
 pub mod endpoints;
 pub mod flight;

@@ -64,6 +64,10 @@ pub struct LoadgenArgs {
     /// Extra `--set KEY=VALUE` for the spawned server.
     #[arg(long = "server-set", value_name = "KEY=VALUE")]
     pub server_set: Vec<String>,
+    /// File with the cluster token that --query-bench presents to start the
+    /// writer's drain (set automatically with --spawn-server).
+    #[arg(long, value_name = "PATH")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,15 +352,22 @@ struct Spawned {
     endpoint: String,
     router: Option<String>,
     admin: Option<String>,
+    token_file: PathBuf,
 }
 
 async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
     let exe = std::env::current_exe().map_err(|e| LoadgenError::Spawn(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("signaldb-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| LoadgenError::Spawn(format!("creating {}: {e}", dir.display())))?;
+    let token_file = dir.join("cluster-token");
+    crate::auth::ClusterToken::create_file(&token_file)
+        .map_err(|e| LoadgenError::Spawn(format!("writing {}: {e}", token_file.display())))?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--data-dir")
         .arg(&dir)
+        .arg("--set")
+        .arg(format!("cluster.token_file={}", token_file.display()))
         .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0"])
         .args(["--flight-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args([
@@ -393,6 +404,7 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
     Ok(Spawned {
         router,
         admin,
+        token_file,
         child,
         dir,
         endpoint: format!("http://{grpc}"),
@@ -412,6 +424,7 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         if let Some(a) = &s.admin {
             args.admin = a.clone();
         }
+        args.cluster_token_file = Some(s.token_file.clone());
         spawned = Some(s);
     }
     println!(
@@ -437,9 +450,21 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         report.max.as_secs_f64() * 1e3
     );
     if args.query_bench {
-        crate::querybench::run(&args.router, &args.admin, &report.sampled_trace_ids, &args.tenant)
-            .await
-            .map_err(LoadgenError::Spawn)?;
+        let token = match &args.cluster_token_file {
+            Some(path) => {
+                Some(crate::auth::ClusterToken::from_file(path).map_err(|e| LoadgenError::Args(e.to_string()))?)
+            }
+            None => None,
+        };
+        crate::querybench::run(
+            &args.router,
+            &args.admin,
+            token.as_ref(),
+            &report.sampled_trace_ids,
+            &args.tenant,
+        )
+        .await
+        .map_err(LoadgenError::Spawn)?;
     }
     if let Some(pid) = args.server_pid {
         match peak_rss_bytes(pid) {

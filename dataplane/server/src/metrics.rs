@@ -29,6 +29,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub spans_accepted: Counter,
     pub attributes_truncated: Counter,
+    /// Acknowledged WAL entries that could not be converted and were set
+    /// aside; validation before the acknowledgement keeps this at zero.
+    pub entries_dropped: Counter,
     pub delivery_attempts_failed: Counter,
     pub deliveries: Counter,
     pub delivery_latency_seconds: Histogram,
@@ -62,6 +65,7 @@ impl Metrics {
             requests: Family::default(),
             spans_accepted: Counter::default(),
             attributes_truncated: Counter::default(),
+            entries_dropped: Counter::default(),
             delivery_attempts_failed: Counter::default(),
             deliveries: Counter::default(),
             delivery_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -94,6 +98,11 @@ impl Metrics {
             "acceptor_attributes_truncated",
             "Attribute values cut to acceptor.max_attribute_value_size",
             m.attributes_truncated.clone(),
+        );
+        r.register(
+            "acceptor_entries_dropped",
+            "Acknowledged WAL entries that could not be converted to Arrow and were dropped (a bug or damage)",
+            m.entries_dropped.clone(),
         );
         r.register(
             "acceptor_delivery_failures",

@@ -82,7 +82,13 @@ fn encode(s: &str) -> String {
 }
 
 /// Runs the query benchmark: unflushed, then drained (flushed) data.
-pub async fn run(router: &str, admin: &str, ids: &[[u8; 16]], tenant: &str) -> Result<(), String> {
+pub async fn run(
+    router: &str,
+    admin: &str,
+    token: Option<&crate::auth::ClusterToken>,
+    ids: &[[u8; 16]],
+    tenant: &str,
+) -> Result<(), String> {
     let http = reqwest::Client::new();
     let ids: Vec<[u8; 16]> = ids.iter().take(200).copied().collect();
     // Wait until the acceptor has handed everything to the writer.
@@ -109,10 +115,18 @@ pub async fn run(router: &str, admin: &str, ids: &[[u8; 16]], tenant: &str) -> R
     }
     round(&http, router, &ids, tenant, "buffers").await?;
     let t = Instant::now();
-    http.post(format!("{admin}/drain"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut drain = http.post(format!("{admin}/drain"));
+    if let Some(token) = token {
+        drain = drain.header(reqwest::header::AUTHORIZATION, token.bearer());
+    }
+    let resp = drain.send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "POST /drain answered {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ));
+    }
     loop {
         let body = http
             .get(format!("{admin}/drain"))

@@ -6,11 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use signaldb_catalog::Catalog;
 use signaldb_config::{Capability, Config, Role};
 use signaldb_wal::{Wal, WalOptions};
@@ -22,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::acceptor::grpc::OtlpGrpc;
 use crate::acceptor::{Acceptor, Delivery, pending_from_wal};
+use crate::auth::ClusterToken;
 use crate::discovery::{WriterDirectory, run_registration, service_record};
 use crate::flight::FlightPool;
 use crate::metrics::Metrics;
@@ -42,6 +38,8 @@ pub enum StartError {
     Wal { role: Role, source: signaldb_wal::Error },
     #[error("setting up the query engine: {0}")]
     Query(String),
+    #[error(transparent)]
+    ClusterToken(#[from] crate::auth::TokenError),
     #[error("restoring the writer buffer from its WAL: {0}")]
     Restore(String),
     #[error("binding {what} on {addr}: {source}")]
@@ -244,6 +242,21 @@ fn open_wal(
     Ok((wal, replay))
 }
 
+/// The cluster token: from `cluster.token_file`, else random for the
+/// all-in-one process, else none (a role run alone; warned about).
+fn cluster_token(config: &Config, roles: Roles) -> Result<Option<ClusterToken>, StartError> {
+    if let Some(path) = &config.cluster.token_file {
+        return Ok(Some(ClusterToken::from_file(path)?));
+    }
+    if roles == Roles::ALL {
+        return Ok(Some(ClusterToken::random()));
+    }
+    if roles.writer {
+        warn!("no cluster.token_file: anyone who reaches the admin port can start or undo this writer's drain");
+    }
+    Ok(None)
+}
+
 /// Starts `roles` per `config`.
 pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> {
     crate::install_crypto_provider();
@@ -253,6 +266,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         source,
     })?;
     let node = node_id(&config)?;
+    let cluster_token = cluster_token(&config, roles)?;
     let catalog: Arc<dyn Catalog> =
         Arc::new(signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?);
     let ready = Arc::new(AtomicBool::new(false));
@@ -295,6 +309,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             wal.clone(),
             Arc::clone(&catalog),
             store,
+            crate::storage::local_root(&config),
             config.writer.clone(),
             metrics.clone(),
         );
@@ -423,8 +438,9 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             readiness: readiness.clone(),
         };
         let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
-            .with_memory_limit(config.querier.memory_limit.as_usize())
-            .map_err(|e| StartError::Query(e.to_string()))?;
+            .and_then(|e| e.with_memory_limit(config.querier.memory_limit.as_usize()))
+            .map_err(|e| StartError::Query(e.to_string()))?
+            .with_timeout(config.querier.query_timeout);
         let listener = bind("querier Flight", config.querier.flight_addr).await?;
         let bound = local_addr(&listener);
         endpoints.querier_flight = bound;
@@ -441,7 +457,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             vec![Capability::QueryExecution],
         );
         catalog.register_service(&svc).await?;
-        let flight = crate::querier::QuerierFlight::new(engine).into_server();
+        let flight = crate::querier::QuerierFlight::new(engine, config.querier.default_lookback).into_server();
         query_tasks.push(spawn_server(
             "querier Flight server",
             tonic::transport::Server::builder()
@@ -494,12 +510,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
 
     let admin_listener = bind("admin HTTP", config.admin.addr).await?;
     endpoints.admin = local_addr(&admin_listener);
-    let admin = admin_router(
-        metrics.clone(),
-        Arc::clone(&ready),
-        writer.clone(),
-        Arc::clone(&catalog),
-    );
+    let admin = crate::admin::router(crate::admin::AdminState {
+        metrics: metrics.clone(),
+        ready: Arc::clone(&ready),
+        writer: writer.clone(),
+        catalog: Arc::clone(&catalog),
+        token: cluster_token.clone(),
+    });
     let admin_task = spawn_server(
         "admin HTTP server",
         axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(admin_rx)),
@@ -525,110 +542,6 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         acceptor_wal,
         writer_wal,
     })
-}
-
-#[derive(Clone)]
-struct AdminState {
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    writer: Option<Writer>,
-    catalog: Arc<dyn Catalog>,
-}
-
-fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>, writer: Option<Writer>, catalog: Arc<dyn Catalog>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/ready", get(ready_handler))
-        .route("/live", get(|| async { "live\n" }))
-        .route("/drain", get(drain_status).post(drain_start))
-        .with_state(AdminState {
-            metrics,
-            ready,
-            writer,
-            catalog,
-        })
-}
-
-/// Progress of a writer's drain, as `GET /drain` reports it.
-#[derive(Debug, serde::Serialize)]
-struct DrainStatus {
-    draining: bool,
-    buffered_bytes: u64,
-    wal_pending_bytes: u64,
-    /// Draining, and nothing is left to flush.
-    done: bool,
-}
-
-fn drain_report(w: &Writer) -> DrainStatus {
-    let (buffered, _) = w.buffered();
-    let pending = w.wal_pending_bytes();
-    let draining = w.is_draining();
-    DrainStatus {
-        draining,
-        buffered_bytes: buffered as u64,
-        wal_pending_bytes: pending,
-        done: draining && w.puts_in_flight() == 0 && buffered == 0 && pending == 0,
-    }
-}
-
-async fn drain_status(State(s): State<AdminState>) -> axum::response::Response {
-    match &s.writer {
-        Some(w) => {
-            if w.is_draining() {
-                // Re-assert the flag: a re-registration after a catalog outage resets it.
-                let _ = s.catalog.set_draining(w.id(), true).await;
-            }
-            axum::Json(drain_report(w)).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "this process runs no writer\n").into_response(),
-    }
-}
-
-/// Starts draining: leave routing, refuse new data, flush everything.
-async fn drain_start(State(s): State<AdminState>) -> axum::response::Response {
-    let Some(w) = s.writer.clone() else {
-        return (StatusCode::NOT_FOUND, "this process runs no writer\n").into_response();
-    };
-    w.set_draining(true);
-    if let Err(e) = s.catalog.set_draining(w.id(), true).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot mark the writer draining in the catalog: {e}\n"),
-        )
-            .into_response();
-    }
-    info!(writer = %w.id(), "draining: refusing new data and flushing");
-    let flusher = w.clone();
-    tokio::spawn(async move {
-        if let Err(e) = flusher.flush().await {
-            warn!(error = %e, "drain flush failed; the flusher retries");
-        }
-    });
-    (StatusCode::ACCEPTED, axum::Json(drain_report(&w))).into_response()
-}
-
-async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    if let Some(w) = &s.writer {
-        let (bytes, _) = w.buffered();
-        s.metrics
-            .writer_buffer_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-}
-
-async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-    }
 }
 
 /// Resolves when `stop` fires (or its sender is gone).

@@ -1,7 +1,7 @@
 //! Object storage for Parquet files: the local filesystem or S3 and
 //! S3-compatible servers, behind `object_store`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::ObjectStore;
@@ -83,6 +83,33 @@ pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
     })
 }
 
+/// The directory of the local store, when storage is the local filesystem
+/// (the default, or a `file://` url); `None` for S3.
+pub fn local_root(config: &Config) -> Option<PathBuf> {
+    match &config.storage.url {
+        None => Some(config.data_dir.join("objects")),
+        Some(url) => url.strip_prefix("file://").filter(|p| !p.is_empty()).map(PathBuf::from),
+    }
+}
+
+/// Makes a file written into the local store at `location` durable through
+/// power loss: fsyncs the file, then every directory from its parent up to
+/// `root`, so the new directory entries are on disk too. (`object_store`'s
+/// local store renames files into place without syncing them.)
+pub fn sync_local(root: &Path, location: &object_store::path::Path) -> std::io::Result<()> {
+    let file = root.join(location.as_ref());
+    std::fs::File::open(&file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 fn local(dir: PathBuf) -> Result<Arc<dyn ObjectStore>, StorageError> {
     std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir {
         path: dir.clone(),
@@ -115,6 +142,23 @@ mod tests {
         let t = TenantId::new("acme").unwrap();
         let p = file_path(&t, Signal::Traces, 1_795_567_888_410_106_559, "x");
         assert_eq!(p.as_ref(), "acme/traces/2026-11-25/00/x.parquet");
+    }
+
+    #[test]
+    fn local_files_are_synced_up_to_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.storage.url = Some(format!("file://{}", dir.path().display()));
+        assert_eq!(local_root(&c).as_deref(), Some(dir.path()));
+        let t = TenantId::new("acme").unwrap();
+        let p = file_path(&t, Signal::Traces, 0, "x");
+        std::fs::create_dir_all(dir.path().join("acme/traces/1970-01-01/00")).unwrap();
+        std::fs::write(dir.path().join(p.as_ref()), b"PAR1").unwrap();
+        sync_local(dir.path(), &p).unwrap();
+        let missing = file_path(&t, Signal::Traces, 0, "missing");
+        assert!(sync_local(dir.path(), &missing).is_err());
+        c.storage.url = Some("s3://bucket".into());
+        assert_eq!(local_root(&c), None);
     }
 
     #[test]

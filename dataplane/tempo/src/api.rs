@@ -59,9 +59,16 @@ pub enum BackendError {
     /// `invalid TraceQL query: parse error at line 1, col 3: unknown identifier: this`.
     #[error("{0}")]
     BadRequest(String),
-    /// A dependency is down or overloaded: `503 Service Unavailable`.
+    /// A dependency is down: `503 Service Unavailable`.
     #[error("{0}")]
     Unavailable(String),
+    /// A bound was hit (too many queries at once, a query needing more
+    /// memory than allowed): `429 Too Many Requests`.
+    #[error("{0}")]
+    Exhausted(String),
+    /// The query ran past its time limit: `504 Gateway Timeout`.
+    #[error("{0}")]
+    Timeout(String),
     /// Anything else: `500 Internal Server Error`.
     #[error("{0}")]
     Internal(String),

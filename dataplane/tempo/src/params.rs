@@ -486,6 +486,17 @@ fn parse_positive(query: &Query, key: &str) -> Result<Option<u32>, String> {
     Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
+fn parse_non_negative(query: &Query, key: &str) -> Result<Option<u32>, String> {
+    let Some(s) = query.get(key) else {
+        return Ok(None);
+    };
+    let n = go_parse_int(s, 64, "Atoi").map_err(|e| format!("invalid {key}: {e}"))?;
+    if n < 0 {
+        return Err(format!("invalid {key}: must be a non-negative number"));
+    }
+    Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
 fn parse_duration_param(query: &Query, key: &str) -> Result<Option<u64>, String> {
     let Some(s) = query.get(key) else {
         return Ok(None);
@@ -498,6 +509,10 @@ fn parse_duration_param(query: &Query, key: &str) -> Result<Option<u64>, String>
 fn non_zero(v: u32) -> Option<u64> {
     (v != 0).then_some(u64::from(v))
 }
+
+/// The most tags one search may give: each becomes a condition of the
+/// query, and the query's depth must stay bounded.
+pub(crate) const MAX_SEARCH_TAGS: usize = 256;
 
 /// Search parameters that are never read as tags.
 const RESERVED: &[&str] = &[
@@ -539,6 +554,13 @@ pub(crate) fn parse_search(query: &Query) -> Result<SearchRequest, String> {
             tags.push((k.clone(), v.clone()));
         }
     }
+    if tags.len() > MAX_SEARCH_TAGS {
+        return Err(format!(
+            "invalid tags: {} tags given; at most {} are accepted",
+            tags.len(),
+            MAX_SEARCH_TAGS
+        ));
+    }
     let min_duration_nanos = parse_duration_param(query, "minDuration")?;
     let max_duration_nanos = parse_duration_param(query, "maxDuration")?;
     if let (Some(min), Some(max)) = (min_duration_nanos, max_duration_nanos)
@@ -548,7 +570,11 @@ pub(crate) fn parse_search(query: &Query) -> Result<SearchRequest, String> {
         return Err("invalid maxDuration: must be greater than minDuration".to_owned());
     }
     let limit = parse_positive(query, "limit")?.unwrap_or(DEFAULT_SEARCH_LIMIT);
-    let spans_per_spanset = parse_positive(query, "spss")?.unwrap_or(DEFAULT_SPANS_PER_SPANSET);
+    // As in Tempo, `spss=0` (which tempo-cli sends) means the default.
+    let spans_per_spanset = match parse_non_negative(query, "spss")? {
+        None | Some(0) => DEFAULT_SPANS_PER_SPANSET,
+        Some(n) => n,
+    };
     if (start != 0 || end != 0) && end <= start {
         return Err(format!(
             "http parameter start must be before end. received start={start} end={end}"
@@ -888,7 +914,17 @@ mod tests {
             err("limit=x"),
             r#"invalid limit: strconv.Atoi: parsing "x": invalid syntax"#
         );
-        assert_eq!(err("spss=-1"), "invalid spss: must be a positive number");
+        assert_eq!(err("spss=-1"), "invalid spss: must be a non-negative number");
+        let many: Vec<String> = (0..=MAX_SEARCH_TAGS).map(|i| format!("k{i}%3Dv")).collect();
+        assert_eq!(
+            err(&format!("tags={}", many.join("+"))),
+            format!(
+                "invalid tags: {} tags given; at most {MAX_SEARCH_TAGS} are accepted",
+                MAX_SEARCH_TAGS + 1
+            )
+        );
+        let req = parse_search(&q("q=%7B%7D&spss=0")).unwrap();
+        assert_eq!(req.spans_per_spanset, DEFAULT_SPANS_PER_SPANSET);
         assert_eq!(
             err("minDuration=1x"),
             r#"invalid minDuration: time: unknown unit "x" in duration "1x""#

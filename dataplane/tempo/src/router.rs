@@ -119,6 +119,8 @@ fn backend_error(err: BackendError) -> Response {
     let (status, text) = match err {
         BackendError::BadRequest(text) => (StatusCode::BAD_REQUEST, text),
         BackendError::Unavailable(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+        BackendError::Exhausted(text) => (StatusCode::TOO_MANY_REQUESTS, text),
+        BackendError::Timeout(text) => (StatusCode::GATEWAY_TIMEOUT, text),
         BackendError::Internal(text) => (StatusCode::INTERNAL_SERVER_ERROR, text),
     };
     if status.is_server_error() {

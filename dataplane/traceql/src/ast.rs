@@ -544,6 +544,17 @@ impl SpansetExpr {
 }
 
 impl FieldExpr {
+    /// The fields the expression reads, in order, without repetitions.
+    pub fn fields(&self) -> Vec<FieldRef> {
+        let mut out: Vec<FieldRef> = Vec::new();
+        self.visit_fields(&mut |f| {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        });
+        out
+    }
+
     pub(crate) fn visit_fields(&self, f: &mut impl FnMut(&FieldRef)) {
         match self {
             FieldExpr::Bool(_) => {}

@@ -217,7 +217,7 @@ fn from_fn(n: usize, f: impl FnMut(usize) -> bool) -> BooleanArray {
 }
 
 /// Which rows satisfy `expr`.
-fn mask(spans: &Spans<'_>, expr: &FieldExpr) -> Result<BooleanArray, EvalError> {
+pub(crate) fn mask(spans: &Spans<'_>, expr: &FieldExpr) -> Result<BooleanArray, EvalError> {
     let n = spans.num_rows();
     Ok(match expr {
         FieldExpr::Bool(b) => from_fn(n, |_| *b),

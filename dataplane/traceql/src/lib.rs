@@ -70,6 +70,7 @@ mod error;
 mod eval;
 mod lexer;
 mod parser;
+mod prefilter;
 mod spans;
 mod tags;
 mod value;
@@ -85,6 +86,8 @@ pub use ast::{
 };
 pub use error::{EvalError, InvalidQuery, ParseError, Pos, QueryError, UnsupportedError};
 pub use eval::{FieldReader, TraceMatch};
+pub use parser::{MAX_NESTING, MAX_OPERATORS, MAX_QUERY_BYTES};
+pub use prefilter::{prefilter_is_exact, span_mask, span_prefilter};
 pub use tags::from_tags;
 pub use value::Value;
 

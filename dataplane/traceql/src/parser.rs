@@ -27,11 +27,32 @@ use crate::error::{InvalidQuery, ParseError, Pos, QueryError, UnsupportedError};
 use crate::lexer::{AttrScope, Tok, tokenize};
 use crate::value::{compare, literal_value};
 
+/// The longest query text accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// The deepest nesting of parentheses and `!` accepted.
+pub const MAX_NESTING: usize = 64;
+/// The most binary operators (`&&`, `||`, `|`) one query may hold.
+///
+/// With [`MAX_NESTING`] this bounds the depth of the syntax tree, so no
+/// query can overflow a stack while it is parsed, evaluated or dropped.
+pub const MAX_OPERATORS: usize = 512;
+
 /// Parses and type-checks `text`.
 pub(crate) fn parse(text: &str) -> Result<SpansetExpr, QueryError> {
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(syntax(
+            Pos::START,
+            format!(
+                "query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
+                text.len()
+            ),
+        ));
+    }
     let mut p = Parser {
         toks: tokenize(text),
         i: 0,
+        depth: 0,
+        operators: 0,
     };
     p.query()
 }
@@ -203,9 +224,39 @@ fn op_valid(op: CompareOp, a: Type, b: Type) -> bool {
 struct Parser {
     toks: Vec<(Tok, Pos)>,
     i: usize,
+    /// Current nesting of parentheses and `!`.
+    depth: usize,
+    /// Binary operators seen so far.
+    operators: usize,
 }
 
 impl Parser {
+    /// Runs `f` one nesting level deeper, refusing past [`MAX_NESTING`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, QueryError>) -> Result<T, QueryError> {
+        if self.depth >= MAX_NESTING {
+            return Err(syntax(
+                self.pos(),
+                format!("query nests parentheses or `!` more than {MAX_NESTING} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
+    /// Counts one binary operator, refusing past [`MAX_OPERATORS`].
+    fn count_operator(&mut self) -> Result<(), QueryError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(syntax(
+                self.pos(),
+                format!("query has more than {MAX_OPERATORS} operators"),
+            ));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> &Tok {
         self.toks.get(self.i).map_or(&Tok::Eof, |(t, _)| t)
     }
@@ -280,6 +331,7 @@ impl Parser {
         let input = self.spanset_or()?;
         let mut stages = Vec::new();
         while self.eat(&Tok::Pipe) {
+            self.count_operator()?;
             stages.push(self.stage()?);
         }
         if stages.is_empty() {
@@ -292,6 +344,7 @@ impl Parser {
     fn spanset_or(&mut self) -> Result<SpansetExpr, QueryError> {
         let mut lhs = self.spanset_and()?;
         while self.eat(&Tok::OrOr) {
+            self.count_operator()?;
             let rhs = self.spanset_and()?;
             lhs = SpansetExpr::Or(Box::new(lhs), Box::new(rhs));
         }
@@ -304,6 +357,7 @@ impl Parser {
             let tok = self.peek();
             if *tok == Tok::AndAnd {
                 self.bump();
+                self.count_operator()?;
                 let rhs = self.spanset_primary()?;
                 lhs = SpansetExpr::And(Box::new(lhs), Box::new(rhs));
             } else if is_structural(tok) {
@@ -319,9 +373,11 @@ impl Parser {
             Tok::LBrace => self.spanset_filter(),
             Tok::LParen => {
                 self.bump();
-                let inner = self.pipeline()?;
-                self.expect(&Tok::RParen, "`)`")?;
-                Ok(inner)
+                self.nested(|p| {
+                    let inner = p.pipeline()?;
+                    p.expect(&Tok::RParen, "`)`")?;
+                    Ok(inner)
+                })
             }
             Tok::Word(w) if aggregate_func(w).is_some() => Err(unsupported(
                 self.pos(),
@@ -459,6 +515,7 @@ impl Parser {
         let mut lhs = self.and()?;
         while *self.peek() == Tok::OrOr {
             let (_, op_pos) = self.bump();
+            self.count_operator()?;
             let rhs_pos = self.pos();
             let rhs = self.and()?;
             let a = self.predicate(lhs, start, Some(op_pos))?;
@@ -473,6 +530,7 @@ impl Parser {
         let mut lhs = self.unary()?;
         while *self.peek() == Tok::AndAnd {
             let (_, op_pos) = self.bump();
+            self.count_operator()?;
             let rhs_pos = self.pos();
             let rhs = self.unary()?;
             let a = self.predicate(lhs, start, Some(op_pos))?;
@@ -486,7 +544,7 @@ impl Parser {
         if *self.peek() == Tok::Bang {
             let (_, pos) = self.bump();
             let inner_pos = self.pos();
-            let inner = self.unary()?;
+            let inner = self.nested(Self::unary)?;
             let e = self.predicate(inner, inner_pos, Some(pos))?;
             return Ok(Node::Pred(FieldExpr::Not(Box::new(e))));
         }
@@ -653,9 +711,11 @@ impl Parser {
         let value = match tok {
             Tok::LParen => {
                 self.bump();
-                let inner = self.expr()?;
-                self.expect(&Tok::RParen, "`)`")?;
-                return Ok(inner);
+                return self.nested(|p| {
+                    let inner = p.expr()?;
+                    p.expect(&Tok::RParen, "`)`")?;
+                    Ok(inner)
+                });
             }
             Tok::Minus => {
                 let negated = match self.peek_at(1) {

@@ -162,6 +162,7 @@ impl Delivery {
                             // Validated before logging, so this means a bug or a
                             // damaged record; keep it out of the way and say so.
                             warn!(seq = p.seq, error = %e, "cannot convert WAL entry; dropping it");
+                            self.metrics.entries_dropped.inc();
                             self.wal.mark_done(&[p.seq]);
                             return;
                         }

@@ -47,7 +47,7 @@ impl OtlpGrpc {
 /// The gRPC status of a refused export.
 pub fn to_status(e: IngestError) -> Status {
     match e {
-        IngestError::Invalid(m) => Status::invalid_argument(m),
+        IngestError::Invalid(m) | IngestError::TooLarge(m) => Status::invalid_argument(m),
         IngestError::Unauthenticated(m) => Status::unauthenticated(m),
         IngestError::Overloaded { detail, retry_after } => {
             status_with_retry(tonic::Code::ResourceExhausted, detail, retry_after)

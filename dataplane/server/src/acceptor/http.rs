@@ -81,6 +81,7 @@ impl HttpError {
     fn into_response(self, encoding: Encoding) -> Response {
         let (status, grpc_code, message, retry_after) = match self {
             HttpError::Ingest(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, 3, m, None),
+            HttpError::Ingest(IngestError::TooLarge(m)) => (StatusCode::PAYLOAD_TOO_LARGE, 3, m, None),
             HttpError::Ingest(IngestError::Unauthenticated(m)) => (StatusCode::UNAUTHORIZED, 16, m, None),
             HttpError::Ingest(IngestError::Overloaded { detail, retry_after }) => {
                 (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after))

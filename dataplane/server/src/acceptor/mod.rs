@@ -29,6 +29,10 @@ pub enum IngestError {
     /// The request is malformed; retrying it cannot help (400 / INVALID_ARGUMENT).
     #[error("{0}")]
     Invalid(String),
+    /// Past a size bound; retrying the same request cannot help
+    /// (413 / INVALID_ARGUMENT).
+    #[error("{0}")]
+    TooLarge(String),
     /// No or a bad tenant (401 / UNAUTHENTICATED).
     #[error("{0}")]
     Unauthenticated(String),
@@ -44,6 +48,7 @@ impl IngestError {
     pub fn outcome(&self) -> &'static str {
         match self {
             IngestError::Invalid(_) => "invalid",
+            IngestError::TooLarge(_) => "too_large",
             IngestError::Unauthenticated(_) => "unauthenticated",
             IngestError::Overloaded { .. } => "overloaded",
             IngestError::Unavailable(_) => "unavailable",
@@ -119,8 +124,15 @@ impl Acceptor {
         mut request: ExportTraceServiceRequest,
     ) -> Result<usize, IngestError> {
         let i = &self.inner;
-        let summary = validate::validate_traces(&mut request, i.config.max_attribute_value_size.as_usize())
-            .map_err(IngestError::Invalid)?;
+        let limits = validate::Limits {
+            max_value: i.config.max_attribute_value_size.as_usize(),
+            max_attributes: i.config.max_attributes,
+            max_converted: i.config.max_converted_request_size.as_usize(),
+        };
+        let summary = validate::validate_traces(&mut request, limits).map_err(|e| match e {
+            validate::Refused::Invalid(m) => IngestError::Invalid(m),
+            validate::Refused::TooLarge(m) => IngestError::TooLarge(m),
+        })?;
         i.metrics.attributes_truncated.inc_by(summary.truncated_values);
         if summary.spans == 0 {
             return Ok(0);

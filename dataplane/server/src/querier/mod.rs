@@ -34,8 +34,10 @@ pub fn query_status(e: QueryError) -> Status {
     let msg = e.to_string();
     match e {
         QueryError::BadRequest(_) => Status::invalid_argument(msg),
+        QueryError::Exhausted(_) => Status::resource_exhausted(msg),
         QueryError::Catalog(_) | QueryError::Buffers(_) => Status::unavailable(msg),
         QueryError::DataFusion(ref inner) if is_user_error(inner) => Status::invalid_argument(msg),
+        QueryError::DataFusion(ref inner) if signaldb_query::is_timeout(inner) => Status::deadline_exceeded(msg),
         QueryError::DataFusion(ref inner)
             if matches!(
                 inner.find_root(),
@@ -57,17 +59,29 @@ fn is_user_error(e: &signaldb_query::DataFusionError) -> bool {
     )
 }
 
-/// Searches and tag lookups without `start`/`end` cover this much recent time
+/// Searches and tag lookups without `start`/`end` cover the last `lookback`
 /// (Tempo likewise answers them from recent data), so that one request cannot
 /// read a tenant's whole history.
-pub const DEFAULT_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-fn range_or_recent(range: Option<(i64, i64)>) -> Option<(i64, i64)> {
+fn range_or_recent(range: Option<(i64, i64)>, lookback: std::time::Duration) -> Option<(i64, i64)> {
     range.or_else(|| {
         let now = crate::now_ms().saturating_mul(1_000_000);
-        let back = i64::try_from(DEFAULT_LOOKBACK.as_nanos()).unwrap_or(i64::MAX);
+        let back = i64::try_from(lookback.as_nanos()).unwrap_or(i64::MAX);
         Some((now.saturating_sub(back), i64::MAX))
     })
+}
+
+/// The status of an error inside a result stream: a query error keeps its
+/// own status (a timeout stays `DEADLINE_EXCEEDED`), anything else is internal.
+fn stream_status(e: arrow_flight::error::FlightError) -> Status {
+    use arrow_flight::error::FlightError;
+    match e {
+        FlightError::ExternalError(inner) => match inner.downcast::<signaldb_query::DataFusionError>() {
+            Ok(df) => query_status(QueryError::DataFusion(*df)),
+            Err(other) => Status::internal(other.to_string()),
+        },
+        FlightError::Tonic(status) => *status,
+        other => Status::internal(other.to_string()),
+    }
 }
 
 fn tenant(s: &str) -> Result<TenantId, Status> {
@@ -78,11 +92,13 @@ fn tenant(s: &str) -> Result<TenantId, Status> {
 #[derive(Debug, Clone)]
 pub struct QuerierFlight {
     engine: QueryEngine,
+    lookback: std::time::Duration,
 }
 
 impl QuerierFlight {
-    pub fn new(engine: QueryEngine) -> Self {
-        Self { engine }
+    /// `lookback`: how far back searches without `start`/`end` look.
+    pub fn new(engine: QueryEngine, lookback: std::time::Duration) -> Self {
+        Self { engine, lookback }
     }
 
     pub fn into_server(self) -> FlightServiceServer<Self> {
@@ -98,19 +114,15 @@ impl QuerierFlight {
                 .map_err(|e| Status::invalid_argument(format!("invalid TraceQL query: {e}")))?,
             None => signaldb_traceql::from_tags(&a.tags, a.min_duration_ns, a.max_duration_ns),
         };
-        let cols = signaldb_query::search_columns(&query);
-        let spans = self
-            .engine
-            .spans_projected(&t, a.range, Some(&cols))
-            .await
-            .map_err(query_status)?;
-        let inspected_spans = spans.num_rows() as u64;
+        let range = range_or_recent(a.range, self.lookback);
         let params = SearchParams {
             query,
             limit: a.limit,
             spans_per_spanset: a.spans_per_spanset,
         };
-        let (traces, inspected_traces) = signaldb_query::search_batches(&spans, &params).map_err(query_status)?;
+        let (traces, inspected_traces, inspected_spans) = signaldb_query::search(&self.engine, &t, range, &params)
+            .await
+            .map_err(query_status)?;
         Ok(wire::SearchActionResult {
             traces: traces
                 .into_iter()
@@ -149,7 +161,7 @@ impl QuerierFlight {
         ];
         let spans = self
             .engine
-            .spans_projected(&t, range_or_recent(a.range), Some(&cols))
+            .spans_projected(&t, range_or_recent(a.range, self.lookback), Some(&cols))
             .await
             .map_err(query_status)?;
         let mut names = signaldb_query::tag_names(&spans).map_err(query_status)?;
@@ -167,7 +179,7 @@ impl QuerierFlight {
         let t = tenant(&a.tenant)?;
         let spans = self
             .engine
-            .spans(&t, range_or_recent(a.range))
+            .spans(&t, range_or_recent(a.range, self.lookback))
             .await
             .map_err(query_status)?;
         let values = match a.scope.as_deref() {
@@ -236,7 +248,7 @@ impl FlightService for QuerierFlight {
                 Box::pin(
                     FlightDataEncoderBuilder::new()
                         .build(stream.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))))
-                        .map_err(|e| Status::internal(e.to_string())),
+                        .map_err(stream_status),
                 )
             }
             None => return Err(Status::invalid_argument("query ticket names no query")),

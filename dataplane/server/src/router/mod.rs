@@ -31,7 +31,9 @@ impl QuerierBackend {
 fn backend_error(s: Status) -> BackendError {
     match s.code() {
         tonic::Code::InvalidArgument => BackendError::BadRequest(s.message().to_owned()),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => BackendError::Unavailable(s.message().to_owned()),
+        tonic::Code::Unavailable => BackendError::Unavailable(s.message().to_owned()),
+        tonic::Code::DeadlineExceeded => BackendError::Timeout(s.message().to_owned()),
+        tonic::Code::ResourceExhausted => BackendError::Exhausted(s.message().to_owned()),
         _ => BackendError::Internal(s.message().to_owned()),
     }
 }

@@ -37,6 +37,8 @@ pub enum FlushError {
     Parquet(parquet::errors::ParquetError),
     #[error("uploading {path}: {source}")]
     Upload { path: String, source: object_store::Error },
+    #[error("syncing {path} to disk: {source}")]
+    Sync { path: String, source: std::io::Error },
     #[error("registering {path} in the catalog: {source}")]
     Register {
         path: String,
@@ -147,6 +149,16 @@ impl Writer {
                 path: path.to_string(),
                 source,
             })?;
+        if let Some(root) = self.inner.local_root.clone() {
+            let location = path.clone();
+            tokio::task::spawn_blocking(move || crate::storage::sync_local(&root, &location))
+                .await
+                .map_err(|e| FlushError::Join(e.to_string()))?
+                .map_err(|source| FlushError::Sync {
+                    path: path.to_string(),
+                    source,
+                })?;
+        }
         let record = FileRecord {
             path: path.to_string(),
             tenant: tenant.clone(),

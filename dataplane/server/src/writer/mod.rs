@@ -86,6 +86,9 @@ struct Inner {
     wal: Wal,
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
+    /// The local store's directory, whose files are fsynced before they are
+    /// registered; `None` for object storage that is durable on upload (S3).
+    local_root: Option<std::path::PathBuf>,
     config: WriterConfig,
     metrics: Metrics,
     state: std::sync::Mutex<State>,
@@ -110,6 +113,7 @@ impl Writer {
         wal: Wal,
         catalog: Arc<dyn Catalog>,
         store: Arc<dyn ObjectStore>,
+        local_root: Option<std::path::PathBuf>,
         config: WriterConfig,
         metrics: Metrics,
     ) -> Self {
@@ -119,6 +123,7 @@ impl Writer {
                 wal,
                 catalog,
                 store,
+                local_root,
                 config,
                 metrics,
                 state: std::sync::Mutex::new(State::default()),

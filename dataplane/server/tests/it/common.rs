@@ -370,3 +370,13 @@ pub(crate) fn assert_exactly_once(acked: &std::collections::HashSet<SpanKey>, st
     );
     assert!(by_id.len() >= acked.len());
 }
+
+/// Percent-encodes everything but unreserved characters.
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -29,7 +29,11 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
         c.writer.flush_max_age = Duration::from_secs(3600);
         c
     };
-    let w1 = start(node("w1"), Roles::WRITER).await.unwrap();
+    let token_file = dir.path().join("cluster-token");
+    let token = signaldb::auth::ClusterToken::create_file(&token_file).unwrap();
+    let mut w1_config = node("w1");
+    w1_config.cluster.token_file = Some(token_file.clone());
+    let w1 = start(w1_config, Roles::WRITER).await.unwrap();
     let acceptor = start(node("acc"), Roles::ACCEPTOR).await.unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
         .await
@@ -72,7 +76,24 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     // Drain w1 through its admin endpoint.
     let admin = format!("http://{}/drain", w1.endpoints.admin.unwrap());
     let http = reqwest::Client::new();
+    // Not without the cluster token, nor with a wrong one.
     let resp = http.post(&admin).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.text().await.unwrap().contains("needs the cluster token"));
+    let resp = http
+        .post(&admin)
+        .header("authorization", "Bearer not-the-cluster-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(!w1.writer().unwrap().is_draining());
+    let resp = http
+        .post(&admin)
+        .header("authorization", token.bearer())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
     let t = std::time::Instant::now();
     loop {
@@ -113,6 +134,37 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
         metric(&m.render(), "signaldb_wal_pending_bytes{role=\"acceptor\"}") == Some(0.0)
     })
     .await;
+
+    // Undoing w1's drain (token needed) puts it back in routing: new traces
+    // spread over both writers again.
+    assert_eq!(http.delete(&admin).send().await.unwrap().status().as_u16(), 401);
+    let resp = http
+        .delete(&admin)
+        .header("authorization", token.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["draining"], false);
+    let mut w1_took_data = false;
+    for round in 0..20 {
+        let more = request(200 + round, 10, 2);
+        acked.extend(keys(&more));
+        grpc.export(more).await.unwrap();
+        wait_until("delivery after the undo", Duration::from_secs(20), || {
+            metric(&m.render(), "signaldb_wal_pending_bytes{role=\"acceptor\"}") == Some(0.0)
+        })
+        .await;
+        if w1.writer().unwrap().buffered().0 > 0 {
+            w1_took_data = true;
+            break;
+        }
+        // Acceptors learn of the change on their next catalog refresh.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(w1_took_data, "a writer whose drain was undone takes new data");
+    w1.writer().unwrap().flush().await.unwrap();
     w2.writer().unwrap().flush().await.unwrap();
 
     let store = signaldb::storage::open(&node("w2")).unwrap();

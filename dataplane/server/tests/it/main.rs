@@ -10,6 +10,7 @@
 
 mod common;
 
+mod abuse;
 mod bad_input;
 mod crash;
 mod drain;

@@ -243,12 +243,3 @@ async fn tempo_api_and_flight_sql_fresh_flushed_and_tenant_isolated() {
     assert_eq!(sql_count(&sql, "tenant-a", "SELECT count(*) FROM spans").await, 3);
     running.shutdown().await;
 }
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}

@@ -678,3 +678,45 @@ fn legacy_tag_search() {
         ["json", "http", "grpc", "multi", "orphan"]
     );
 }
+
+/// Queries built to exhaust the stack are refused with a syntax error that
+/// says which bound they crossed, however deep they go.
+#[test]
+fn hostile_nesting_is_refused_not_overflowed() {
+    let negations = format!("{{{}true}}", "!".repeat(50_000));
+    let err = Query::parse(&negations).unwrap_err().to_string();
+    assert!(err.contains("more than 64 levels deep"), "{err}");
+
+    // 30,000 pairs: inside the length bound, so the depth bound answers.
+    let parens = format!("{{{}true{}}}", "(".repeat(30_000), ")".repeat(30_000));
+    let err = Query::parse(&parens).unwrap_err().to_string();
+    assert!(err.contains("more than 64 levels deep"), "{err}");
+
+    let spansets = format!("{}{{}}{}", "(".repeat(30_000), ")".repeat(30_000));
+    let err = Query::parse(&spansets).unwrap_err().to_string();
+    assert!(err.contains("more than 64 levels deep"), "{err}");
+
+    let chain = vec!["span.a = 1"; 2_000].join(" && ");
+    let err = Query::parse(&format!("{{{chain}}}")).unwrap_err().to_string();
+    assert!(err.contains("more than 512 operators"), "{err}");
+
+    let spanset_chain = vec!["{}"; 5_000].join(" || ");
+    let err = Query::parse(&spanset_chain).unwrap_err().to_string();
+    assert!(err.contains("more than 512 operators"), "{err}");
+
+    let long = format!("{{span.a = \"{}\"}}", "x".repeat(signaldb_traceql::MAX_QUERY_BYTES));
+    let err = Query::parse(&long).unwrap_err().to_string();
+    assert!(err.contains("at most 65536 are accepted"), "{err}");
+}
+
+/// Queries just inside the bounds still parse and evaluate.
+#[test]
+fn nesting_up_to_the_bound_is_accepted() {
+    let depth = signaldb_traceql::MAX_NESTING;
+    let nested = format!("{{{}span.a = 1{}}}", "(".repeat(depth), ")".repeat(depth));
+    assert!(Query::parse(&nested).is_ok());
+    let negations = format!("{{{}true}}", "!".repeat(depth));
+    assert!(Query::parse(&negations).is_ok());
+    let chain = vec!["span.a = 1"; signaldb_traceql::MAX_OPERATORS + 1].join(" && ");
+    assert!(Query::parse(&format!("{{{chain}}}")).is_ok());
+}

@@ -1,0 +1,223 @@
+//! Requests crafted to crash the process, write files, run forever or lose
+//! acknowledged data, each against the all-in-one server over real sockets.
+//! Every case gets a clear refusal, and the server keeps answering a trace by
+//! id that was stored before.
+
+use std::io::Write;
+use std::time::Duration;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use crate::common::*;
+
+fn string_kv(key: String, value: String) -> KeyValue {
+    KeyValue {
+        key,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn post_otlp(http: &reqwest::Client, base: &str, body: Vec<u8>, encoding: Option<&str>) -> (u16, String) {
+    let mut req = http
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap();
+    // Errors are google.rpc.Status in the request's encoding.
+    let message = signaldb::proto::RpcStatus::decode(body.clone())
+        .map(|s| s.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+    (status, message)
+}
+
+async fn flight_sql(endpoint: &str) -> FlightSqlServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    FlightSqlServiceClient::new(channel)
+}
+
+/// Runs `sql` to the end; the error's code and message, or the row count.
+async fn run_sql(endpoint: &str, sql: &str) -> Result<usize, (tonic::Code, String)> {
+    let mut client = flight_sql(endpoint).await;
+    let to_status = |e: arrow_flight::error::FlightError| match e {
+        arrow_flight::error::FlightError::Tonic(s) => (s.code(), s.message().to_owned()),
+        other => (tonic::Code::Unknown, other.to_string()),
+    };
+    let info = client.execute(sql.to_owned(), None).await.map_err(to_status)?;
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = client.do_get(ticket).await.map_err(to_status)?;
+    let batches: Vec<arrow_array::RecordBatch> = stream.try_collect().await.map_err(to_status)?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+/// The trace stored before the attacks still answers, and quickly.
+async fn still_serving(http: &reqwest::Client, api: &str, trace: &str) {
+    let t = std::time::Instant::now();
+    let resp = http.get(format!("{api}/api/traces/{trace}")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "trace by id still answers");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "trace by id took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_requests_are_refused_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.querier.query_timeout = Duration::from_secs(2);
+    let running = start_all(config).await;
+    let e = running.endpoints.clone();
+    let api = format!("http://{}", e.router_http.unwrap());
+    let otlp = format!("http://{}", e.otlp_http.unwrap());
+    let sql = e.router_flight_sql.unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    let stored = request(7, 1, 4);
+    let trace = hex::encode(&stored.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    grpc.export(stored).await.unwrap();
+    wait_until_found(&http, &api, &trace).await;
+
+    // 1. TraceQL nested 7,000 and 12,000 levels deep: 400, no stack overflow
+    //    (deeper queries do not fit in a URL; the parser's own tests go to
+    //    50,000).
+    for depth in [7_000, 12_000] {
+        let q = format!("{{{}true}}", "!".repeat(depth));
+        let resp = http
+            .get(format!("{api}/api/search?q={}", urlencode(&q)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "depth {depth}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("more than 64 levels deep"), "{text}");
+        let q = format!("{}{{}}{}", "(".repeat(depth / 2), ")".repeat(depth / 2));
+        let resp = http
+            .get(format!("{api}/api/search?q={}", urlencode(&q)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "parenthesised spansets, depth {depth}");
+    }
+    still_serving(&http, &api, &trace).await;
+
+    // 2. SQL that writes files or defines tables, however it is wrapped.
+    let target = dir.path().join("escaped.csv");
+    let escapes = [
+        format!("COPY (SELECT 1) TO '{}' STORED AS CSV", target.display()),
+        format!(
+            "EXPLAIN ANALYZE COPY (SELECT 1) TO '{}' STORED AS CSV",
+            target.display()
+        ),
+        format!("EXPLAIN COPY (SELECT 1) TO '{}' STORED AS CSV", target.display()),
+        format!(
+            "CREATE EXTERNAL TABLE leak STORED AS PARQUET LOCATION 'file://{}'",
+            dir.path().display()
+        ),
+        "CREATE VIEW v AS SELECT 1".to_owned(),
+        "INSERT INTO spans SELECT * FROM spans".to_owned(),
+        "SET datafusion.execution.target_partitions = 64".to_owned(),
+        "DROP VIEW spans".to_owned(),
+    ];
+    for statement in &escapes {
+        let (code, message) = run_sql(&sql, statement).await.unwrap_err();
+        assert_eq!(code, tonic::Code::InvalidArgument, "{statement}: {message}");
+        assert!(message.contains("not supported"), "{statement}: {message}");
+    }
+    assert!(!target.exists(), "no SQL may write a file");
+    assert_eq!(run_sql(&sql, "SELECT count(*) FROM spans").await, Ok(1));
+
+    // 3. A query that would run for hours ends at the time limit.
+    let t = std::time::Instant::now();
+    let (code, message) = run_sql(&sql, "SELECT count(*) FROM range(100000000000)")
+        .await
+        .unwrap_err();
+    assert_eq!(code, tonic::Code::DeadlineExceeded, "{message}");
+    assert!(message.contains("time limit of 2s"), "{message}");
+    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    still_serving(&http, &api, &trace).await;
+
+    // 4. The drain controls of the all-in-one writer need the cluster token,
+    //    which only this process knows.
+    let admin = format!("http://{}/drain", e.admin.unwrap());
+    for req in [http.post(&admin), http.delete(&admin)] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    assert!(!running.writer().unwrap().is_draining());
+
+    // 5. A 60 KiB resource attribute over 20,000 spans (1.2 GB as span rows):
+    //    refused before the acknowledgement, not dropped after it.
+    let mut big = request(8, 2_000, 10);
+    big.resource_spans[0].resource = Some(Resource {
+        attributes: vec![string_kv("big".into(), "x".repeat(60 * 1024))],
+        ..Default::default()
+    });
+    let (status, message) = post_otlp(&http, &otlp, big.encode_to_vec(), None).await;
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("acceptor.max_converted_request_size"), "{message}");
+    let status = grpc.export(big).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    // 6. 100,000 attributes on one span.
+    let mut wide = request(9, 1, 1);
+    wide.resource_spans[0].scope_spans[0].spans[0].attributes =
+        (0..100_000).map(|i| string_kv(format!("k{i}"), "v".into())).collect();
+    let (status, message) = post_otlp(&http, &otlp, wide.encode_to_vec(), None).await;
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("100000 attributes; at most 1024"), "{message}");
+
+    // 7. A gzip bomb: 256 MiB of zeros in a small body.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1024 * 1024];
+    for _ in 0..256 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 300 * 1024, "{} bytes", bomb.len());
+    let (status, message) = post_otlp(&http, &otlp, bomb, Some("gzip")).await;
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("after decompression"), "{message}");
+
+    // Nothing acknowledged was lost, and the process serves on.
+    still_serving(&http, &api, &trace).await;
+    let accepted = ExportTraceServiceRequest::default();
+    assert!(grpc.export(accepted).await.is_ok());
+    running.shutdown().await;
+}
+
+async fn wait_until_found(http: &reqwest::Client, api: &str, trace: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let resp = http.get(format!("{api}/api/traces/{trace}")).send().await.unwrap();
+        if resp.status().as_u16() == 200 {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "trace {trace} never became readable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
