@@ -457,3 +457,32 @@ pub(crate) fn ts<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Timestamp
 pub(crate) fn non_null(a: &dyn Array, i: usize) -> bool {
     a.is_valid(i)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Newest;
+
+    fn id(n: u8) -> [u8; 16] {
+        [n; 16]
+    }
+
+    #[test]
+    fn newest_keeps_the_latest_start_of_each_trace() {
+        let mut all = Newest::new(None);
+        for (n, start) in [(1, 10), (2, 5), (1, 3), (3, 7), (2, 20)] {
+            all.offer(id(n), start);
+        }
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.into_newest_first(), vec![(id(2), 20), (id(1), 10), (id(3), 7)]);
+    }
+
+    #[test]
+    fn a_bound_keeps_only_the_newest_traces() {
+        let mut two = Newest::new(Some(2));
+        for (n, start) in [(1, 10), (2, 5), (3, 7), (4, 1), (2, 30), (5, 8)] {
+            two.offer(id(n), start);
+            assert!(two.len() <= 2);
+        }
+        assert_eq!(two.into_newest_first(), vec![(id(2), 30), (id(1), 10)]);
+    }
+}

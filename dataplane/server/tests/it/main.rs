@@ -19,5 +19,6 @@ mod multiprocess;
 mod otel_sdk;
 mod overload;
 mod query;
+mod search;
 mod unreachable;
 mod wal_damage;

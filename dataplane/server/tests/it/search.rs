@@ -1,0 +1,80 @@
+//! Searches through the Tempo API on the real path: candidate traces found
+//! by the query's span condition, then the whole query over them alone,
+//! newest first, stopping at `limit`; the same answers before and after a
+//! flush.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+use crate::common::*;
+
+async fn search(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> Vec<(String, u64, u64)> {
+    let url = format!("{base}/api/search?q={}&limit={limit}&spss=0", urlencode(q));
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let start: u64 = t["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+            let matched = t["spanSets"][0]["matched"].as_u64().unwrap_or(0);
+            (t["traceID"].as_str().unwrap().to_owned(), start, matched)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.writer.flush_max_age = Duration::from_secs(3600);
+    let running = start_all(config).await;
+    let e = running.endpoints.clone();
+    let base = format!("http://{}", e.router_http.unwrap());
+    let http = reqwest::Client::new();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    // 30 traces of 3 spans and 10 of 1 span.
+    grpc.export(request(41, 30, 3)).await.unwrap();
+    grpc.export(request(42, 10, 1)).await.unwrap();
+    let t = std::time::Instant::now();
+    while search(&http, &base, "{ }", 100).await.len() < 40 {
+        assert!(t.elapsed() < Duration::from_secs(10), "spans never became searchable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for round in ["buffered", "flushed"] {
+        let all = search(&http, &base, "{ }", 100).await;
+        assert_eq!(all.len(), 40, "{round}");
+        let mut newest: Vec<u64> = all.iter().map(|t| t.1).collect();
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+
+        // Exact condition (every span): the newest `limit` traces.
+        let five = search(&http, &base, "{ }", 5).await;
+        assert_eq!(five.iter().map(|t| t.1).collect::<Vec<_>>(), newest[..5], "{round}");
+
+        // Not exact (an aggregate over the spanset): only traces of 3 spans
+        // qualify, still newest first and at most `limit`.
+        let three = search(&http, &base, "{ } | count() > 2", 7).await;
+        assert_eq!(three.len(), 7, "{round}");
+        assert!(three.iter().all(|t| t.2 == 3), "{round}: {three:?}");
+        assert!(three.windows(2).all(|w| w[0].1 >= w[1].1), "{round}: newest first");
+        let all_three = search(&http, &base, "{ } | count() > 2", 100).await;
+        assert_eq!(all_three.len(), 30, "{round}");
+        assert_eq!(three[..], all_three[..7], "{round}: the first page of the full answer");
+
+        // A condition no span meets finds nothing, and says so cleanly.
+        assert!(
+            search(&http, &base, r#"{ span.no.such.attribute = "x" }"#, 20)
+                .await
+                .is_empty()
+        );
+
+        deliver_and_flush(&running).await;
+    }
+    running.shutdown().await;
+}
