@@ -20,6 +20,7 @@ use signaldb_schema::columns;
 use url::Url;
 
 use crate::bounds::{OnlyOurStore, read_only_sql, with_deadline};
+use crate::counting::{CountingStore, ReadStats};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +120,23 @@ impl QueryEngine {
         self
     }
 
-    fn context(&self) -> Result<SessionContext, QueryError> {
+    /// A session for one query: the engine's memory pool and metadata
+    /// caches, and a view of the store that counts reads into `stats`.
+    fn context(&self, stats: &ReadStats) -> Result<SessionContext, QueryError> {
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&self.store), stats.clone()));
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::clone(&self.runtime.memory_pool),
+            disk_manager: Arc::clone(&self.runtime.disk_manager),
+            cache_manager: Arc::clone(&self.runtime.cache_manager),
+            object_store_registry: Arc::new(OnlyOurStore::new(url, counted)),
+        });
         let mut config = SessionConfig::new().with_target_partitions(2);
         // Keep Utf8/Binary as written (the span schema), not view types.
         config.options_mut().execution.parquet.schema_force_view_types = false;
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.bloom_filter_on_read = true;
-        Ok(SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime)))
+        Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 
     async fn files(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<Vec<FileRecord>, QueryError> {
@@ -139,13 +150,15 @@ impl QueryEngine {
         tenant: &TenantId,
         range: Option<(i64, i64)>,
         buffer_filter: BufferFilter,
+        stats: &ReadStats,
     ) -> Result<SessionContext, QueryError> {
-        let ctx = self.context()?;
+        let ctx = self.context(stats)?;
         let schema = signaldb_schema::traces::schema();
         // Buffers first, then files: a flush that registers its file in
         // between shows those spans twice (and they are deduplicated), never
         // zero times.
         let buffered = self.buffers.buffered(tenant, buffer_filter).await?;
+        stats.add_bytes(buffered.iter().map(|b| b.get_array_memory_size() as u64).sum());
         let files = self.files(tenant, range).await?;
         ctx.register_table(
             "buffered_spans",
@@ -179,7 +192,7 @@ impl QueryEngine {
         range: Option<(i64, i64)>,
     ) -> Result<Option<RecordBatch>, QueryError> {
         let ctx = self
-            .spans_context(tenant, range, BufferFilter::TraceId(trace_id))
+            .spans_context(tenant, range, BufferFilter::TraceId(trace_id), &ReadStats::default())
             .await?;
         let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
         let df = ctx
@@ -206,7 +219,7 @@ impl QueryEngine {
         projection: Option<&[&str]>,
     ) -> Result<RecordBatch, QueryError> {
         let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .spans_context(tenant, range, BufferFilter::TimeRange(range), &ReadStats::default())
             .await?;
         let mut df = in_range(ctx.table("all_spans").await?, range)?;
         let schema = match projection {
@@ -222,8 +235,8 @@ impl QueryEngine {
 
     /// The traces with a span in `range` that satisfies `condition` (any
     /// span when `None`), each with the latest start among those spans,
-    /// newest first. Reads only `columns` (the trace id, the start time and
-    /// what the condition reads), streaming, and keeps only trace ids.
+    /// newest first. Reads only the trace id, the start time and what the
+    /// condition reads, streaming, and keeps only trace ids.
     ///
     /// `keep`: with `Some(n)` only the newest `n` traces are kept (the
     /// condition is the whole query, so any `n` matches do); with `None`
@@ -234,15 +247,16 @@ impl QueryEngine {
         tenant: &TenantId,
         range: Option<(i64, i64)>,
         condition: Option<&signaldb_traceql::FieldExpr>,
-        columns: &[&str],
         keep: Option<usize>,
         max_traces: usize,
+        stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
         use futures::StreamExt;
         let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .spans_context(tenant, range, BufferFilter::TimeRange(range), stats)
             .await?;
-        let df = in_range(ctx.table("all_spans").await?, range)?.select_columns(columns)?;
+        let columns = crate::search::condition_columns(condition);
+        let df = in_range(ctx.table("all_spans").await?, range)?.select_columns(&columns)?;
         let mut stream = df.execute_stream().await?;
         let mut found = Newest::new(keep);
         while let Some(batch) = stream.next().await {
@@ -281,6 +295,7 @@ impl QueryEngine {
         range: Option<(i64, i64)>,
         ids: &[[u8; 16]],
         projection: &[&str],
+        stats: &ReadStats,
     ) -> Result<RecordBatch, QueryError> {
         let full = signaldb_schema::traces::schema();
         let schema = Arc::new(
@@ -295,7 +310,7 @@ impl QueryEngine {
             return Ok(RecordBatch::new_empty(schema));
         }
         let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range))
+            .spans_context(tenant, range, BufferFilter::TimeRange(range), stats)
             .await?;
         let list = ids
             .iter()
@@ -310,7 +325,9 @@ impl QueryEngine {
     /// Runs SQL against the tenant's `spans` table and streams the result.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let started = tokio::time::Instant::now();
-        let ctx = self.spans_context(tenant, None, BufferFilter::TimeRange(None)).await?;
+        let ctx = self
+            .spans_context(tenant, None, BufferFilter::TimeRange(None), &ReadStats::default())
+            .await?;
         // Each span once, however many copies replication, retries or a
         // concurrent flush left.
         ctx.sql("CREATE VIEW spans AS SELECT DISTINCT ON (trace_id, span_id) * FROM all_spans")

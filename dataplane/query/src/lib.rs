@@ -6,10 +6,12 @@
 //! SQL or TraceQL can reach another tenant's data.
 
 mod bounds;
+mod counting;
 mod engine;
 mod search;
 
 pub use bounds::{QueryTimedOut, is_timeout};
+pub use counting::ReadStats;
 pub use datafusion::error::DataFusionError;
 pub use engine::{BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, dedup_spans};
 pub use search::{

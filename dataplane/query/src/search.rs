@@ -60,7 +60,8 @@ pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
         columns::STATUS_MESSAGE,
         columns::SERVICE_NAME,
     ];
-    let fields = signaldb_traceql::referenced_fields(query);
+    // Filters and `select(...)`: matched spans carry both.
+    let fields = query.all_fields();
     let scopes = fields.iter().filter_map(|f| match f {
         FieldRef::Attribute(a) => Some(a.scope),
         FieldRef::Intrinsic(_) => None,
@@ -121,12 +122,14 @@ pub fn condition_columns(condition: Option<&signaldb_traceql::FieldExpr>) -> Vec
 /// the query's span condition ([`signaldb_traceql::span_prefilter`]),
 /// reading only the columns it needs; then the whole query over those
 /// traces alone, newest first, a chunk at a time, until `limit` traces
-/// match. Returns the matches, the traces inspected and the spans read.
+/// match. Returns the matches, the traces inspected and the spans read;
+/// `stats` counts the bytes read.
 pub async fn search(
     engine: &crate::QueryEngine,
     tenant: &signaldb_config::TenantId,
     range: Option<(i64, i64)>,
     params: &SearchParams,
+    stats: &crate::ReadStats,
 ) -> Result<(Vec<SearchTrace>, u64, u64), QueryError> {
     let condition = signaldb_traceql::span_prefilter(&params.query);
     let exact = signaldb_traceql::prefilter_is_exact(&params.query)
@@ -136,9 +139,9 @@ pub async fn search(
             tenant,
             range,
             condition.as_ref(),
-            &condition_columns(condition.as_ref()),
             exact.then_some(params.limit),
             MAX_CANDIDATE_TRACES,
+            stats,
         )
         .await?;
     let cols = search_columns(&params.query);
@@ -151,7 +154,7 @@ pub async fn search(
     let (mut found, mut inspected_traces, mut inspected_spans) = (Vec::new(), 0u64, 0u64);
     for ids in candidates.chunks(chunk) {
         let ids: Vec<[u8; 16]> = ids.iter().map(|(id, _)| *id).collect();
-        let spans = engine.spans_of_traces(tenant, range, &ids, &cols).await?;
+        let spans = engine.spans_of_traces(tenant, range, &ids, &cols, stats).await?;
         inspected_spans += spans.num_rows() as u64;
         let (traces, inspected) = search_batches(&spans, params)?;
         inspected_traces += inspected;
@@ -186,6 +189,8 @@ pub fn search_batches(spans: &RecordBatch, params: &SearchParams) -> Result<(Vec
     let status = ints(&sorted, columns::STATUS_CODE)?;
     let parents = fsb(&sorted, columns::PARENT_SPAN_ID)?;
     let span_ids = fsb(&sorted, columns::SPAN_ID)?;
+    let shown = shown_fields(&params.query);
+    let reader = signaldb_traceql::FieldReader::new(&sorted);
 
     // Row range of every trace.
     let mut ranges: BTreeMap<[u8; 16], (usize, usize)> = BTreeMap::new();
@@ -251,7 +256,7 @@ pub fn search_batches(spans: &RecordBatch, params: &SearchParams) -> Result<(Vec
                 name: names.value(r).to_owned(),
                 start_time_unix_nano: start.value(r).max(0) as u64,
                 duration_nanos: (end.value(r) - start.value(r)).max(0) as u64,
-                attributes: Vec::new(),
+                attributes: span_attributes(&reader, r, &shown)?,
             });
         }
         out.push(SearchTrace {
@@ -272,6 +277,64 @@ pub fn search_batches(spans: &RecordBatch, params: &SearchParams) -> Result<(Vec
     });
     out.truncate(params.limit);
     Ok((out, inspected))
+}
+
+/// The fields Tempo shows with each matched span: what the filters read,
+/// then what `select(...)` names, without the span name and durations
+/// (already in the span) and trace-level intrinsics.
+fn shown_fields(query: &signaldb_traceql::Query) -> Vec<signaldb_traceql::FieldRef> {
+    use signaldb_traceql::{FieldRef, Intrinsic};
+    let mut out = signaldb_traceql::referenced_fields(query);
+    for f in signaldb_traceql::select_columns(query) {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out.retain(|f| match f {
+        FieldRef::Intrinsic(i) => !i.is_trace_level() && !matches!(i, Intrinsic::Name | Intrinsic::Duration),
+        FieldRef::Attribute(_) => true,
+    });
+    out
+}
+
+/// The values of `fields` for the span in `row`, as Tempo renders them
+/// (status and kind as their keywords); missing values are left out.
+fn span_attributes(
+    reader: &signaldb_traceql::FieldReader<'_>,
+    row: usize,
+    fields: &[signaldb_traceql::FieldRef],
+) -> Result<Vec<KeyValue>, QueryError> {
+    let mut out = Vec::with_capacity(fields.len());
+    for f in fields {
+        let value = reader
+            .value(row, f)
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        if let Some(value) = any_value(&value) {
+            out.push(KeyValue {
+                key: f.key().to_owned(),
+                value: Some(value),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn any_value(v: &signaldb_traceql::Value<'_>) -> Option<opentelemetry_proto::tonic::common::v1::AnyValue> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value::Value as V};
+    use signaldb_traceql::Value;
+    let value = match v {
+        Value::Str(s) => V::StringValue(s.to_string()),
+        Value::Int(i) => V::IntValue(*i),
+        Value::Float(x) => V::DoubleValue(*x),
+        Value::Bool(b) => V::BoolValue(*b),
+        Value::Status(_) | Value::Kind(_) => V::StringValue(v.keyword()?.to_owned()),
+        Value::Array(items) => V::ArrayValue(ArrayValue {
+            values: items.iter().filter_map(any_value).collect(),
+        }),
+        Value::Nil | Value::Duration(_) | Value::Unsupported => return None,
+    };
+    Some(AnyValue { value: Some(value) })
 }
 
 fn sort_by_trace(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {

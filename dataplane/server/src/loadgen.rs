@@ -112,7 +112,8 @@ pub struct RequestFactory {
     rng: rand::rngs::StdRng,
     spans_per_trace: u32,
     attributes: u32,
-    resource: Resource,
+    /// Requests made: picks each request's service.
+    requests: u64,
     traces: u64,
     /// Every 97th trace id made, for query benchmarks.
     pub sampled: Vec<[u8; 16]>,
@@ -132,24 +133,65 @@ fn s(v: &str) -> any_value::Value {
 
 impl RequestFactory {
     pub fn new(seed: u64, spans_per_trace: u32, attributes: u32) -> Self {
-        let resource = Resource {
-            attributes: vec![
-                kv("service.name", s("loadgen-checkout")),
-                kv("service.version", s("1.42.0")),
-                kv("deployment.environment", s("bench")),
-                kv("host.name", s("bench-host-01")),
-                kv("k8s.pod.name", s("checkout-7d9f8b6c5d-x2x8q")),
-            ],
-            ..Default::default()
-        };
         Self {
             rng: rand::rngs::StdRng::seed_from_u64(seed),
             spans_per_trace: spans_per_trace.max(1),
             attributes,
-            resource,
+            requests: 0,
             traces: 0,
             sampled: Vec::new(),
         }
+    }
+
+    /// The resource of the next request: services `svc-00` to `svc-19` in
+    /// turn (every trace of a request belongs to one service).
+    fn next_resource(&mut self) -> Resource {
+        let service = format!("svc-{:02}", self.requests % 20);
+        self.requests += 1;
+        Resource {
+            attributes: vec![
+                kv("service.name", s(&service)),
+                kv("service.version", s("1.42.0")),
+                kv("deployment.environment", s("bench")),
+                kv("host.name", s("bench-host-01")),
+                kv("k8s.pod.name", s(&format!("{service}-7d9f8b6c5d-x2x8q"))),
+            ],
+            ..Default::default()
+        }
+    }
+
+    /// A span's attributes, shaped like the load Tempo's figures come from:
+    /// `http.request.method`, `http.response.status_code` (500 in 5% of
+    /// spans), `attr.str5` (`value-0`..`value-99`), then random ids, ints,
+    /// bools and doubles up to `self.attributes`.
+    fn span_attributes(&mut self) -> Vec<KeyValue> {
+        let mut out = Vec::with_capacity(self.attributes as usize);
+        for a in 0..self.attributes {
+            out.push(match a {
+                0 => kv(
+                    "http.request.method",
+                    s(["GET", "POST", "PUT", "DELETE"][self.rng.random_range(0..4)]),
+                ),
+                1 => {
+                    let code = if self.rng.random_range(0..100) < 5 { 500 } else { 200 };
+                    kv("http.response.status_code", any_value::Value::IntValue(code))
+                }
+                2 => kv("attr.str5", s(&format!("value-{}", self.rng.random_range(0..100)))),
+                _ => match a % 4 {
+                    0 => kv(&format!("attr.id{a}"), s(&format!("{:016x}", self.rng.random::<u64>()))),
+                    1 => kv(
+                        &format!("attr.int{a}"),
+                        any_value::Value::IntValue(self.rng.random_range(0..1_000_000)),
+                    ),
+                    2 => kv(&format!("attr.bool{a}"), any_value::Value::BoolValue(self.rng.random())),
+                    _ => kv(
+                        &format!("attr.double{a}"),
+                        any_value::Value::DoubleValue(self.rng.random::<f64>() * 1000.0),
+                    ),
+                },
+            });
+        }
+        out
     }
 
     /// A request of `n` spans: whole traces of `spans_per_trace` spans.
@@ -182,22 +224,9 @@ impl RequestFactory {
             }
             let start = now - 50_000_000 + u64::from(pos) * 1_000_000;
             let duration = self.rng.random_range(100_000..5_000_000u64);
-            let mut attributes = Vec::with_capacity(self.attributes as usize);
-            for a in 0..self.attributes {
-                attributes.push(match a % 5 {
-                    0 => kv("http.request.method", s(["GET", "POST", "PUT"][(a as usize / 5) % 3])),
-                    1 => kv("url.path", s("/api/v1/orders/12345/items")),
-                    2 => kv(
-                        "http.response.status_code",
-                        any_value::Value::IntValue(200 + i64::from(pos % 3)),
-                    ),
-                    3 => kv("net.peer.name", s("orders-db.internal")),
-                    _ => kv(
-                        &format!("app.attr_{a}"),
-                        any_value::Value::IntValue(self.rng.random_range(0..1_000_000)),
-                    ),
-                });
-            }
+            let attributes = self.span_attributes();
+            // 5% of spans fail.
+            let status_code = if self.rng.random_range(0..100) < 5 { 2 } else { 0 };
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
                 span_id: span_id.to_vec(),
@@ -216,7 +245,7 @@ impl RequestFactory {
                 end_time_unix_nano: start + duration,
                 attributes,
                 status: Some(Status {
-                    code: 0,
+                    code: status_code,
                     message: String::new(),
                 }),
                 ..Default::default()
@@ -224,7 +253,7 @@ impl RequestFactory {
         }
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
+                resource: Some(self.next_resource()),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(InstrumentationScope {
                         name: "loadgen".into(),

@@ -120,9 +120,11 @@ impl QuerierFlight {
             limit: a.limit,
             spans_per_spanset: a.spans_per_spanset,
         };
-        let (traces, inspected_traces, inspected_spans) = signaldb_query::search(&self.engine, &t, range, &params)
-            .await
-            .map_err(query_status)?;
+        let stats = signaldb_query::ReadStats::default();
+        let (traces, inspected_traces, inspected_spans) =
+            signaldb_query::search(&self.engine, &t, range, &params, &stats)
+                .await
+                .map_err(query_status)?;
         Ok(wire::SearchActionResult {
             traces: traces
                 .into_iter()
@@ -140,6 +142,7 @@ impl QuerierFlight {
                             name: s.name,
                             start_time_unix_nano: s.start_time_unix_nano,
                             duration_nanos: s.duration_nanos,
+                            attributes: s.attributes,
                         })
                         .collect(),
                     matched: t.matched,
@@ -148,6 +151,7 @@ impl QuerierFlight {
                 .collect(),
             inspected_traces,
             inspected_spans,
+            inspected_bytes: stats.bytes(),
         })
     }
 

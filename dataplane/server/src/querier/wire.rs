@@ -28,6 +28,9 @@ pub struct SearchActionResult {
     pub traces: Vec<TraceOut>,
     pub inspected_traces: u64,
     pub inspected_spans: u64,
+    /// Bytes read from object storage and received from writers' buffers.
+    #[serde(default)]
+    pub inspected_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -51,6 +54,9 @@ pub struct SpanOut {
     pub name: String,
     pub start_time_unix_nano: u64,
     pub duration_nanos: u64,
+    /// The fields the query filtered on or selected, as Tempo shows them.
+    #[serde(default)]
+    pub attributes: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

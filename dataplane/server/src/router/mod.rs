@@ -102,7 +102,7 @@ impl TempoBackend for QuerierBackend {
                     name: Some(s.name),
                     start_time_unix_nano: s.start_time_unix_nano,
                     duration_nanos: s.duration_nanos,
-                    attributes: Vec::new(),
+                    attributes: s.attributes,
                 });
             }
             traces.push(TraceSummary {
@@ -135,7 +135,7 @@ impl TempoBackend for QuerierBackend {
             traces,
             metrics: SearchMetrics {
                 inspected_traces: u32::try_from(r.inspected_traces).unwrap_or(u32::MAX),
-                inspected_bytes: 0,
+                inspected_bytes: r.inspected_bytes,
                 completed_jobs: 1,
                 total_jobs: 1,
             },

@@ -110,7 +110,7 @@ async fn tempo_api_and_flight_sql_fresh_flushed_and_tenant_isolated() {
     }
     let q = format!(
         "{base}/api/search?q={}",
-        urlencode("{ resource.service.name = \"loadgen-checkout\" }")
+        urlencode("{ resource.service.name = \"svc-00\" }")
     );
     let found = loop {
         let (s, _, body) = get(&http, &q, "tenant-a", None).await;
@@ -126,7 +126,7 @@ async fn tempo_api_and_flight_sql_fresh_flushed_and_tenant_isolated() {
     let traces = found["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 1, "tenant A sees only its trace: {found}");
     assert_eq!(traces[0]["traceID"], a_trace.trim_start_matches('0'));
-    assert_eq!(traces[0]["rootServiceName"], "loadgen-checkout");
+    assert_eq!(traces[0]["rootServiceName"], "svc-00");
 
     // JSON in Tempo's shape.
     let (s, ct, body) = get(&http, &format!("{base}/api/traces/{a_trace}"), "tenant-a", None).await;

@@ -67,6 +67,31 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
         assert_eq!(all_three.len(), 30, "{round}");
         assert_eq!(three[..], all_three[..7], "{round}: the first page of the full answer");
 
+        // Matched spans carry the fields the query filtered on and selected,
+        // as Tempo shows them; the answer says how many bytes it read.
+        let q = "{ span.http.response.status_code >= 200 && kind = server } | select(span.attr.str5)";
+        let url = format!("{base}/api/search?q={}&limit=3", urlencode(q));
+        let body: serde_json::Value =
+            serde_json::from_slice(&http.get(url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+        let traces = body["traces"].as_array().unwrap();
+        assert_eq!(traces.len(), 3, "{round}: {body}");
+        for t in traces {
+            for span in t["spanSets"][0]["spans"].as_array().unwrap() {
+                let attrs = span["attributes"].as_array().unwrap();
+                let keys: Vec<&str> = attrs.iter().map(|a| a["key"].as_str().unwrap()).collect();
+                assert_eq!(
+                    keys,
+                    ["http.response.status_code", "kind", "attr.str5"],
+                    "{round}: {span}"
+                );
+                assert!(attrs[0]["value"]["intValue"].is_string(), "{span}");
+                assert_eq!(attrs[1]["value"]["stringValue"], "server");
+                assert!(attrs[2]["value"]["stringValue"].as_str().unwrap().starts_with("value-"));
+            }
+        }
+        let inspected: u64 = body["metrics"]["inspectedBytes"].as_str().unwrap().parse().unwrap();
+        assert!(inspected > 0, "{round}: {body}");
+
         // A condition no span meets finds nothing, and says so cleanly.
         assert!(
             search(&http, &base, r#"{ span.no.such.attribute = "x" }"#, 20)
