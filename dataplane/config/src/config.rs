@@ -182,6 +182,9 @@ pub struct QuerierConfig {
     /// How far back searches and tag lookups without `start`/`end` look.
     #[serde(with = "humantime_serde_compat")]
     pub default_lookback: Duration,
+    /// Queries one querier runs at once; past it a query is refused at once
+    /// with RESOURCE_EXHAUSTED (HTTP 429) instead of queueing.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for QuerierConfig {
@@ -193,6 +196,7 @@ impl Default for QuerierConfig {
             memory_limit: ByteSize::mib(1024),
             query_timeout: Duration::from_secs(60),
             default_lookback: Duration::from_secs(24 * 3600),
+            max_concurrent_queries: 16,
         }
     }
 }

@@ -457,7 +457,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             vec![Capability::QueryExecution],
         );
         catalog.register_service(&svc).await?;
-        let flight = crate::querier::QuerierFlight::new(engine, config.querier.default_lookback).into_server();
+        let flight = crate::querier::QuerierFlight::new(
+            engine,
+            config.querier.default_lookback,
+            config.querier.max_concurrent_queries,
+        )
+        .into_server();
         query_tasks.push(spawn_server(
             "querier Flight server",
             tonic::transport::Server::builder()

@@ -84,6 +84,27 @@ fn stream_status(e: arrow_flight::error::FlightError) -> Status {
     }
 }
 
+/// The rows of `spans` that meet the span condition of the TraceQL `q`
+/// (Grafana's autocomplete sends the query being typed). A `q` that does not
+/// parse (a query half typed) or has no span condition filters nothing, as
+/// Tempo answers autocomplete from what it can use.
+fn q_condition(q: Option<&str>) -> Option<signaldb_traceql::FieldExpr> {
+    let query = signaldb_traceql::parse(q.map(str::trim).filter(|q| !q.is_empty())?).ok()?;
+    signaldb_traceql::span_prefilter(&query)
+}
+
+fn matching_spans(
+    spans: arrow_array::RecordBatch,
+    condition: Option<&signaldb_traceql::FieldExpr>,
+) -> Result<arrow_array::RecordBatch, Status> {
+    let Some(condition) = condition else {
+        return Ok(spans);
+    };
+    let mask =
+        signaldb_traceql::span_mask(condition, &spans).map_err(|e| Status::invalid_argument(format!("q: {e}")))?;
+    arrow::compute::filter_record_batch(&spans, &mask).map_err(|e| Status::internal(e.to_string()))
+}
+
 fn tenant(s: &str) -> Result<TenantId, Status> {
     TenantId::new(s).map_err(|e| Status::invalid_argument(format!("tenant: {e}")))
 }
@@ -93,12 +114,30 @@ fn tenant(s: &str) -> Result<TenantId, Status> {
 pub struct QuerierFlight {
     engine: QueryEngine,
     lookback: std::time::Duration,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
+    max_running: usize,
 }
 
 impl QuerierFlight {
-    /// `lookback`: how far back searches without `start`/`end` look.
-    pub fn new(engine: QueryEngine, lookback: std::time::Duration) -> Self {
-        Self { engine, lookback }
+    /// `lookback`: how far back searches without `start`/`end` look;
+    /// `max_running`: queries run at once before more are refused.
+    pub fn new(engine: QueryEngine, lookback: std::time::Duration, max_running: usize) -> Self {
+        Self {
+            engine,
+            lookback,
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(max_running)),
+            max_running,
+        }
+    }
+
+    /// A slot for one query, or RESOURCE_EXHAUSTED when all are taken.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        std::sync::Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this querier is running {} queries already (querier.max_concurrent_queries); retry shortly",
+                self.max_running
+            ))
+        })
     }
 
     pub fn into_server(self) -> FlightServiceServer<Self> {
@@ -157,17 +196,24 @@ impl QuerierFlight {
 
     async fn tag_names(&self, a: wire::TagNamesAction) -> Result<wire::TagNamesResult, Status> {
         let t = tenant(&a.tenant)?;
-        let cols = [
+        let condition = q_condition(a.q.as_deref());
+        let mut cols = vec![
             columns::TRACE_ID,
             columns::SPAN_ID,
             columns::ATTRIBUTES,
             columns::RESOURCE_ATTRIBUTES,
         ];
+        for c in signaldb_query::condition_columns(condition.as_ref()) {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
         let spans = self
             .engine
             .spans_projected(&t, range_or_recent(a.range, self.lookback), Some(&cols))
             .await
             .map_err(query_status)?;
+        let spans = matching_spans(spans, condition.as_ref())?;
         let mut names = signaldb_query::tag_names(&spans).map_err(query_status)?;
         Ok(wire::TagNamesResult {
             resource: names
@@ -186,6 +232,7 @@ impl QuerierFlight {
             .spans(&t, range_or_recent(a.range, self.lookback))
             .await
             .map_err(query_status)?;
+        let spans = matching_spans(spans, q_condition(a.q.as_deref()).as_ref())?;
         let values = match a.scope.as_deref() {
             Some("intrinsic") => signaldb_query::intrinsic_values(&spans, &a.name).map_err(query_status)?,
             scope => {
@@ -227,6 +274,7 @@ impl FlightService for QuerierFlight {
     type DoExchangeStream = BoxStream<FlightData>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let permit = self.admit()?;
         let ticket = QueryTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("undecodable query ticket: {e}")))?;
         let t = tenant(&ticket.tenant)?;
@@ -257,11 +305,17 @@ impl FlightService for QuerierFlight {
             }
             None => return Err(Status::invalid_argument("query ticket names no query")),
         };
-        Ok(Response::new(stream))
+        // The slot is held until the result stream ends or is dropped.
+        let stream = stream.map_ok(move |data| {
+            let _held = &permit;
+            data
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         let action = request.into_inner();
+        let _permit = self.admit()?;
         match action.r#type.as_str() {
             wire::SEARCH => json_result(&self.search(json_body(&action.body)?).await?),
             wire::TAG_NAMES => json_result(&self.tag_names(json_body(&action.body)?).await?),

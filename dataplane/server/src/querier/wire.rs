@@ -63,6 +63,9 @@ pub struct SpanOut {
 pub struct TagNamesAction {
     pub tenant: String,
     pub range: Option<(i64, i64)>,
+    /// TraceQL (`q`): names from the spans it matches only.
+    #[serde(default)]
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +81,9 @@ pub struct TagValuesAction {
     pub scope: Option<String>,
     pub name: String,
     pub range: Option<(i64, i64)>,
+    /// TraceQL (`q`): values from the spans it matches only.
+    #[serde(default)]
+    pub q: Option<String>,
 }
 
 /// (type, value) pairs: type is string, int, float, bool or keyword.

@@ -146,6 +146,7 @@ impl TempoBackend for QuerierBackend {
         let action = wire::TagNamesAction {
             tenant: tenant.to_string(),
             range: range_ns(req.start, req.end),
+            q: req.q.clone(),
         };
         let r: wire::TagNamesResult = self
             .queriers
@@ -191,6 +192,7 @@ impl TempoBackend for QuerierBackend {
             scope: scope.map(str::to_owned),
             name: name.to_owned(),
             range: range_ns(req.start, req.end),
+            q: req.q.clone(),
         };
         let r: wire::TagValuesResult = self
             .queriers

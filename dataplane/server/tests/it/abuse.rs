@@ -221,3 +221,31 @@ async fn wait_until_found(http: &reqwest::Client, api: &str, trace: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Past `querier.max_concurrent_queries` a query is refused at once with 429,
+/// not queued; once the running query ends, queries are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_querier_refuses_queries_past_its_concurrency_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.querier.max_concurrent_queries = 1;
+    config.querier.query_timeout = Duration::from_secs(3);
+    let running = start_all(config).await;
+    let e = running.endpoints.clone();
+    let api = format!("http://{}", e.router_http.unwrap());
+    let sql = e.router_flight_sql.unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    let long = tokio::spawn(async move { run_sql(&sql, "SELECT count(*) FROM range(100000000000)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = http.get(format!("{api}/api/search?q=%7B%7D")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("querier.max_concurrent_queries"), "{text}");
+
+    let (code, _) = long.await.unwrap().unwrap_err();
+    assert_eq!(code, tonic::Code::DeadlineExceeded);
+    let resp = http.get(format!("{api}/api/search?q=%7B%7D")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "served again once the slot is free");
+    running.shutdown().await;
+}

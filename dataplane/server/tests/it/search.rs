@@ -103,3 +103,69 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
     }
     running.shutdown().await;
 }
+
+async fn service_values(http: &reqwest::Client, base: &str, q: Option<&str>) -> Vec<String> {
+    let mut url = format!("{base}/api/v2/search/tag/resource.service.name/values");
+    if let Some(q) = q {
+        url = format!("{url}?q={}", urlencode(q));
+    }
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let mut out: Vec<String> = body["tagValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Grafana's autocomplete sends the query being typed as `q`: tag values
+/// come from the spans it matches; a query half typed filters nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_values_follow_the_q_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_all(test_config(dir.path())).await;
+    let e = running.endpoints.clone();
+    let base = format!("http://{}", e.router_http.unwrap());
+    let http = reqwest::Client::new();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    // One request per service: svc-00, then svc-01.
+    let mut factory = signaldb::loadgen::RequestFactory::new(5, 2, 4);
+    grpc.export(factory.request(4)).await.unwrap();
+    grpc.export(factory.request(4)).await.unwrap();
+    let both = vec!["svc-00".to_owned(), "svc-01".to_owned()];
+    let t = std::time::Instant::now();
+    while service_values(&http, &base, None).await != both {
+        assert!(t.elapsed() < Duration::from_secs(10), "services never became visible");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        service_values(&http, &base, Some(r#"{ resource.service.name = "svc-01" }"#)).await,
+        ["svc-01"]
+    );
+    assert_eq!(
+        service_values(
+            &http,
+            &base,
+            Some(r#"{ resource.service.name =~ "svc-0[01]" && kind = server }"#)
+        )
+        .await,
+        both
+    );
+    assert!(
+        service_values(&http, &base, Some(r#"{ span.no.such = 1 }"#))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        service_values(&http, &base, Some(r#"{ resource.service.name = "svc-01" && "#)).await,
+        both,
+        "a half-typed query filters nothing"
+    );
+    running.shutdown().await;
+}
