@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role as RbacRole, RoleBinding, RoleRef, Subject};
@@ -608,6 +608,12 @@ impl Builder<'_> {
                 ..Default::default()
             },
         ];
+        mounts.push(VolumeMount {
+            name: s("cluster-token"),
+            mount_path: s(crate::config::CLUSTER_TOKEN_DIR),
+            read_only: Some(true),
+            ..Default::default()
+        });
         if stateful {
             mounts.push(VolumeMount {
                 name: s("wal"),
@@ -687,6 +693,15 @@ impl Builder<'_> {
             Volume {
                 name: s("tmp"),
                 empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            Volume {
+                name: s("cluster-token"),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(self.names.cluster_token()),
+                    default_mode: Some(0o444),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ];

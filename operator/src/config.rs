@@ -22,6 +22,8 @@ pub const WAL_DIR: &str = "/var/lib/signaldb/wal";
 pub const OBJECTS_DIR: &str = "/var/lib/signaldb/objects";
 /// Directory of the mounted ConfigMap.
 pub const CONFIG_DIR: &str = "/etc/signaldb";
+/// Where pods mount the cluster token Secret (read-only).
+pub const CLUSTER_TOKEN_DIR: &str = "/var/run/signaldb/cluster-token";
 /// File name of the configuration in the ConfigMap.
 pub const CONFIG_FILE: &str = "signaldb.yaml";
 
@@ -46,6 +48,7 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "router.flight_sql_addr",
     "admin.addr",
     "discovery.kubernetes",
+    "cluster.token_file",
 ];
 
 /// The rendered configuration.
@@ -88,6 +91,10 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
         ..Config::default()
     };
     c.wal.dir = Some(PathBuf::from(WAL_DIR));
+    c.cluster.token_file = Some(PathBuf::from(format!(
+        "{CLUSTER_TOKEN_DIR}/{}",
+        crate::names::CLUSTER_TOKEN_KEY
+    )));
 
     if let Some(pg) = &spec.catalog.postgres
         && let Some(max) = pg.max_connections
@@ -244,7 +251,7 @@ mod tests {
         let r = render(&spec()).unwrap();
         assert_eq!(
             r.yaml,
-            "data_dir: /var/lib/signaldb\nwal:\n  dir: /var/lib/signaldb/wal\nstorage:\n  url: s3://traces\n  s3:\n    endpoint: http://minio:9000\n    path_style: true\n    allow_http: true\n"
+            "data_dir: /var/lib/signaldb\nwal:\n  dir: /var/lib/signaldb/wal\nstorage:\n  url: s3://traces\n  s3:\n    endpoint: http://minio:9000\n    path_style: true\n    allow_http: true\ncluster:\n  token_file: /var/run/signaldb/cluster-token/token\n"
         );
         assert_eq!(Config::from_yaml(&r.yaml).unwrap(), r.config);
         assert_eq!(r.hash.len(), 16);

@@ -21,6 +21,28 @@ use signaldb_config::ports;
 
 use crate::drain::{Probe, WriterDrainStatus};
 
+/// The cluster token (from the Secret the operator made): writers start a
+/// drain only for a request that carries it. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterToken(String);
+
+impl ClusterToken {
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+}
+
+impl fmt::Debug for ClusterToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterToken(..)")
+    }
+}
+
 /// The writer pod to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterTarget {
@@ -29,6 +51,8 @@ pub struct WriterTarget {
     pub pod: String,
     /// Pod IP, once the pod has one.
     pub ip: Option<String>,
+    /// Sent as `Authorization: Bearer` when set.
+    pub token: Option<ClusterToken>,
 }
 
 /// Why a drain call did not succeed.
@@ -121,9 +145,11 @@ impl HttpDrainClient {
 
     async fn call(&self, method: Method, target: &WriterTarget) -> Result<(StatusCode, Bytes), DrainError> {
         let url = self.url(target)?;
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(&url)
+        let mut request = Request::builder().method(method.clone()).uri(&url);
+        if let Some(token) = &target.token {
+            request = request.header(http::header::AUTHORIZATION, token.bearer());
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| DrainError::Refused(format!("{method} {url}: {e}")))?;
         let exchange = async {
@@ -317,6 +343,7 @@ mod tests {
             ordinal: 1,
             pod: "demo-writer-1".into(),
             ip: ip.map(str::to_owned),
+            token: Some(ClusterToken::new("cluster-token-for-tests".into())),
         }
     }
 
@@ -338,7 +365,13 @@ mod tests {
                 let d = d1.load(Ordering::SeqCst);
                 format!(r#"{{"draining":{d},"buffered_bytes":0,"wal_pending_bytes":0,"done":{d}}}"#)
             })
-            .post(move || async move {
+            .post(move |headers: http::HeaderMap| async move {
+                // As writers do: no drain without the cluster token.
+                if headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+                    != Some("Bearer cluster-token-for-tests")
+                {
+                    return StatusCode::UNAUTHORIZED;
+                }
                 d2.store(true, Ordering::SeqCst);
                 StatusCode::ACCEPTED
             }),
@@ -348,6 +381,16 @@ mod tests {
         let t = target(Some("127.0.0.1"));
         let s = client.status(&t).await.unwrap();
         assert!(!s.draining);
+        let without = WriterTarget {
+            token: None,
+            ..t.clone()
+        };
+        assert!(matches!(client.start(&without).await, Err(DrainError::Refused(m)) if m.contains("401")));
+        assert!(!draining.load(Ordering::SeqCst));
+        assert!(
+            !format!("{t:?}").contains("cluster-token-for-tests"),
+            "the token is never printed"
+        );
         let probe = ensure_draining(&client, &t).await;
         assert_eq!(
             probe,

@@ -26,12 +26,15 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
-    #[error("cannot read the managed catalog Secret {name}: {source}")]
-    CatalogSecret {
+    #[error("cannot read or write the Secret {name}: {source}")]
+    Secret {
         name: String,
         #[source]
         source: Box<kube::Error>,
     },
+
+    #[error("the Secret {name} has no key {key}; delete it and the operator makes a new one")]
+    SecretKeyMissing { name: String, key: &'static str },
 
     #[error("cannot list the writer pods of {name}: {source}")]
     WriterPods {
@@ -77,7 +80,8 @@ impl Error {
         match self {
             Error::Kube { .. } => "kube",
             Error::Status { .. } => "status",
-            Error::CatalogSecret { .. } => "catalog_secret",
+            Error::Secret { .. } => "secret",
+            Error::SecretKeyMissing { .. } => "secret_key_missing",
             Error::WriterPods { .. } => "writer_pods",
             Error::RestartPod { .. } => "restart_pod",
             Error::Serialize { .. } => "serialize",

@@ -32,6 +32,9 @@ pub const COMPONENT_CATALOG: &str = "catalog";
 /// Key of the generated password in the managed catalog's Secret.
 pub const CATALOG_PASSWORD_KEY: &str = "password";
 
+/// Key of the cluster token in its Secret.
+pub const CLUSTER_TOKEN_KEY: &str = "token";
+
 /// Database, user of the managed catalog.
 pub const CATALOG_DB: &str = "signaldb";
 
@@ -85,6 +88,12 @@ impl Names {
     /// StatefulSet, Service and Secret of the managed catalog.
     pub fn catalog(&self) -> String {
         format!("{}-catalog", self.cluster)
+    }
+
+    /// The Secret holding the cluster token: role-to-role trust, and what
+    /// the operator presents to start a writer's drain.
+    pub fn cluster_token(&self) -> String {
+        format!("{}-cluster-token", self.cluster)
     }
 
     /// Labels that select every child of this cluster.

@@ -72,7 +72,7 @@ pub const NAMESPACED_RULES: &[Rule] = &[
         api_group: "",
         resources: &["secrets"],
         verbs: &["get", "create", "delete"],
-        why: "the managed catalog's generated password",
+        why: "the managed catalog's generated password and the cluster token (made once, read to start drains)",
     },
     Rule {
         api_group: "",

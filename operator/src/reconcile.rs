@@ -28,10 +28,10 @@ use crate::apply::Applier;
 use crate::build::{self, BuildInputs, Kind};
 use crate::crd::{ScaleDownStatus, SignalDBCluster, SignalDBClusterStatus};
 use crate::drain::{self, DrainAction, DrainDecision, DrainEvent, DrainInputs};
-use crate::drain_client::{DrainClient, WriterTarget, ensure_draining};
+use crate::drain_client::{ClusterToken, DrainClient, WriterTarget, ensure_draining};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::names::{CATALOG_PASSWORD_KEY, COMPONENT_CATALOG, MANAGER, Names};
+use crate::names::{CATALOG_PASSWORD_KEY, CLUSTER_TOKEN_KEY, COMPONENT_CATALOG, MANAGER, Names};
 use crate::status::{self, DEGRADED, Outcome, PROGRESSING, READY, Reconciled, RoleObservation, StatusInputs};
 use crate::validate::validate;
 
@@ -179,16 +179,17 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
     } else {
         remove_catalog_secret(ctx, cluster, &namespace, &names).await?;
     }
+    let token = ensure_cluster_token(ctx, cluster, &namespace, &names).await?;
 
     // The writer scale-down protocol.
-    let decision = drain_round(ctx, cluster, &namespace, &names, &old_status, &validated).await?;
+    let decision = drain_round(ctx, cluster, &namespace, &names, &old_status, &validated, &token).await?;
     if decision.state.as_ref() != old_status.writer.scale_down.as_ref() {
         // Persist before acting: a restarted operator must know which
         // writers were told to drain.
         persist_scale_down(&api, &name, decision.state.as_ref()).await?;
         old_status.writer.scale_down = decision.state.clone();
     }
-    act_on_drain(ctx, cluster, &namespace, &names, &decision).await?;
+    act_on_drain(ctx, cluster, &namespace, &names, &decision, &token).await?;
 
     // Build and apply.
     let desired = build::build(&BuildInputs {
@@ -271,6 +272,7 @@ async fn drain_round(
     names: &Names,
     old_status: &SignalDBClusterStatus,
     validated: &crate::validate::Validated,
+    token: &ClusterToken,
 ) -> Result<DrainDecision> {
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
     let writer_sts = names.role(Role::Writer);
@@ -293,7 +295,7 @@ async fn drain_round(
     let state = old_status.writer.scale_down.as_ref();
     let mut probes = BTreeMap::new();
     if let Some(state) = state {
-        let targets = writer_targets(ctx, namespace, names, &state.draining).await?;
+        let targets = writer_targets(ctx, namespace, names, &state.draining, token).await?;
         // Concurrently: an unreachable writer costs one timeout, not one each.
         let results = futures::future::join_all(
             targets
@@ -317,7 +319,13 @@ async fn drain_round(
 }
 
 /// The writer pods of some ordinals, with their IPs.
-async fn writer_targets(ctx: &Context, namespace: &str, names: &Names, ordinals: &[i32]) -> Result<Vec<WriterTarget>> {
+async fn writer_targets(
+    ctx: &Context,
+    namespace: &str,
+    names: &Names,
+    ordinals: &[i32],
+    token: &ClusterToken,
+) -> Result<Vec<WriterTarget>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let list = pods
         .list(&ListParams::default().labels(&names.selector(Role::Writer.as_str())))
@@ -342,6 +350,7 @@ async fn writer_targets(ctx: &Context, namespace: &str, names: &Names, ordinals:
                 ordinal: *o,
                 ip: ips.get(&pod).cloned().flatten(),
                 pod,
+                token: Some(token.clone()),
             }
         })
         .collect())
@@ -355,6 +364,7 @@ async fn act_on_drain(
     namespace: &str,
     names: &Names,
     decision: &DrainDecision,
+    token: &ClusterToken,
 ) -> Result<()> {
     let starts: Vec<i32> = decision
         .actions
@@ -365,7 +375,7 @@ async fn act_on_drain(
         })
         .collect();
     if !starts.is_empty() {
-        for target in writer_targets(ctx, namespace, names, &starts).await? {
+        for target in writer_targets(ctx, namespace, names, &starts, token).await? {
             // A failure here is seen by the next round's probe.
             if let Err(e) = ctx.drain.start(&target).await {
                 warn!(pod = %target.pod, error = %e, "could not start draining; will retry");
@@ -432,16 +442,72 @@ async fn act_on_drain(
 
 /// Creates the managed catalog's password Secret once.
 async fn ensure_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespace: &str, names: &Names) -> Result<()> {
+    let secret = GeneratedSecret {
+        name: names.catalog(),
+        key: CATALOG_PASSWORD_KEY,
+        component: Some(COMPONENT_CATALOG),
+        what: "the managed catalog's password",
+    };
+    ensure_generated_secret(ctx, cluster, namespace, names, secret)
+        .await
+        .map(drop)
+}
+
+/// Creates the cluster token Secret once; returns the token.
+async fn ensure_cluster_token(
+    ctx: &Context,
+    cluster: &SignalDBCluster,
+    namespace: &str,
+    names: &Names,
+) -> Result<ClusterToken> {
+    let secret = GeneratedSecret {
+        name: names.cluster_token(),
+        key: CLUSTER_TOKEN_KEY,
+        component: None,
+        what: "the cluster token",
+    };
+    ensure_generated_secret(ctx, cluster, namespace, names, secret)
+        .await
+        .map(ClusterToken::new)
+}
+
+/// A Secret holding one random value the operator makes.
+struct GeneratedSecret {
+    name: String,
+    key: &'static str,
+    component: Option<&'static str>,
+    what: &'static str,
+}
+
+/// Creates `secret` with a random 32-character value unless it exists;
+/// returns the value it holds. Never overwrites: pods may hold the value.
+async fn ensure_generated_secret(
+    ctx: &Context,
+    cluster: &SignalDBCluster,
+    namespace: &str,
+    names: &Names,
+    secret: GeneratedSecret,
+) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret_name = names.catalog();
-    let existing = api.get_opt(&secret_name).await.map_err(|source| Error::CatalogSecret {
-        name: secret_name.clone(),
+    let secret_error = |source: kube::Error| Error::Secret {
+        name: secret.name.clone(),
         source: Box::new(source),
-    })?;
-    if existing.is_some() {
-        return Ok(());
+    };
+    let held = |s: &Secret| -> Option<String> {
+        let from_data = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(secret.key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok());
+        from_data.or_else(|| s.string_data.as_ref().and_then(|d| d.get(secret.key)).cloned())
+    };
+    if let Some(existing) = api.get_opt(&secret.name).await.map_err(secret_error)? {
+        return held(&existing).ok_or_else(|| Error::SecretKeyMissing {
+            name: secret.name.clone(),
+            key: secret.key,
+        });
     }
-    let password: String = rand::rng()
+    let value: String = rand::rng()
         .sample_iter(&Alphanumeric)
         .take(32)
         .map(char::from)
@@ -450,29 +516,32 @@ async fn ensure_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespa
         .controller_owner_ref(&())
         .ok_or(Error::MissingMetadata("metadata.uid"))?;
     owner.block_owner_deletion = Some(true);
-    let secret = Secret {
+    let object = Secret {
         metadata: ObjectMeta {
-            name: Some(secret_name.clone()),
+            name: Some(secret.name.clone()),
             namespace: Some(namespace.to_owned()),
-            labels: Some(names.labels(Some(COMPONENT_CATALOG))),
+            labels: Some(names.labels(secret.component)),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([(CATALOG_PASSWORD_KEY.to_owned(), password)])),
+        string_data: Some(BTreeMap::from([(secret.key.to_owned(), value.clone())])),
         type_: Some("Opaque".to_owned()),
         ..Default::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
+    match api.create(&PostParams::default(), &object).await {
         Ok(_) => {
-            info!(secret = %secret_name, "created the managed catalog's password");
-            Ok(())
+            info!(secret = %secret.name, "created {}", secret.what);
+            Ok(value)
         }
-        // Created meanwhile (by another round): keep that one.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(source) => Err(Error::CatalogSecret {
-            name: secret_name,
-            source: Box::new(source),
-        }),
+        // Created meanwhile (by another round): use that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = api.get(&secret.name).await.map_err(secret_error)?;
+            held(&existing).ok_or_else(|| Error::SecretKeyMissing {
+                name: secret.name.clone(),
+                key: secret.key,
+            })
+        }
+        Err(source) => Err(secret_error(source)),
     }
 }
 
@@ -481,7 +550,7 @@ async fn ensure_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespa
 async fn remove_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespace: &str, names: &Names) -> Result<()> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret_name = names.catalog();
-    let existing = api.get_opt(&secret_name).await.map_err(|source| Error::CatalogSecret {
+    let existing = api.get_opt(&secret_name).await.map_err(|source| Error::Secret {
         name: secret_name.clone(),
         source: Box::new(source),
     })?;
@@ -500,7 +569,7 @@ async fn remove_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespa
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(source) => Err(Error::CatalogSecret {
+        Err(source) => Err(Error::Secret {
             name: secret_name,
             source: Box::new(source),
         }),

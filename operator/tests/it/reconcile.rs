@@ -83,8 +83,26 @@ async fn first_reconcile_creates_every_child_with_owner_references() {
         set(&["demo-acceptor", "demo-querier", "demo-router", "demo-writer"])
     );
     assert!(names_of::<HorizontalPodAutoscaler>(&h).await.is_empty());
-    // The managed catalog's password, made once.
-    assert_eq!(names_of::<Secret>(&h).await, set(&["demo-catalog"]));
+    // The managed catalog's password and the cluster token, made once.
+    assert_eq!(
+        names_of::<Secret>(&h).await,
+        set(&["demo-catalog", "demo-cluster-token"])
+    );
+    let token = h.api::<Secret>().get("demo-cluster-token").await.unwrap();
+    let value = token
+        .string_data
+        .unwrap_or_default()
+        .remove("token")
+        .unwrap_or_else(|| String::from_utf8(token.data.unwrap()["token"].0.clone()).unwrap());
+    assert_eq!(value.len(), 32, "a random token");
+    h.reconcile().await;
+    let again = h.api::<Secret>().get("demo-cluster-token").await.unwrap();
+    let kept = again
+        .string_data
+        .unwrap_or_default()
+        .remove("token")
+        .unwrap_or_else(|| String::from_utf8(again.data.unwrap()["token"].0.clone()).unwrap());
+    assert_eq!(kept, value, "never regenerated");
 
     // The ConfigMap is the data plane's config; pods carry its hash.
     let cm = h.api::<ConfigMap>().get("demo-config").await.unwrap();
@@ -236,7 +254,7 @@ async fn children_no_longer_wanted_are_deleted() {
     );
     assert!(!names_of::<Service>(&h).await.contains("demo-catalog"));
     // The managed catalog's password went with its database.
-    let secrets: Vec<String> = h
+    let mut secrets: Vec<String> = h
         .api::<Secret>()
         .list(&ListParams::default())
         .await
@@ -245,7 +263,8 @@ async fn children_no_longer_wanted_are_deleted() {
         .iter()
         .map(ResourceExt::name_any)
         .collect();
-    assert_eq!(secrets, ["pg"]);
+    secrets.sort();
+    assert_eq!(secrets, ["demo-cluster-token", "pg"]);
     // The pods now take the catalog URL from the user's Secret.
     let writer = h.api::<StatefulSet>().get("demo-writer").await.unwrap();
     let env = writer.spec.unwrap().template.spec.unwrap().containers[0]
@@ -373,7 +392,7 @@ async fn deletion_is_clean() {
         + names_of::<Deployment>(&h).await.len()
         + names_of::<PodDisruptionBudget>(&h).await.len()
         + names_of::<Secret>(&h).await.len();
-    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 1 + 4 + 1);
+    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 1 + 4 + 2);
 
     // A cluster being deleted is not reconciled again: no writes, no
     // recreated children.
