@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray};
 use async_trait::async_trait;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -143,30 +144,25 @@ impl QueryEngine {
         Ok(self.catalog.list_files(tenant, Signal::Traces, range).await?)
     }
 
-    /// Registers the tenant's `spans` table (files in `range` plus buffers)
-    /// in a fresh context.
-    async fn spans_context(
+    /// The tenant's spans in `range`: its files there UNION its writers'
+    /// buffered batches, as a DataFrame built without SQL. Buffers are read
+    /// first, then files: a flush that registers its file in between shows
+    /// those spans twice (and they are deduplicated), never zero times.
+    async fn all_spans(
         &self,
         tenant: &TenantId,
         range: Option<(i64, i64)>,
         buffer_filter: BufferFilter,
         stats: &ReadStats,
-    ) -> Result<SessionContext, QueryError> {
+    ) -> Result<(SessionContext, DataFrame), QueryError> {
         let ctx = self.context(stats)?;
         let schema = signaldb_schema::traces::schema();
-        // Buffers first, then files: a flush that registers its file in
-        // between shows those spans twice (and they are deduplicated), never
-        // zero times.
         let buffered = self.buffers.buffered(tenant, buffer_filter).await?;
-        stats.add_bytes(buffered.iter().map(|b| b.get_array_memory_size() as u64).sum());
+        stats.add_bytes(buffered.iter().map(data_bytes).sum());
         let files = self.files(tenant, range).await?;
-        ctx.register_table(
-            "buffered_spans",
-            Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?),
-        )?;
+        let buffers = ctx.read_table(Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?))?;
         if files.is_empty() {
-            ctx.sql("CREATE VIEW all_spans AS SELECT * FROM buffered_spans").await?;
-            return Ok(ctx);
+            return Ok((ctx, buffers));
         }
         let urls = files
             .iter()
@@ -178,10 +174,8 @@ impl QueryEngine {
                 .with_listing_options(options)
                 .with_schema(Arc::clone(&schema)),
         )?;
-        ctx.register_table("stored_spans", Arc::new(table))?;
-        ctx.sql("CREATE VIEW all_spans AS SELECT * FROM stored_spans UNION ALL SELECT * FROM buffered_spans")
-            .await?;
-        Ok(ctx)
+        let stored = ctx.read_table(Arc::new(table))?;
+        Ok((ctx, stored.union(buffers)?))
     }
 
     /// All spans of a trace, deduplicated, or None.
@@ -191,14 +185,11 @@ impl QueryEngine {
         trace_id: [u8; 16],
         range: Option<(i64, i64)>,
     ) -> Result<Option<RecordBatch>, QueryError> {
-        let ctx = self
-            .spans_context(tenant, range, BufferFilter::TraceId(trace_id), &ReadStats::default())
+        let (_ctx, all) = self
+            .all_spans(tenant, range, BufferFilter::TraceId(trace_id), &ReadStats::default())
             .await?;
         let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
-        let df = ctx
-            .table("all_spans")
-            .await?
-            .filter(col(columns::TRACE_ID).eq(lit(id)))?;
+        let df = all.filter(col(columns::TRACE_ID).eq(lit(id)))?;
         let batches = df.collect().await?;
         let batch = dedup_spans(&batches)?;
         Ok((batch.num_rows() > 0).then_some(batch))
@@ -218,10 +209,10 @@ impl QueryEngine {
         range: Option<(i64, i64)>,
         projection: Option<&[&str]>,
     ) -> Result<RecordBatch, QueryError> {
-        let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range), &ReadStats::default())
+        let (_ctx, all) = self
+            .all_spans(tenant, range, BufferFilter::TimeRange(range), &ReadStats::default())
             .await?;
-        let mut df = in_range(ctx.table("all_spans").await?, range)?;
+        let mut df = in_range(all, range)?;
         let schema = match projection {
             Some(cols) => {
                 df = df.select_columns(cols)?;
@@ -252,11 +243,15 @@ impl QueryEngine {
         stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
         use futures::StreamExt;
-        let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range), stats)
+        let (_ctx, all) = self
+            .all_spans(tenant, range, BufferFilter::TimeRange(range), stats)
             .await?;
         let columns = crate::search::condition_columns(condition);
-        let df = in_range(ctx.table("all_spans").await?, range)?.select_columns(&columns)?;
+        let mut df = in_range(all, range)?;
+        if let Some(pushed) = condition.and_then(crate::lower::lower) {
+            df = df.filter(pushed)?;
+        }
+        let df = df.select_columns(&columns)?;
         let mut stream = df.execute_stream().await?;
         let mut found = Newest::new(keep);
         while let Some(batch) = stream.next().await {
@@ -309,14 +304,14 @@ impl QueryEngine {
         if ids.is_empty() {
             return Ok(RecordBatch::new_empty(schema));
         }
-        let ctx = self
-            .spans_context(tenant, range, BufferFilter::TimeRange(range), stats)
+        let (_ctx, all) = self
+            .all_spans(tenant, range, BufferFilter::TimeRange(range), stats)
             .await?;
         let list = ids
             .iter()
             .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
             .collect();
-        let df = in_range(ctx.table("all_spans").await?, range)?
+        let df = in_range(all, range)?
             .filter(col(columns::TRACE_ID).in_list(list, false))?
             .select_columns(projection)?;
         dedup_with_schema(&df.collect().await?, &schema)
@@ -325,9 +320,10 @@ impl QueryEngine {
     /// Runs SQL against the tenant's `spans` table and streams the result.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let started = tokio::time::Instant::now();
-        let ctx = self
-            .spans_context(tenant, None, BufferFilter::TimeRange(None), &ReadStats::default())
+        let (ctx, all) = self
+            .all_spans(tenant, None, BufferFilter::TimeRange(None), &ReadStats::default())
             .await?;
+        ctx.register_table("all_spans", all.into_view())?;
         // Each span once, however many copies replication, retries or a
         // concurrent flush left.
         ctx.sql("CREATE VIEW spans AS SELECT DISTINCT ON (trace_id, span_id) * FROM all_spans")
@@ -343,6 +339,20 @@ impl QueryEngine {
     pub fn spans_schema(&self) -> arrow_schema::SchemaRef {
         signaldb_schema::traces::schema()
     }
+}
+
+/// The bytes of data in `batch`, each counted once (arrays decoded from one
+/// IPC message share its allocation).
+fn data_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// Spans overlapping `range` (nanoseconds), or all.

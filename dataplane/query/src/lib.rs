@@ -8,6 +8,7 @@
 mod bounds;
 mod counting;
 mod engine;
+mod lower;
 mod search;
 
 pub use bounds::{QueryTimedOut, is_timeout};
