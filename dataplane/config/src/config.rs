@@ -342,11 +342,13 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// File holding the cluster token (at least 16 characters): starting or
-    /// undoing a writer's drain on the admin port needs it as
-    /// `Authorization: Bearer <token>`. Unset: the all-in-one process makes a
-    /// random one at start (nobody outside can drain it); a role run alone
-    /// leaves those controls open and warns.
+    /// File holding the cluster token (at least 16 characters), the same for
+    /// every role of a cluster: role-to-role Flight calls carry it as
+    /// `authorization: Bearer <token>`, and the writer's and querier's Flight
+    /// ports and the drain controls on the admin port refuse calls without
+    /// it. Unset: the all-in-one process makes a random one at start (nobody
+    /// outside can act as one of its roles); a role run alone checks nothing
+    /// and warns.
     pub token_file: Option<PathBuf>,
 }
 

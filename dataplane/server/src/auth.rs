@@ -113,6 +113,60 @@ impl ClusterToken {
     }
 }
 
+/// Adds the cluster token to every role-to-role gRPC call (a client
+/// interceptor); without a token it adds nothing.
+#[derive(Debug, Clone, Default)]
+pub struct SendToken(Option<ClusterToken>);
+
+impl SendToken {
+    pub fn new(token: Option<ClusterToken>) -> Self {
+        Self(token)
+    }
+}
+
+impl tonic::service::Interceptor for SendToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            let value = token
+                .bearer()
+                .parse()
+                .map_err(|_| tonic::Status::internal("the cluster token is not a valid header value"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
+/// Refuses role-to-role gRPC calls without the cluster token
+/// (`UNAUTHENTICATED`), when the process has one (a server interceptor).
+#[derive(Debug, Clone, Default)]
+pub struct RequireToken(Option<ClusterToken>);
+
+impl RequireToken {
+    pub fn new(token: Option<ClusterToken>) -> Self {
+        Self(token)
+    }
+}
+
+impl tonic::service::Interceptor for RequireToken {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(token) = &self.0 else {
+            return Ok(request);
+        };
+        let presented = match request.metadata().get("authorization").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return Err(tonic::Status::unauthenticated("authorization is not valid text")),
+        };
+        match token.check_authorization(presented) {
+            Ok(()) => Ok(request),
+            Err(why) => Err(tonic::Status::unauthenticated(format!(
+                "{why} (this port is for SignalDB's own roles)"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

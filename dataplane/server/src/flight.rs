@@ -13,7 +13,10 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::{ClusterToken, SendToken};
 
 use crate::proto::{PutAck, PutMetadata};
 
@@ -50,14 +53,27 @@ impl FlightClientError {
     }
 }
 
-/// One lazily connected, multiplexed channel per address.
+/// A Flight client to another role: every call carries the cluster token.
+pub type FlightClient = FlightServiceClient<InterceptedService<Channel, SendToken>>;
+
+/// One lazily connected, multiplexed channel per address; every call
+/// carries the cluster token, when there is one.
 #[derive(Debug, Clone, Default)]
 pub struct FlightPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    token: SendToken,
 }
 
 impl FlightPool {
-    pub fn client(&self, address: &str) -> Result<FlightServiceClient<Channel>, FlightClientError> {
+    /// A pool whose calls present `token`.
+    pub fn new(token: Option<ClusterToken>) -> Self {
+        Self {
+            channels: Arc::default(),
+            token: SendToken::new(token),
+        }
+    }
+
+    pub fn client(&self, address: &str) -> Result<FlightClient, FlightClientError> {
         let mut channels = match self.channels.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -85,7 +101,7 @@ impl FlightPool {
                 channel
             }
         };
-        Ok(FlightServiceClient::new(channel)
+        Ok(FlightServiceClient::with_interceptor(channel, self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
     }

@@ -98,6 +98,10 @@ pub struct Report {
     pub retries: u64,
     /// Some of the trace ids sent, for query benchmarks.
     pub sampled_trace_ids: Vec<[u8; 16]>,
+    /// The last trace each client sent: readable by id means everything
+    /// before it was delivered too (delivery keeps each client's order
+    /// closely enough to make it the honest end of the run).
+    pub last_trace_ids: Vec<[u8; 16]>,
 }
 
 impl Report {
@@ -115,6 +119,8 @@ pub struct RequestFactory {
     /// Requests made: picks each request's service.
     requests: u64,
     traces: u64,
+    /// The trace id made last.
+    last: [u8; 16],
     /// Every 97th trace id made, for query benchmarks.
     pub sampled: Vec<[u8; 16]>,
 }
@@ -139,6 +145,7 @@ impl RequestFactory {
             attributes,
             requests: 0,
             traces: 0,
+            last: [0; 16],
             sampled: Vec::new(),
         }
     }
@@ -211,6 +218,7 @@ impl RequestFactory {
                 trace_id[0] |= 1;
                 root[0] |= 1;
                 self.traces += 1;
+                self.last = trace_id;
                 if self.traces.is_multiple_of(97) {
                     self.sampled.push(trace_id);
                 }
@@ -333,17 +341,21 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
                 }
                 spans += u64::from(n);
             }
-            Ok((latencies, spans, factory.sampled))
+            Ok((latencies, spans, factory.sampled, factory.last))
         });
     }
     let mut latencies = Vec::new();
     let mut spans = 0;
     let mut sampled = Vec::new();
+    let mut last = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        let (l, s, ids) = r.map_err(|e| LoadgenError::Args(format!("client task failed: {e}")))??;
+        let (l, s, ids, last_id) = r.map_err(|e| LoadgenError::Args(format!("client task failed: {e}")))??;
         latencies.extend(l);
         spans += s;
         sampled.extend(ids);
+        if s > 0 {
+            last.push(last_id);
+        }
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
@@ -364,7 +376,60 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
         max: latencies.last().copied().unwrap_or_default(),
         retries: retries.load(Ordering::Relaxed),
         sampled_trace_ids: sampled,
+        last_trace_ids: last,
     })
+}
+
+/// Waits until the acceptor behind `admin` has delivered everything it
+/// acknowledged to writers (whose buffers are queryable at once).
+async fn wait_delivered(admin: &str) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    loop {
+        let text = http
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .map_err(|e| format!("GET {admin}/metrics: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("GET {admin}/metrics: {e}"))?;
+        if text
+            .lines()
+            .any(|l| l == "signaldb_wal_pending_bytes{role=\"acceptor\"} 0")
+        {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            return Err("the acceptor did not deliver within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until every trace in `ids` is readable by id through the Tempo API
+/// at `router`; how long that took, or why it could not tell.
+async fn wait_readable(router: &str, tenant: &str, ids: &[[u8; 16]]) -> Result<Duration, String> {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    for id in ids {
+        let url = format!("{router}/api/traces/{}", hex::encode(id));
+        loop {
+            let mut req = http.get(&url).header("accept", "application/protobuf");
+            if !tenant.is_empty() {
+                req = req.header("x-scope-orgid", tenant);
+            }
+            let status = req.send().await.map_err(|e| format!("GET {url}: {e}"))?.status();
+            if status.is_success() {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(600) {
+                return Err(format!("trace {} not readable after 10 minutes", hex::encode(id)));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok(t.elapsed())
 }
 
 /// Peak resident set size of a process, from `/proc/PID/status` (`VmHWM`).
@@ -478,6 +543,29 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         report.p99.as_secs_f64() * 1e3,
         report.max.as_secs_f64() * 1e3
     );
+    // What the user sees: when the last traces sent became readable, and
+    // everything acknowledged was delivered (so readable) too.
+    let readable = async {
+        let t = Instant::now();
+        wait_readable(&args.router, &args.tenant, &report.last_trace_ids).await?;
+        wait_delivered(&args.admin).await?;
+        Ok::<_, String>(t.elapsed())
+    };
+    match readable.await {
+        Ok(after) => {
+            let end_to_end = report.elapsed + after;
+            println!(
+                "readable:          last trace readable by id {:.2} s after the last acknowledgement",
+                after.as_secs_f64()
+            );
+            println!(
+                "end to end:        {:.0} spans/s (sent until the last trace was readable, {:.2} s)",
+                report.spans as f64 / end_to_end.as_secs_f64().max(1e-9),
+                end_to_end.as_secs_f64()
+            );
+        }
+        Err(e) => println!("readable:          unknown ({e}; --router names the Tempo API)"),
+    }
     if args.query_bench {
         let token = match &args.cluster_token_file {
             Some(path) => {

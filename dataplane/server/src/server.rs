@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::acceptor::grpc::OtlpGrpc;
 use crate::acceptor::{Acceptor, Delivery, pending_from_wal};
-use crate::auth::ClusterToken;
+use crate::auth::{ClusterToken, RequireToken};
 use crate::discovery::{WriterDirectory, run_registration, service_record};
 use crate::flight::FlightPool;
 use crate::metrics::Metrics;
@@ -251,8 +251,11 @@ fn cluster_token(config: &Config, roles: Roles) -> Result<Option<ClusterToken>, 
     if roles == Roles::ALL {
         return Ok(Some(ClusterToken::random()));
     }
-    if roles.writer {
-        warn!("no cluster.token_file: anyone who reaches the admin port can start or undo this writer's drain");
+    if roles.writer || roles.querier {
+        warn!(
+            "no cluster.token_file: anyone who reaches this process's Flight or admin ports can write, read or \
+             drain it as if they were another SignalDB role"
+        );
     }
     Ok(None)
 }
@@ -331,12 +334,15 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             .unwrap_or_default();
         let svc = service_record(id, Role::Writer, advertise, vec![Capability::Storage]);
         catalog.register_service(&svc).await?;
-        let flight = WriterFlight::new(w.clone()).into_server();
+        let flight = tonic::service::interceptor::InterceptedService::new(
+            WriterFlight::new(w.clone()).into_server(),
+            RequireToken::new(cluster_token.clone()),
+        );
         writer_tasks.push(spawn_server(
             "writer Flight server",
             tonic::transport::Server::builder()
                 .add_service(flight)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(writer_rx.clone())),
+                .serve_with_incoming_shutdown(incoming(listener), stopped(writer_rx.clone())),
         ));
         writer_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
@@ -372,7 +378,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             source: id.clone(),
             wal: wal.clone(),
             writers: directory.clone(),
-            pool: FlightPool::default(),
+            pool: FlightPool::new(cluster_token.clone()),
             metrics: metrics.clone(),
             replication_factor: usize::from(config.acceptor.replication_factor),
             max_backoff: config.acceptor.max_retry_backoff,
@@ -407,7 +413,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
                 .add_service(grpc.clone().trace_service())
                 .add_service(grpc.clone().logs_service())
                 .add_service(grpc.metrics_service())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(acceptor_rx.clone())),
+                .serve_with_incoming_shutdown(incoming(grpc_listener), stopped(acceptor_rx.clone())),
         ));
 
         let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
@@ -415,7 +421,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let app = crate::acceptor::http::router(acceptor);
         acceptor_tasks.push(spawn_server(
             "OTLP HTTP server",
-            axum::serve(http_listener, app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
+            axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
         ));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
         let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
@@ -432,7 +438,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let store = crate::storage::open(&config)?;
         let buffers = crate::querier::WriterBuffers {
             catalog: Arc::clone(&catalog),
-            pool: FlightPool::default(),
+            pool: FlightPool::new(cluster_token.clone()),
             ttl: config.discovery.ttl,
             timeout: config.querier.buffer_timeout,
             readiness: readiness.clone(),
@@ -463,11 +469,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             config.querier.max_concurrent_queries,
         )
         .into_server();
+        let flight =
+            tonic::service::interceptor::InterceptedService::new(flight, RequireToken::new(cluster_token.clone()));
         query_tasks.push(spawn_server(
             "querier Flight server",
             tonic::transport::Server::builder()
                 .add_service(flight)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(query_rx.clone())),
+                .serve_with_incoming_shutdown(incoming(listener), stopped(query_rx.clone())),
         ));
         query_tasks.push(tokio::spawn(run_registration(
             Arc::clone(&catalog),
@@ -478,16 +486,19 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     }
 
     if roles.router {
-        let queriers =
-            crate::router::QuerierClient::new(Arc::clone(&catalog), FlightPool::default(), config.discovery.ttl)
-                .with_readiness(readiness.clone());
+        let queriers = crate::router::QuerierClient::new(
+            Arc::clone(&catalog),
+            FlightPool::new(cluster_token.clone()),
+            config.discovery.ttl,
+        )
+        .with_readiness(readiness.clone());
         let backend = Arc::new(crate::router::QuerierBackend::new(queriers.clone()));
         let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
         query_tasks.push(spawn_server(
             "router HTTP server",
-            axum::serve(http_listener, app).with_graceful_shutdown(stopped(query_rx.clone())),
+            axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(query_rx.clone())),
         ));
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
@@ -496,7 +507,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             "router Flight SQL server",
             tonic::transport::Server::builder()
                 .add_service(flight_sql)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(sql_listener), stopped(query_rx.clone())),
+                .serve_with_incoming_shutdown(incoming(sql_listener), stopped(query_rx.clone())),
         ));
         let address = endpoints.router_http.map(reachable).unwrap_or_default();
         let svc = service_record(
@@ -524,7 +535,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     });
     let admin_task = spawn_server(
         "admin HTTP server",
-        axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(admin_rx)),
+        axum::serve(no_delay(admin_listener), admin).with_graceful_shutdown(stopped(admin_rx)),
     );
     ready.store(true, Ordering::Release);
     info!(?endpoints, "SignalDB started");
@@ -546,6 +557,30 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         admin_task: Some(admin_task),
         acceptor_wal,
         writer_wal,
+    })
+}
+
+/// Accepted gRPC connections with Nagle's algorithm off: a small answer
+/// goes out at once instead of waiting for the peer's delayed ACK (about
+/// 40 ms per exchange, which was most of a trace-by-id's latency).
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    })
+}
+
+/// An HTTP listener whose connections have Nagle's algorithm off (see
+/// [`incoming`]).
+fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
     })
 }
 

@@ -1,5 +1,5 @@
 //! OTLP/HTTP (port 4318): `POST /v1/traces` with protobuf or JSON bodies,
-//! optionally gzip-compressed. Errors are `google.rpc.Status` in the
+//! optionally gzip- or zstd-compressed. Errors are `google.rpc.Status` in the
 //! request's encoding, as the OTLP specification asks.
 
 use std::io::Read;
@@ -207,10 +207,15 @@ async fn decode_and_export(
         .to_ascii_lowercase();
     let body = match content_encoding.as_str() {
         "" | "identity" => body,
-        "gzip" => Bytes::from(gunzip(&body, max)?),
+        "gzip" => Bytes::from(decompress(flate2::read::GzDecoder::new(&body[..]), "gzip", max)?),
+        "zstd" => {
+            let decoder = zstd::stream::read::Decoder::new(&body[..])
+                .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed zstd body: {e}"))))?;
+            Bytes::from(decompress(decoder, "zstd", max)?)
+        }
         other => {
             return Err(HttpError::UnsupportedMediaType(format!(
-                "unsupported content encoding {other}: send gzip or identity"
+                "unsupported content encoding {other}: send gzip, zstd or identity"
             )));
         }
     };
@@ -227,12 +232,15 @@ async fn decode_and_export(
         .map_err(HttpError::Ingest)
 }
 
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-    let mut reader = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+/// Decompresses at most `max` bytes: a body that expands further (a
+/// compression bomb) is refused with 413 once `max + 1` bytes came out,
+/// without holding more than that.
+fn decompress(reader: impl Read, what: &str, max: usize) -> Result<Vec<u8>, HttpError> {
+    let mut out = Vec::new();
     reader
+        .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed gzip body: {e}"))))?;
+        .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed {what} body: {e}"))))?;
     if out.len() > max {
         return Err(HttpError::TooLarge(format!(
             "request is larger than {max} bytes after decompression (acceptor.max_request_size)"

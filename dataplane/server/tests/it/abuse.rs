@@ -167,6 +167,39 @@ async fn crafted_requests_are_refused_and_the_server_keeps_serving() {
     }
     assert!(!running.writer().unwrap().is_draining());
 
+    // 4b. The roles' own Flight ports answer only calls with the token: no
+    //     stranger writes into a writer, reads its buffers, or queries a
+    //     querier for any tenant.
+    for addr in [e.writer_flight.unwrap(), e.querier_flight.unwrap()] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+        let get = flight
+            .do_get(arrow_flight::Ticket {
+                ticket: bytes::Bytes::from_static(b"anything"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(get.code(), tonic::Code::Unauthenticated, "{addr}: {get:?}");
+        assert!(get.message().contains("cluster token"), "{}", get.message());
+        let put = flight
+            .do_put(futures::stream::iter(Vec::<arrow_flight::FlightData>::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(put.code(), tonic::Code::Unauthenticated, "{addr}: {put:?}");
+        let action = flight
+            .do_action(arrow_flight::Action {
+                r#type: "search".into(),
+                body: bytes::Bytes::from_static(b"{}"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(action.code(), tonic::Code::Unauthenticated, "{addr}: {action:?}");
+    }
+
     // 5. A 60 KiB resource attribute over 20,000 spans (1.2 GB as span rows):
     //    refused before the acknowledgement, not dropped after it.
     let mut big = request(8, 2_000, 10);
@@ -199,6 +232,19 @@ async fn crafted_requests_are_refused_and_the_server_keeps_serving() {
     let (status, message) = post_otlp(&http, &otlp, bomb, Some("gzip")).await;
     assert_eq!(status, 413, "{message}");
     assert!(message.contains("after decompression"), "{message}");
+
+    // 8. The same bomb in zstd, and a valid zstd body that is stored.
+    let zstd_bomb = zstd::bulk::compress(&vec![0u8; 64 * 1024 * 1024], 19).unwrap();
+    assert!(zstd_bomb.len() < 64 * 1024, "{} bytes", zstd_bomb.len());
+    let (status, message) = post_otlp(&http, &otlp, zstd_bomb, Some("zstd")).await;
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("after decompression"), "{message}");
+    let zstd_valid = request(10, 1, 2);
+    let zstd_trace = hex::encode(&zstd_valid.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    let body = zstd::bulk::compress(&zstd_valid.encode_to_vec(), 3).unwrap();
+    let (status, message) = post_otlp(&http, &otlp, body, Some("zstd")).await;
+    assert_eq!(status, 200, "{message}");
+    wait_until_found(&http, &api, &zstd_trace).await;
 
     // Nothing acknowledged was lost, and the process serves on.
     still_serving(&http, &api, &trace).await;

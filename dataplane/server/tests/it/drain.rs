@@ -21,19 +21,19 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     let dir = tempfile::tempdir().unwrap();
     let catalog_url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
     let objects = format!("file://{}", dir.path().join("objects").display());
+    // Every role of the cluster shares the token (role-to-role calls carry it).
+    let token_file = dir.path().join("cluster-token");
+    let token = signaldb::auth::ClusterToken::create_file(&token_file).unwrap();
     let node = |name: &str| {
         let mut c = test_config(&dir.path().join(name));
+        c.cluster.token_file = Some(token_file.clone());
         c.node_id = Some(name.into());
         c.catalog.url = Some(catalog_url.clone());
         c.storage.url = Some(objects.clone());
         c.writer.flush_max_age = Duration::from_secs(3600);
         c
     };
-    let token_file = dir.path().join("cluster-token");
-    let token = signaldb::auth::ClusterToken::create_file(&token_file).unwrap();
-    let mut w1_config = node("w1");
-    w1_config.cluster.token_file = Some(token_file.clone());
-    let w1 = start(w1_config, Roles::WRITER).await.unwrap();
+    let w1 = start(node("w1"), Roles::WRITER).await.unwrap();
     let acceptor = start(node("acc"), Roles::ACCEPTOR).await.unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
         .await
