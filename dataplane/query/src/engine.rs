@@ -164,18 +164,22 @@ impl QueryEngine {
         if files.is_empty() {
             return Ok((ctx, buffers));
         }
+        let stored = ctx.read_table(self.listing(&files)?)?;
+        Ok((ctx, stored.union(buffers)?))
+    }
+
+    /// A table over `files` (of the span schema).
+    fn listing(&self, files: &[FileRecord]) -> Result<Arc<ListingTable>, QueryError> {
         let urls = files
             .iter()
             .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{}", f.path)))
             .collect::<Result<Vec<_>, _>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let table = ListingTable::try_new(
+        Ok(Arc::new(ListingTable::try_new(
             ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
-                .with_schema(Arc::clone(&schema)),
-        )?;
-        let stored = ctx.read_table(Arc::new(table))?;
-        Ok((ctx, stored.union(buffers)?))
+                .with_schema(signaldb_schema::traces::schema()),
+        )?))
     }
 
     /// All spans of a trace, deduplicated, or None.
@@ -242,18 +246,51 @@ impl QueryEngine {
         max_traces: usize,
         stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
-        use futures::StreamExt;
-        let (_ctx, all) = self
-            .all_spans(tenant, range, BufferFilter::TimeRange(range), stats)
+        let ctx = self.context(stats)?;
+        let schema = signaldb_schema::traces::schema();
+        let buffered = self.buffers.buffered(tenant, BufferFilter::TimeRange(range)).await?;
+        stats.add_bytes(buffered.iter().map(data_bytes).sum());
+        let mut files = self.files(tenant, range).await?;
+        // Newest first: the buffers, then the files by their latest span.
+        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
+        let mut found = Newest::new(keep);
+        let buffers = ctx.read_table(Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?))?;
+        self.scan_candidates(buffers, range, condition, max_traces, &mut found)
             .await?;
+        for file in &files {
+            // With a bound, once it is full and a file (and so every older
+            // one) holds nothing newer than the oldest trace kept, reading
+            // on cannot change the answer.
+            if let (Some(n), Some(oldest)) = (keep, found.oldest())
+                && found.len() >= n
+                && file.max_time_ns <= oldest
+            {
+                break;
+            }
+            let df = ctx.read_table(self.listing(std::slice::from_ref(file))?)?;
+            self.scan_candidates(df, range, condition, max_traces, &mut found)
+                .await?;
+        }
+        Ok(found.into_newest_first())
+    }
+
+    /// Offers the trace of every span of `source` in `range` that meets
+    /// `condition` to `found`.
+    async fn scan_candidates(
+        &self,
+        source: DataFrame,
+        range: Option<(i64, i64)>,
+        condition: Option<&signaldb_traceql::FieldExpr>,
+        max_traces: usize,
+        found: &mut Newest,
+    ) -> Result<(), QueryError> {
+        use futures::StreamExt;
         let columns = crate::search::condition_columns(condition);
-        let mut df = in_range(all, range)?;
+        let mut df = in_range(source, range)?;
         if let Some(pushed) = condition.and_then(crate::lower::lower) {
             df = df.filter(pushed)?;
         }
-        let df = df.select_columns(&columns)?;
-        let mut stream = df.execute_stream().await?;
-        let mut found = Newest::new(keep);
+        let mut stream = df.select_columns(&columns)?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let mask = match condition {
@@ -279,7 +316,7 @@ impl QueryEngine {
                 }
             }
         }
-        Ok(found.into_newest_first())
+        Ok(())
     }
 
     /// The spans in `range` of the traces `ids`, deduplicated, reading only
@@ -390,6 +427,11 @@ impl Newest {
 
     fn len(&self) -> usize {
         self.latest.len()
+    }
+
+    /// The start of the oldest trace kept.
+    fn oldest(&self) -> Option<i64> {
+        self.order.first().map(|(start, _)| *start)
     }
 
     fn offer(&mut self, id: [u8; 16], start: i64) {

@@ -169,3 +169,55 @@ async fn tag_values_follow_the_q_filter() {
     );
     running.shutdown().await;
 }
+
+async fn search_with_bytes(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> (Vec<u64>, u64) {
+    let url = format!("{base}/api/search?q={}&limit={limit}", urlencode(q));
+    let body: serde_json::Value =
+        serde_json::from_slice(&http.get(url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    let starts = body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["startTimeUnixNano"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let bytes = body["metrics"]["inspectedBytes"]
+        .as_str()
+        .map_or(0, |b| b.parse().unwrap());
+    (starts, bytes)
+}
+
+/// With several files, a search whose condition is the whole query reads
+/// the newest file first and stops once older files cannot change the
+/// answer: the same newest traces, fewer bytes read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_read_newest_files_first_and_stop_at_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.writer.flush_max_age = Duration::from_secs(3600);
+    let running = start_all(config).await;
+    let e = running.endpoints.clone();
+    let base = format!("http://{}", e.router_http.unwrap());
+    let http = reqwest::Client::new();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    // Three files, each newer than the last.
+    for seed in 0..3 {
+        grpc.export(request(60 + seed, 20, 2)).await.unwrap();
+        deliver_and_flush(&running).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(parquet_files(dir.path()).len(), 3);
+
+    for q in ["{ }", "{ kind = server }"] {
+        let (all, all_bytes) = search_with_bytes(&http, &base, q, 100).await;
+        assert_eq!(all.len(), 60, "{q}");
+        let (newest, newest_bytes) = search_with_bytes(&http, &base, q, 5).await;
+        assert_eq!(newest[..], all[..5], "{q}: the newest five of all");
+        assert!(
+            newest_bytes * 2 < all_bytes,
+            "{q}: reading stopped early ({newest_bytes} of {all_bytes} bytes)"
+        );
+    }
+    running.shutdown().await;
+}
