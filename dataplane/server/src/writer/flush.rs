@@ -56,6 +56,8 @@ impl From<FlushError> for WriterError {
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page.
+const PAGE_ROWS: usize = 1024;
 
 impl Writer {
     /// Flushes everything buffered now. One flush runs at a time; data that
@@ -224,6 +226,9 @@ fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, FlushE
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(FlushError::Parquet)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Small pages: the page index then narrows a trace-by-id to about
+        // one page per column instead of decoding up to 20,000 rows to skip.
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01)
         .set_column_bloom_filter_max_ndv(ColumnPath::from(columns::TRACE_ID), sorted.num_rows() as u64)

@@ -203,15 +203,15 @@ async fn searches_read_newest_files_first_and_stop_at_limit() {
         .unwrap();
     // Three files, each newer than the last.
     for seed in 0..3 {
-        grpc.export(request(60 + seed, 20, 2)).await.unwrap();
+        grpc.export(request(60 + seed, 300, 2)).await.unwrap();
         deliver_and_flush(&running).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(parquet_files(dir.path()).len(), 3);
 
     for q in ["{ }", "{ kind = server }"] {
-        let (all, all_bytes) = search_with_bytes(&http, &base, q, 100).await;
-        assert_eq!(all.len(), 60, "{q}");
+        let (all, all_bytes) = search_with_bytes(&http, &base, q, 1000).await;
+        assert_eq!(all.len(), 900, "{q}");
         let (newest, newest_bytes) = search_with_bytes(&http, &base, q, 5).await;
         assert_eq!(newest[..], all[..5], "{q}: the newest five of all");
         assert!(
