@@ -382,18 +382,9 @@ impl QueryEngine {
     }
 }
 
-/// The bytes of data in `batch`, each counted once (arrays decoded from one
-/// IPC message share its allocation).
+/// The bytes of data in `batch`, each counted once.
 fn data_bytes(batch: &RecordBatch) -> u64 {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size()) as u64
-        })
-        .sum()
+    signaldb_schema::data_bytes(batch) as u64
 }
 
 /// Spans overlapping `range` (nanoseconds), or all.

@@ -382,7 +382,7 @@ pub async fn run_load(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
 
 /// Waits until the acceptor behind `admin` has delivered everything it
 /// acknowledged to writers (whose buffers are queryable at once).
-async fn wait_delivered(admin: &str) -> Result<(), String> {
+pub(crate) async fn wait_delivered(admin: &str) -> Result<(), String> {
     let http = reqwest::Client::new();
     let t = Instant::now();
     loop {

@@ -101,27 +101,7 @@ pub async fn run(
     let http = reqwest::Client::new();
     let ids: Vec<[u8; 16]> = ids.iter().take(200).copied().collect();
     // Wait until the acceptor has handed everything to the writer.
-    let t = Instant::now();
-    loop {
-        let text = http
-            .get(format!("{admin}/metrics"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        if text
-            .lines()
-            .any(|l| l == "signaldb_wal_pending_bytes{role=\"acceptor\"} 0")
-        {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(300) {
-            return Err("the acceptor did not deliver within 5 minutes".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::loadgen::wait_delivered(admin).await?;
     round(&http, router, &ids, tenant, "buffers").await?;
     let t = Instant::now();
     let mut drain = http.post(format!("{admin}/drain"));

@@ -431,15 +431,7 @@ fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), Stri
 /// often into ten times too many files. The sliced size counts each byte of
 /// data once.
 pub(crate) fn data_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            c.to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size())
-        })
-        .sum()
+    signaldb_schema::data_bytes(batch)
 }
 
 #[cfg(test)]

@@ -380,3 +380,22 @@ pub(crate) fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// An OTLP/gRPC client of `running`'s acceptor and the base URL of its Tempo
+/// API.
+pub(crate) async fn clients(
+    running: &Running,
+) -> (
+    opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
+        tonic::transport::Channel,
+    >,
+    String,
+) {
+    let e = &running.endpoints;
+    let grpc = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+        format!("http://{}", e.otlp_grpc.expect("acceptor role")),
+    )
+    .await
+    .expect("connects to the acceptor");
+    (grpc, format!("http://{}", e.router_http.expect("router role")))
+}

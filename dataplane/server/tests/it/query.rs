@@ -66,12 +66,8 @@ async fn tempo_api_and_flight_sql_fresh_flushed_and_tenant_isolated() {
     let mut config = test_config(dir.path());
     config.writer.flush_max_age = Duration::from_secs(3600);
     let running = start_all(config).await;
-    let e = running.endpoints.clone();
-    let base = format!("http://{}", e.router_http.unwrap());
+    let (mut grpc, base) = clients(&running).await;
     let http = reqwest::Client::new();
-    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
-        .await
-        .unwrap();
 
     // Tenant A: one trace of 3 spans; tenant B: another.
     let a = request(11, 1, 3);
@@ -180,7 +176,7 @@ async fn tempo_api_and_flight_sql_fresh_flushed_and_tenant_isolated() {
         serde_json::json!([]),
         "an unknown tenant has no tags"
     );
-    let sql = e.router_flight_sql.unwrap().to_string();
+    let sql = running.endpoints.router_flight_sql.unwrap().to_string();
     assert_eq!(sql_count(&sql, "tenant-a", "SELECT count(*) FROM spans").await, 3);
     assert_eq!(sql_count(&sql, "tenant-b", "SELECT count(*) FROM spans").await, 2);
 

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-
 use crate::common::*;
 
 async fn search(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> Vec<(String, u64, u64)> {
@@ -32,12 +30,8 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
     let mut config = test_config(dir.path());
     config.writer.flush_max_age = Duration::from_secs(3600);
     let running = start_all(config).await;
-    let e = running.endpoints.clone();
-    let base = format!("http://{}", e.router_http.unwrap());
+    let (mut grpc, base) = clients(&running).await;
     let http = reqwest::Client::new();
-    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
-        .await
-        .unwrap();
     // 30 traces of 3 spans and 10 of 1 span.
     grpc.export(request(41, 30, 3)).await.unwrap();
     grpc.export(request(42, 10, 1)).await.unwrap();
@@ -128,12 +122,8 @@ async fn service_values(http: &reqwest::Client, base: &str, q: Option<&str>) -> 
 async fn tag_values_follow_the_q_filter() {
     let dir = tempfile::tempdir().unwrap();
     let running = start_all(test_config(dir.path())).await;
-    let e = running.endpoints.clone();
-    let base = format!("http://{}", e.router_http.unwrap());
+    let (mut grpc, base) = clients(&running).await;
     let http = reqwest::Client::new();
-    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
-        .await
-        .unwrap();
     // One request per service: svc-00, then svc-01.
     let mut factory = signaldb::loadgen::RequestFactory::new(5, 2, 4);
     grpc.export(factory.request(4)).await.unwrap();
@@ -195,12 +185,8 @@ async fn searches_read_newest_files_first_and_stop_at_limit() {
     let mut config = test_config(dir.path());
     config.writer.flush_max_age = Duration::from_secs(3600);
     let running = start_all(config).await;
-    let e = running.endpoints.clone();
-    let base = format!("http://{}", e.router_http.unwrap());
+    let (mut grpc, base) = clients(&running).await;
     let http = reqwest::Client::new();
-    let mut grpc = TraceServiceClient::connect(format!("http://{}", e.otlp_grpc.unwrap()))
-        .await
-        .unwrap();
     // Three files, each newer than the last.
     for seed in 0..3 {
         grpc.export(request(60 + seed, 300, 2)).await.unwrap();
