@@ -1,6 +1,5 @@
 //! Bytes a query reads: an object store wrapper that counts what reads
-//! return, one per query, so a search can report Tempo's `inspectedBytes`
-//! and tests can see which files a query touched.
+//! return, one per query, so a search can report Tempo's `inspectedBytes`.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -19,8 +18,6 @@ use object_store::{
 #[derive(Debug, Clone, Default)]
 pub struct ReadStats {
     bytes: Arc<AtomicU64>,
-    reads: Arc<AtomicU64>,
-    paths: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl ReadStats {
@@ -29,29 +26,8 @@ impl ReadStats {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Object-store read requests.
-    pub fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
-    }
-
-    /// The objects read, in path order.
-    pub fn paths(&self) -> Vec<String> {
-        self.paths
-            .lock()
-            .map(|p| p.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
     pub(crate) fn add_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn read(&self, path: &Path, n: u64) {
-        self.add_bytes(n);
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut p) = self.paths.lock() {
-            p.insert(path.to_string());
-        }
     }
 }
 
@@ -88,14 +64,14 @@ impl ObjectStore for CountingStore {
         let head = options.head;
         let result = self.inner.get_opts(location, options).await?;
         if !head {
-            self.stats.read(location, result.range.end - result.range.start);
+            self.stats.add_bytes(result.range.end - result.range.start);
         }
         Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let out = self.inner.get_ranges(location, ranges).await?;
-        self.stats.read(location, out.iter().map(|b| b.len() as u64).sum());
+        self.stats.add_bytes(out.iter().map(|b| b.len() as u64).sum());
         Ok(out)
     }
 

@@ -69,6 +69,16 @@ impl BufferSource for NoBuffers {
 
 const STORE_URL: &str = "signaldb://store/";
 
+/// The data one query reads, taken once by [`QueryEngine::snapshot`] and
+/// shared by its steps (a search's candidate scan and its chunked reads), so
+/// the writers' buffers and the catalog are asked once per query.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    range: Option<(i64, i64)>,
+    buffered: Vec<RecordBatch>,
+    files: Vec<FileRecord>,
+}
+
 /// How long a query may run unless configured otherwise.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -121,6 +131,11 @@ impl QueryEngine {
         self
     }
 
+    /// How long a query may run.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A session for one query: the engine's memory pool and metadata
     /// caches, and a view of the store that counts reads into `stats`.
     fn context(&self, stats: &ReadStats) -> Result<SessionContext, QueryError> {
@@ -148,27 +163,40 @@ impl QueryEngine {
         Ok(self.catalog.list_files(tenant, Signal::Traces, range).await?)
     }
 
-    /// The tenant's spans in `range`: its files there UNION its writers'
-    /// buffered batches, as a DataFrame built without SQL. Buffers are read
-    /// first, then files: a flush that registers its file in between shows
-    /// those spans twice (and they are deduplicated), never zero times.
-    async fn all_spans(
+    /// What a query reads, taken once for all its steps: the writers'
+    /// buffered spans matching `filter`, then the tenant's files in `range`.
+    /// Buffers first, then files: a flush that registers its file in between
+    /// shows those spans twice (and they are deduplicated), never zero times.
+    pub async fn snapshot(
         &self,
         tenant: &TenantId,
         range: Option<(i64, i64)>,
-        buffer_filter: BufferFilter,
+        filter: BufferFilter,
         stats: &ReadStats,
-    ) -> Result<(SessionContext, DataFrame), QueryError> {
-        let ctx = self.context(stats)?;
-        let schema = signaldb_schema::traces::schema();
-        let buffered = self.buffers.buffered(tenant, buffer_filter).await?;
-        stats.add_bytes(buffered.iter().map(data_bytes).sum());
+    ) -> Result<Snapshot, QueryError> {
+        let buffered = self.buffers.buffered(tenant, filter).await?;
+        stats.add_bytes(buffered.iter().map(|b| signaldb_schema::data_bytes(b) as u64).sum());
         let files = self.files(tenant, range).await?;
-        let buffers = ctx.read_table(Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?))?;
-        if files.is_empty() {
+        Ok(Snapshot { range, buffered, files })
+    }
+
+    /// A session counting reads into `stats`, and the snapshot's buffers as
+    /// a DataFrame.
+    fn buffers_frame(&self, snap: &Snapshot, stats: &ReadStats) -> Result<(SessionContext, DataFrame), QueryError> {
+        let ctx = self.context(stats)?;
+        let table = MemTable::try_new(signaldb_schema::traces::schema(), vec![snap.buffered.clone()])?;
+        let buffers = ctx.read_table(Arc::new(table))?;
+        Ok((ctx, buffers))
+    }
+
+    /// The snapshot's spans: its files UNION its buffers, as a DataFrame
+    /// built without SQL.
+    fn all_spans(&self, snap: &Snapshot, stats: &ReadStats) -> Result<(SessionContext, DataFrame), QueryError> {
+        let (ctx, buffers) = self.buffers_frame(snap, stats)?;
+        if snap.files.is_empty() {
             return Ok((ctx, buffers));
         }
-        let stored = ctx.read_table(self.listing(&files)?)?;
+        let stored = ctx.read_table(self.listing(&snap.files)?)?;
         Ok((ctx, stored.union(buffers)?))
     }
 
@@ -193,9 +221,11 @@ impl QueryEngine {
         trace_id: [u8; 16],
         range: Option<(i64, i64)>,
     ) -> Result<Option<RecordBatch>, QueryError> {
-        let (_ctx, all) = self
-            .all_spans(tenant, range, BufferFilter::TraceId(trace_id), &ReadStats::default())
+        let stats = ReadStats::default();
+        let snap = self
+            .snapshot(tenant, range, BufferFilter::TraceId(trace_id), &stats)
             .await?;
+        let (_ctx, all) = self.all_spans(&snap, &stats)?;
         let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
         let df = all.filter(col(columns::TRACE_ID).eq(lit(id)))?;
         let batches = df.collect().await?;
@@ -217,9 +247,11 @@ impl QueryEngine {
         range: Option<(i64, i64)>,
         projection: Option<&[&str]>,
     ) -> Result<RecordBatch, QueryError> {
-        let (_ctx, all) = self
-            .all_spans(tenant, range, BufferFilter::TimeRange(range), &ReadStats::default())
+        let stats = ReadStats::default();
+        let snap = self
+            .snapshot(tenant, range, BufferFilter::TimeRange(range), &stats)
             .await?;
+        let (_ctx, all) = self.all_spans(&snap, &stats)?;
         let mut df = in_range(all, range)?;
         let schema = match projection {
             Some(cols) => {
@@ -243,25 +275,21 @@ impl QueryEngine {
     /// too broad.
     pub async fn candidate_traces(
         &self,
-        tenant: &TenantId,
-        range: Option<(i64, i64)>,
+        snap: &Snapshot,
         condition: Option<&signaldb_traceql::FieldExpr>,
         keep: Option<usize>,
         max_traces: usize,
         stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
-        let ctx = self.context(stats)?;
-        let schema = signaldb_schema::traces::schema();
-        let buffered = self.buffers.buffered(tenant, BufferFilter::TimeRange(range)).await?;
-        stats.add_bytes(buffered.iter().map(data_bytes).sum());
-        let mut files = self.files(tenant, range).await?;
-        // Newest first: the buffers, then the files by their latest span.
-        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
+        let range = snap.range;
+        let (ctx, buffers) = self.buffers_frame(snap, stats)?;
         let mut found = Newest::new(keep);
-        let buffers = ctx.read_table(Arc::new(MemTable::try_new(Arc::clone(&schema), vec![buffered])?))?;
+        // Newest first: the buffers, then the files by their latest span.
         self.scan_candidates(buffers, range, condition, max_traces, &mut found)
             .await?;
-        for file in &files {
+        let mut files: Vec<&FileRecord> = snap.files.iter().collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
+        for file in files {
             // With a bound, once it is full and a file (and so every older
             // one) holds nothing newer than the oldest trace kept, reading
             // on cannot change the answer.
@@ -327,8 +355,7 @@ impl QueryEngine {
     /// `projection` (must include the trace and span ids).
     pub async fn spans_of_traces(
         &self,
-        tenant: &TenantId,
-        range: Option<(i64, i64)>,
+        snap: &Snapshot,
         ids: &[[u8; 16]],
         projection: &[&str],
         stats: &ReadStats,
@@ -345,14 +372,12 @@ impl QueryEngine {
         if ids.is_empty() {
             return Ok(RecordBatch::new_empty(schema));
         }
-        let (_ctx, all) = self
-            .all_spans(tenant, range, BufferFilter::TimeRange(range), stats)
-            .await?;
+        let (_ctx, all) = self.all_spans(snap, stats)?;
         let list = ids
             .iter()
             .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
             .collect();
-        let df = in_range(all, range)?
+        let df = in_range(all, snap.range)?
             .filter(col(columns::TRACE_ID).in_list(list, false))?
             .select_columns(projection)?;
         dedup_with_schema(&df.collect().await?, &schema)
@@ -361,9 +386,11 @@ impl QueryEngine {
     /// Runs SQL against the tenant's `spans` table and streams the result.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let started = tokio::time::Instant::now();
-        let (ctx, all) = self
-            .all_spans(tenant, None, BufferFilter::TimeRange(None), &ReadStats::default())
+        let stats = ReadStats::default();
+        let snap = self
+            .snapshot(tenant, None, BufferFilter::TimeRange(None), &stats)
             .await?;
+        let (ctx, all) = self.all_spans(&snap, &stats)?;
         ctx.register_table("all_spans", all.into_view())?;
         // Each span once, however many copies replication, retries or a
         // concurrent flush left.
@@ -380,11 +407,6 @@ impl QueryEngine {
     pub fn spans_schema(&self) -> arrow_schema::SchemaRef {
         signaldb_schema::traces::schema()
     }
-}
-
-/// The bytes of data in `batch`, each counted once.
-fn data_bytes(batch: &RecordBatch) -> u64 {
-    signaldb_schema::data_bytes(batch) as u64
 }
 
 /// Spans overlapping `range` (nanoseconds), or all.

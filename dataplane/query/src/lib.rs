@@ -14,7 +14,9 @@ mod search;
 pub use bounds::{QueryTimedOut, is_timeout};
 pub use counting::ReadStats;
 pub use datafusion::error::DataFusionError;
-pub use engine::{BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, dedup_spans};
+pub use engine::{
+    BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot, dedup_spans,
+};
 pub use search::{
     MAX_CANDIDATE_TRACES, SearchParams, SearchTrace, SpanHit, TagScope, condition_columns, intrinsic_values, search,
     search_batches, search_columns, tag_names, tag_values,

@@ -46,7 +46,6 @@ pub struct SearchTrace {
 /// The columns a search needs: what the summaries show plus the attribute
 /// lists the query reads.
 pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
-    use signaldb_traceql::{AttributeScope, FieldRef};
     let mut cols = vec![
         columns::TRACE_ID,
         columns::SPAN_ID,
@@ -61,26 +60,35 @@ pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
         columns::SERVICE_NAME,
     ];
     // Filters and `select(...)`: matched spans carry both.
-    let fields = query.all_fields();
-    let scopes = fields.iter().filter_map(|f| match f {
-        FieldRef::Attribute(a) => Some(a.scope),
-        FieldRef::Intrinsic(_) => None,
-    });
-    let (mut span, mut resource) = (false, false);
-    for s in scopes {
-        match s {
-            AttributeScope::Span => span = true,
-            AttributeScope::Resource => resource = true,
-            AttributeScope::Unscoped => (span, resource) = (true, true),
+    add_field_columns(&mut cols, &query.all_fields());
+    cols
+}
+
+/// Adds the columns that hold `fields` to `cols`, each once.
+fn add_field_columns(cols: &mut Vec<&'static str>, fields: &[signaldb_traceql::FieldRef]) {
+    use signaldb_traceql::{AttributeScope, FieldRef, Intrinsic};
+    for field in fields {
+        let needed: &[&'static str] = match field {
+            FieldRef::Intrinsic(Intrinsic::Name) => &[columns::NAME],
+            FieldRef::Intrinsic(Intrinsic::Status) => &[columns::STATUS_CODE],
+            FieldRef::Intrinsic(Intrinsic::StatusMessage) => &[columns::STATUS_MESSAGE],
+            FieldRef::Intrinsic(Intrinsic::Kind) => &[columns::KIND],
+            FieldRef::Intrinsic(Intrinsic::Duration) => &[columns::DURATION_NANO],
+            // Trace-level intrinsics are computed from the trace's rows,
+            // whose columns every search reads.
+            FieldRef::Intrinsic(_) => &[],
+            FieldRef::Attribute(a) => match a.scope {
+                AttributeScope::Span => &[columns::ATTRIBUTES],
+                AttributeScope::Resource => &[columns::RESOURCE_ATTRIBUTES],
+                AttributeScope::Unscoped => &[columns::ATTRIBUTES, columns::RESOURCE_ATTRIBUTES],
+            },
+        };
+        for c in needed {
+            if !cols.contains(c) {
+                cols.push(c);
+            }
         }
     }
-    if span {
-        cols.push(columns::ATTRIBUTES);
-    }
-    if resource {
-        cols.push(columns::RESOURCE_ATTRIBUTES);
-    }
-    cols
 }
 
 /// How many candidate traces a search may consider when its span condition
@@ -89,32 +97,8 @@ pub const MAX_CANDIDATE_TRACES: usize = 1_000_000;
 
 /// The columns a span-level condition reads, plus the trace id and start time.
 pub fn condition_columns(condition: Option<&signaldb_traceql::FieldExpr>) -> Vec<&'static str> {
-    use signaldb_traceql::{AttributeScope, FieldRef, Intrinsic};
     let mut cols = vec![columns::TRACE_ID, columns::START_TIME_UNIX_NANO];
-    let mut add = |c: &'static str| {
-        if !cols.contains(&c) {
-            cols.push(c);
-        }
-    };
-    for field in condition.map(|c| c.fields()).unwrap_or_default() {
-        match field {
-            FieldRef::Intrinsic(Intrinsic::Name) => add(columns::NAME),
-            FieldRef::Intrinsic(Intrinsic::Status) => add(columns::STATUS_CODE),
-            FieldRef::Intrinsic(Intrinsic::StatusMessage) => add(columns::STATUS_MESSAGE),
-            FieldRef::Intrinsic(Intrinsic::Kind) => add(columns::KIND),
-            FieldRef::Intrinsic(Intrinsic::Duration) => add(columns::DURATION_NANO),
-            // Trace-level intrinsics never appear in a span condition.
-            FieldRef::Intrinsic(_) => {}
-            FieldRef::Attribute(a) => match a.scope {
-                AttributeScope::Span => add(columns::ATTRIBUTES),
-                AttributeScope::Resource => add(columns::RESOURCE_ATTRIBUTES),
-                AttributeScope::Unscoped => {
-                    add(columns::ATTRIBUTES);
-                    add(columns::RESOURCE_ATTRIBUTES);
-                }
-            },
-        }
-    }
+    add_field_columns(&mut cols, &condition.map(|c| c.fields()).unwrap_or_default());
     cols
 }
 
@@ -132,12 +116,15 @@ pub async fn search(
     stats: &crate::ReadStats,
 ) -> Result<(Vec<SearchTrace>, u64, u64), QueryError> {
     let condition = signaldb_traceql::span_prefilter(&params.query);
+    // The buffers and the file list once, for every step below.
+    let snap = engine
+        .snapshot(tenant, range, crate::BufferFilter::TimeRange(range), stats)
+        .await?;
     let exact = signaldb_traceql::prefilter_is_exact(&params.query)
         || matches!(params.query.expr(), signaldb_traceql::SpansetExpr::Filter(None));
     let candidates = engine
         .candidate_traces(
-            tenant,
-            range,
+            &snap,
             condition.as_ref(),
             exact.then_some(params.limit),
             MAX_CANDIDATE_TRACES,
@@ -154,7 +141,7 @@ pub async fn search(
     let (mut found, mut inspected_traces, mut inspected_spans) = (Vec::new(), 0u64, 0u64);
     for ids in candidates.chunks(chunk) {
         let ids: Vec<[u8; 16]> = ids.iter().map(|(id, _)| *id).collect();
-        let spans = engine.spans_of_traces(tenant, range, &ids, &cols, stats).await?;
+        let spans = engine.spans_of_traces(&snap, &ids, &cols, stats).await?;
         inspected_spans += spans.num_rows() as u64;
         let (traces, inspected) = search_batches(&spans, params)?;
         inspected_traces += inspected;

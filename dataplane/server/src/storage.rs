@@ -23,22 +23,16 @@ pub enum StorageError {
 /// Opens the configured store. Relative `file://` paths and the default
 /// (`<data_dir>/objects`) are created if missing.
 pub fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    let url = match &config.storage.url {
-        Some(url) => url.clone(),
-        None => {
-            let dir = config.data_dir.join("objects");
-            return local(dir);
-        }
-    };
-    if let Some(path) = url.strip_prefix("file://") {
-        if path.is_empty() {
-            return Err(StorageError::BadUrl {
-                url,
-                reason: "no path after file://".into(),
-            });
-        }
-        return local(PathBuf::from(path));
+    if config.storage.url.as_deref() == Some("file://") {
+        return Err(StorageError::BadUrl {
+            url: "file://".into(),
+            reason: "no path after file://".into(),
+        });
     }
+    if let Some(dir) = local_root(config) {
+        return local(dir);
+    }
+    let url = config.storage.url.clone().unwrap_or_default();
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = match rest.split_once('/') {
             Some((b, p)) => (b, p.trim_matches('/')),

@@ -88,21 +88,10 @@ async fn first_reconcile_creates_every_child_with_owner_references() {
         names_of::<Secret>(&h).await,
         set(&["demo-catalog", "demo-cluster-token"])
     );
-    let token = h.api::<Secret>().get("demo-cluster-token").await.unwrap();
-    let value = token
-        .string_data
-        .unwrap_or_default()
-        .remove("token")
-        .unwrap_or_else(|| String::from_utf8(token.data.unwrap()["token"].0.clone()).unwrap());
+    let value = cluster_token(&h).await;
     assert_eq!(value.len(), 32, "a random token");
     h.reconcile().await;
-    let again = h.api::<Secret>().get("demo-cluster-token").await.unwrap();
-    let kept = again
-        .string_data
-        .unwrap_or_default()
-        .remove("token")
-        .unwrap_or_else(|| String::from_utf8(again.data.unwrap()["token"].0.clone()).unwrap());
-    assert_eq!(kept, value, "never regenerated");
+    assert_eq!(cluster_token(&h).await, value, "never regenerated");
 
     // The ConfigMap is the data plane's config; pods carry its hash.
     let cm = h.api::<ConfigMap>().get("demo-config").await.unwrap();
@@ -416,4 +405,13 @@ async fn deletion_is_clean() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The value in the cluster token Secret, as written or as stored.
+async fn cluster_token(h: &Harness) -> String {
+    let secret = h.api::<Secret>().get("demo-cluster-token").await.unwrap();
+    match secret.string_data.unwrap_or_default().remove("token") {
+        Some(v) => v,
+        None => String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap(),
+    }
 }

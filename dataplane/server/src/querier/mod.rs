@@ -130,6 +130,15 @@ impl QuerierFlight {
         }
     }
 
+    /// `query`, ended with DEADLINE_EXCEEDED past the engine's time limit
+    /// (SQL streams carry the same limit themselves).
+    async fn bounded<T>(&self, query: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
+        let limit = self.engine.timeout();
+        tokio::time::timeout(limit, query)
+            .await
+            .map_err(|_| Status::deadline_exceeded(signaldb_query::QueryTimedOut(limit).to_string()))?
+    }
+
     /// A slot for one query, or RESOURCE_EXHAUSTED when all are taken.
     fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         std::sync::Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
@@ -287,7 +296,9 @@ impl FlightService for QuerierFlight {
                     .try_into()
                     .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
                 let range = q.has_range.then_some((q.min_time_ns, q.max_time_ns));
-                let batch = self.engine.trace_by_id(&t, id, range).await.map_err(query_status)?;
+                let batch = self
+                    .bounded(async { self.engine.trace_by_id(&t, id, range).await.map_err(query_status) })
+                    .await?;
                 Box::pin(
                     FlightDataEncoderBuilder::new()
                         .with_schema(schema)
@@ -317,9 +328,9 @@ impl FlightService for QuerierFlight {
         let action = request.into_inner();
         let _permit = self.admit()?;
         match action.r#type.as_str() {
-            wire::SEARCH => json_result(&self.search(json_body(&action.body)?).await?),
-            wire::TAG_NAMES => json_result(&self.tag_names(json_body(&action.body)?).await?),
-            wire::TAG_VALUES => json_result(&self.tag_values(json_body(&action.body)?).await?),
+            wire::SEARCH => json_result(&self.bounded(self.search(json_body(&action.body)?)).await?),
+            wire::TAG_NAMES => json_result(&self.bounded(self.tag_names(json_body(&action.body)?)).await?),
+            wire::TAG_VALUES => json_result(&self.bounded(self.tag_values(json_body(&action.body)?)).await?),
             other => Err(Status::invalid_argument(format!("unknown action {other:?}"))),
         }
     }

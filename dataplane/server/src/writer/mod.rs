@@ -255,13 +255,14 @@ impl Writer {
     }
 
     /// Adds a logged batch to the buffer; false if it was already held.
-    /// (See [`data_bytes`] for how it is counted.)
     fn insert(&self, tenant: TenantId, id: BatchId, seq: u64, batches: Vec<RecordBatch>) -> bool {
         let mut st = self.state();
         if !st.held.insert(id.clone()) {
             return false;
         }
-        let bytes: usize = batches.iter().map(data_bytes).sum();
+        // Each byte once: arrays decoded from one IPC message share its
+        // allocation (counting allocations flushed 10x too many files).
+        let bytes: usize = batches.iter().map(signaldb_schema::data_bytes).sum();
         st.bytes += bytes;
         st.oldest.get_or_insert_with(Instant::now);
         let buf = st.tenants.entry(tenant).or_default();
@@ -424,16 +425,6 @@ fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), Stri
     Ok((meta, batches))
 }
 
-/// The bytes of data `batch` holds. Batches decoded from Arrow IPC share
-/// one allocation (the message body) across all their arrays, so counting
-/// each array's allocation counts that body once per array: a 500 KB batch
-/// of 40 arrays looked like 20 MB, and the writer flushed ten times too
-/// often into ten times too many files. The sliced size counts each byte of
-/// data once.
-pub(crate) fn data_bytes(batch: &RecordBatch) -> usize {
-    signaldb_schema::data_bytes(batch)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -452,9 +443,9 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let counted: usize = decoded.iter().map(data_bytes).sum();
+        let counted: usize = decoded.iter().map(signaldb_schema::data_bytes).sum();
         let naive: usize = decoded.iter().map(RecordBatch::get_array_memory_size).sum();
-        let original = data_bytes(&batch);
+        let original = signaldb_schema::data_bytes(&batch);
         assert!(
             counted <= original * 11 / 10 && counted >= original * 9 / 10,
             "{counted} vs {original}"

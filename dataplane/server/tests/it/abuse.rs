@@ -295,3 +295,27 @@ async fn a_querier_refuses_queries_past_its_concurrency_limit() {
     assert_eq!(resp.status().as_u16(), 200, "served again once the slot is free");
     running.shutdown().await;
 }
+
+/// Searches, tag lookups and trace-by-id end at `querier.query_timeout` like
+/// SQL does: 504 through the Tempo API, with the limit named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_kind_ends_at_the_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.querier.query_timeout = Duration::from_nanos(1);
+    let running = start_all(config).await;
+    let api = format!("http://{}", running.endpoints.router_http.unwrap());
+    let http = reqwest::Client::new();
+    for path in [
+        "/api/search?q=%7B%7D",
+        "/api/v2/search/tags",
+        "/api/v2/search/tag/resource.service.name/values",
+        "/api/traces/0123456789abcdef0123456789abcdef",
+    ] {
+        let resp = http.get(format!("{api}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 504, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("exceeded its time limit"), "{path}: {text}");
+    }
+    running.shutdown().await;
+}
