@@ -87,6 +87,11 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
     async fn list_files(&self, tenant: &TenantId, signal: Signal, range: Option<(i64, i64)>)
     -> Result<Vec<FileRecord>>;
 
+    /// The version of `tenant`'s file list: it changes whenever a file of
+    /// the tenant is registered (or removed), so a cached listing taken at
+    /// this version or later is current. 0 for an unknown tenant.
+    async fn files_version(&self, tenant: &TenantId) -> Result<i64>;
+
     /// Which of `batches` are registered already, in the order given.
     async fn batches_seen(&self, batches: &[BatchId]) -> Result<Vec<BatchId>>;
 
@@ -121,6 +126,9 @@ pub struct FileRecord {
     pub max_time_ns: i64,
     pub rows: i64,
     pub size_bytes: i64,
+    /// Smallest and largest trace id of the rows (byte order), when the
+    /// signal has trace ids and the writer recorded them.
+    pub trace_ids: Option<([u8; 16], [u8; 16])>,
     /// Id of the writer that produced the file.
     pub writer_id: String,
     pub created_at_ms: i64,

@@ -28,11 +28,18 @@ struct Migration {
 
 /// Every migration, in version order. Append only: never edit one that has
 /// shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "trace ids and file-list versions",
+        sql: include_str!("../migrations/0002_trace_ids_and_versions.sql"),
+    },
+];
 
 /// Key of the PostgreSQL advisory lock that serialises migrations (an
 /// arbitrary constant: "SgnlDBmg" in ASCII, shortened to fit).

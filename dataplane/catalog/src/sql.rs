@@ -193,10 +193,52 @@ fn service_from_row(row: ServiceRow) -> Result<ServiceRecord> {
     })
 }
 
-type FileRow = (String, String, String, i64, i64, i64, i64, String, i64);
+type FileRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+/// A trace id as stored: 32 lowercase hex digits, so text order is byte order.
+fn trace_id_to_db(id: &[u8; 16]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(32);
+    for b in id {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn trace_id_from_db(s: &str) -> Result<[u8; 16]> {
+    let corrupt = || Error::Corrupt {
+        what: "trace id",
+        value: s.to_owned(),
+    };
+    if s.len() != 32 || !s.is_ascii() {
+        return Err(corrupt());
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| corrupt())?;
+    }
+    Ok(id)
+}
 
 fn file_from_row(row: FileRow) -> Result<FileRecord> {
-    let (path, tenant, signal, min_time_ns, max_time_ns, rows, size_bytes, writer_id, created_at_ms) = row;
+    let (path, tenant, signal, min_time_ns, max_time_ns, rows, size_bytes, writer_id, created_at_ms, min_id, max_id) =
+        row;
+    let trace_ids = match (min_id, max_id) {
+        (Some(min), Some(max)) => Some((trace_id_from_db(&min)?, trace_id_from_db(&max)?)),
+        _ => None,
+    };
     let tenant = TenantId::new(tenant.clone()).map_err(|_| Error::Corrupt {
         what: "tenant id",
         value: tenant,
@@ -213,6 +255,7 @@ fn file_from_row(row: FileRow) -> Result<FileRecord> {
         max_time_ns,
         rows,
         size_bytes,
+        trace_ids,
         writer_id,
         created_at_ms,
     })
@@ -389,8 +432,9 @@ impl Catalog for SqlCatalog {
             .map_err(query_err(action))?;
         let inserted = sqlx::query(
             "INSERT INTO signaldb_files \
-             (path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, writer_id, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (path) DO NOTHING",
+             (path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, writer_id, created_at_ms, \
+              min_trace_id, max_trace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (path) DO NOTHING",
         )
         .bind(&file.path)
         .bind(file.tenant.as_str())
@@ -401,6 +445,8 @@ impl Catalog for SqlCatalog {
         .bind(file.size_bytes)
         .bind(&file.writer_id)
         .bind(file.created_at_ms)
+        .bind(file.trace_ids.map(|(min, _)| trace_id_to_db(&min)))
+        .bind(file.trace_ids.map(|(_, max)| trace_id_to_db(&max)))
         .execute(&mut *tx)
         .await
         .map_err(query_err(action))?
@@ -448,8 +494,22 @@ impl Catalog for SqlCatalog {
                 };
             }
         }
+        sqlx::query("UPDATE signaldb_tenants SET files_version = files_version + 1 WHERE id = $1")
+            .bind(file.tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(action))?;
         tx.commit().await.map_err(query_err(action))?;
         Ok(())
+    }
+
+    async fn files_version(&self, tenant: &TenantId) -> Result<i64> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT files_version FROM signaldb_tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("reading the file-list version"))?;
+        Ok(version.unwrap_or(0))
     }
 
     async fn list_files(
@@ -459,7 +519,8 @@ impl Catalog for SqlCatalog {
         range: Option<(i64, i64)>,
     ) -> Result<Vec<FileRecord>> {
         const COLUMNS: &str = "SELECT path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, \
-                               writer_id, created_at_ms FROM signaldb_files WHERE tenant = $1 AND signal = $2";
+                               writer_id, created_at_ms, min_trace_id, max_trace_id \
+                               FROM signaldb_files WHERE tenant = $1 AND signal = $2";
         let rows: Vec<FileRow> = match range {
             None => {
                 sqlx::query_as(&format!("{COLUMNS} ORDER BY min_time_ns, path"))

@@ -175,6 +175,10 @@ pub struct QuerierConfig {
     /// Memory query operators (sorts, aggregations) may use; a query that
     /// needs more fails with RESOURCE_EXHAUSTED instead of growing the process.
     pub memory_limit: ByteSize,
+    /// Memory for the per-file indexes trace-by-id keeps (Parquet footers,
+    /// page indexes, trace-id bloom filters); the least recently used go
+    /// first. About 0.3 MiB per stored file.
+    pub index_cache_size: ByteSize,
     /// Longest a query may run; past it the client gets DEADLINE_EXCEEDED
     /// (HTTP 504) and the query's work stops.
     #[serde(with = "humantime_serde_compat")]
@@ -194,6 +198,7 @@ impl Default for QuerierConfig {
             advertise_addr: None,
             buffer_timeout: Duration::from_secs(5),
             memory_limit: ByteSize::mib(1024),
+            index_cache_size: ByteSize::mib(256),
             query_timeout: Duration::from_secs(60),
             default_lookback: Duration::from_secs(24 * 3600),
             max_concurrent_queries: 16,

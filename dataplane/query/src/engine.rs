@@ -21,7 +21,9 @@ use signaldb_schema::columns;
 use url::Url;
 
 use crate::bounds::{OnlyOurStore, read_only_sql, with_deadline};
+use crate::byid::{DEFAULT_INDEX_CACHE_BYTES, FileIndexes};
 use crate::counting::{CountingStore, ReadStats};
+use crate::listing::FileLists;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub enum QueryError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     #[error("reading writer buffers: {0}")]
     Buffers(String),
     #[error("{0}")]
@@ -90,6 +94,8 @@ pub struct QueryEngine {
     buffers: Arc<dyn BufferSource>,
     runtime: Arc<RuntimeEnv>,
     timeout: Duration,
+    lists: FileLists,
+    indexes: FileIndexes,
 }
 
 impl QueryEngine {
@@ -105,7 +111,21 @@ impl QueryEngine {
             buffers,
             runtime,
             timeout: DEFAULT_QUERY_TIMEOUT,
+            lists: FileLists::default(),
+            indexes: FileIndexes::new(DEFAULT_INDEX_CACHE_BYTES),
         })
+    }
+
+    /// Bounds the in-memory file indexes trace-by-id uses (Parquet footers,
+    /// page indexes, trace-id bloom filters) to `bytes`.
+    pub fn with_index_cache(mut self, bytes: usize) -> Self {
+        self.indexes = FileIndexes::new(bytes);
+        self
+    }
+
+    /// Bytes the file indexes hold now.
+    pub fn index_cache_bytes(&self) -> usize {
+        self.indexes.bytes()
     }
 
     fn runtime(store: &Arc<dyn ObjectStore>, memory_limit: Option<usize>) -> Result<Arc<RuntimeEnv>, QueryError> {
@@ -160,7 +180,9 @@ impl QueryEngine {
     }
 
     async fn files(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<Vec<FileRecord>, QueryError> {
-        Ok(self.catalog.list_files(tenant, Signal::Traces, range).await?)
+        self.lists
+            .files(self.catalog.as_ref(), tenant, Signal::Traces, range)
+            .await
     }
 
     /// What a query reads, taken once for all its steps: the writers'
@@ -225,10 +247,8 @@ impl QueryEngine {
         let snap = self
             .snapshot(tenant, range, BufferFilter::TraceId(trace_id), &stats)
             .await?;
-        let (_ctx, all) = self.all_spans(&snap, &stats)?;
-        let id = ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec()));
-        let df = all.filter(col(columns::TRACE_ID).eq(lit(id)))?;
-        let batches = df.collect().await?;
+        let mut batches = snap.buffered;
+        batches.extend(self.indexes.read_trace(&self.store, &snap.files, trace_id).await?);
         let batch = dedup_spans(&batches)?;
         Ok((batch.num_rows() > 0).then_some(batch))
     }

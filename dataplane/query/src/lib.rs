@@ -6,12 +6,15 @@
 //! SQL or TraceQL can reach another tenant's data.
 
 mod bounds;
+mod byid;
 mod counting;
 mod engine;
+mod listing;
 mod lower;
 mod search;
 
 pub use bounds::{QueryTimedOut, is_timeout};
+pub use byid::DEFAULT_INDEX_CACHE_BYTES;
 pub use counting::ReadStats;
 pub use datafusion::error::DataFusionError;
 pub use engine::{

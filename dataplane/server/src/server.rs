@@ -446,7 +446,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
             .and_then(|e| e.with_memory_limit(config.querier.memory_limit.as_usize()))
             .map_err(|e| StartError::Query(e.to_string()))?
-            .with_timeout(config.querier.query_timeout);
+            .with_timeout(config.querier.query_timeout)
+            .with_index_cache(config.querier.index_cache_size.as_usize());
         let listener = bind("querier Flight", config.querier.flight_addr).await?;
         let bound = local_addr(&listener);
         endpoints.querier_flight = bound;

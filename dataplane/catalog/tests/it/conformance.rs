@@ -62,6 +62,9 @@ impl Run {
             max_time_ns: max,
             rows: max - min + 1,
             size_bytes: 1000 + min,
+            // Distinct per file, with bytes past 0x7f to catch a signed or
+            // text-order mix-up.
+            trace_ids: Some(([min.to_le_bytes()[0]; 16], [0xf0; 16])),
             writer_id: format!("writer-{}", self.sfx),
             created_at_ms: self.t,
         }
@@ -256,10 +259,31 @@ async fn files(c: &dyn Catalog, run: &Run) {
     let f3 = run.file("d", &t1, Signal::Traces, 400, 500);
     let logs = run.file("e", &t1, Signal::Logs, 100, 500);
     let other = run.file("f", &t2, Signal::Traces, 100, 200);
+    let version = c.files_version(&t1).await.expect("files_version");
+    assert_eq!(version, 0, "a tenant without files is at version 0");
+    let mut last = version;
     for (i, f) in [&f3, &f1, &logs, &f2, &other, &f0].into_iter().enumerate() {
         let batch = run.batch("files", 1, u32::try_from(i).expect("small"));
         c.register_file(f, &[batch]).await.expect("register_file");
+        let now = c.files_version(&t1).await.expect("files_version");
+        if f.tenant == t1 {
+            assert!(now > last, "registering {} must change the file-list version", f.path);
+        } else {
+            assert_eq!(now, last, "another tenant's file must not change t1's version");
+        }
+        last = now;
     }
+    let without_ids = FileRecord {
+        trace_ids: None,
+        ..run.file("g", &t2, Signal::Logs, 1, 2)
+    };
+    c.register_file(&without_ids, &[run.batch("files", 2, 0)])
+        .await
+        .expect("register_file without trace ids");
+    assert_eq!(
+        c.list_files(&t2, Signal::Logs, None).await.expect("list_files t2 logs"),
+        vec![without_ids]
+    );
 
     // register_file records the tenant.
     let tenants = c.list_tenants().await.expect("list_tenants");
@@ -300,9 +324,9 @@ async fn files(c: &dyn Catalog, run: &Run) {
         vec![other.clone()]
     );
     assert_eq!(
-        c.list_files(&t2, Signal::Logs, Some((0, 1000)))
+        c.list_files(&t2, Signal::Metrics, Some((0, 1000)))
             .await
-            .expect("list_files t2 logs"),
+            .expect("list_files t2 metrics"),
         vec![]
     );
     let unknown = run.tenant("nobody");

@@ -31,6 +31,7 @@ async fn sqlite_file_conformance_shared_by_two_pools() {
         max_time_ns: 2,
         rows: 3,
         size_bytes: 4,
+        trace_ids: None,
         writer_id: "w".into(),
         created_at_ms: 5,
     };
@@ -79,6 +80,7 @@ async fn concurrent_writers(first: SqlCatalog, second: SqlCatalog) {
                         max_time_ns: i64::try_from(i).unwrap() + 10,
                         rows: 1,
                         size_bytes: 1,
+                        trace_ids: None,
                         writer_id: format!("{p}-{task}"),
                         created_at_ms: 1,
                     };

@@ -28,6 +28,7 @@ use crate::{Error, attributes};
 
 mod decode;
 mod encode;
+pub mod parquet;
 #[cfg(test)]
 mod tests;
 

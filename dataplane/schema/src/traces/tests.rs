@@ -1,5 +1,9 @@
 use std::sync::Arc;
 
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use ::parquet::basic::{Compression, ZstdLevel};
+use ::parquet::file::properties::WriterProperties;
 use arrow::array::{
     Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array,
 };
@@ -11,10 +15,6 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use proptest::prelude::*;
 use prost::Message;
 

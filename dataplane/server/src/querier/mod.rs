@@ -47,7 +47,7 @@ pub fn query_status(e: QueryError) -> Status {
             Status::resource_exhausted(msg)
         }
         QueryError::DataFusion(_) => Status::internal(msg),
-        QueryError::Arrow(_) => Status::internal(msg),
+        QueryError::Arrow(_) | QueryError::Parquet(_) => Status::internal(msg),
     }
 }
 

@@ -2,19 +2,11 @@
 //! time, write Parquet (zstd, bloom filter on trace id, page statistics),
 //! upload, register in the catalog with the batch names, trim the WAL.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 use signaldb_catalog::FileRecord;
 use signaldb_config::{Signal, TenantId};
-use signaldb_schema::columns;
 use tracing::info;
 
 use super::{TenantBuffer, Writer, WriterError};
@@ -31,10 +23,8 @@ pub struct FlushReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
-    #[error("sorting spans: {0}")]
-    Sort(arrow_schema::ArrowError),
-    #[error("writing Parquet: {0}")]
-    Parquet(parquet::errors::ParquetError),
+    #[error(transparent)]
+    Encode(#[from] signaldb_schema::traces::parquet::EncodeError),
     #[error("uploading {path}: {source}")]
     Upload { path: String, source: object_store::Error },
     #[error("syncing {path} to disk: {source}")]
@@ -53,11 +43,6 @@ impl From<FlushError> for WriterError {
         WriterError::Flush(e)
     }
 }
-
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// Rows per data page.
-const PAGE_ROWS: usize = 1024;
 
 impl Writer {
     /// Flushes everything buffered now. One flush runs at a time; data that
@@ -134,7 +119,7 @@ impl Writer {
 
     async fn flush_tenant(&self, tenant: &TenantId, buf: &TenantBuffer) -> Result<(usize, usize), FlushError> {
         let batches = buf.batches.clone();
-        let encoded = tokio::task::spawn_blocking(move || encode_parquet(&batches))
+        let encoded = tokio::task::spawn_blocking(move || signaldb_schema::traces::parquet::encode_parquet(&batches))
             .await
             .map_err(|e| FlushError::Join(e.to_string()))??;
         let Some(file) = encoded else {
@@ -145,7 +130,7 @@ impl Writer {
         let size = file.bytes.len();
         self.inner
             .store
-            .put(&path, PutPayload::from(file.bytes))
+            .put(&path, PutPayload::from(bytes::Bytes::from(file.bytes)))
             .await
             .map_err(|source| FlushError::Upload {
                 path: path.to_string(),
@@ -169,6 +154,7 @@ impl Writer {
             max_time_ns: file.max_time_ns,
             rows: file.rows as i64,
             size_bytes: size as i64,
+            trace_ids: file.trace_ids,
             writer_id: self.inner.id.clone(),
             created_at_ms: now_ms(),
         };
@@ -200,100 +186,4 @@ impl Writer {
             })?;
         Ok((file.rows, size))
     }
-}
-
-struct EncodedFile {
-    bytes: bytes::Bytes,
-    rows: usize,
-    min_time_ns: i64,
-    max_time_ns: i64,
-}
-
-/// Sorts and encodes spans as one Parquet file; None when there are no rows.
-fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, FlushError> {
-    let schema = signaldb_schema::traces::schema();
-    let all = arrow::compute::concat_batches(&schema, batches).map_err(FlushError::Sort)?;
-    if all.num_rows() == 0 {
-        return Ok(None);
-    }
-    let sorted = sort_spans(&all).map_err(FlushError::Sort)?;
-    let (min_time_ns, max_time_ns) = time_range(&sorted);
-    let trace_id_idx = schema.index_of(columns::TRACE_ID).map_err(FlushError::Sort)?;
-    let start_idx = schema
-        .index_of(columns::START_TIME_UNIX_NANO)
-        .map_err(FlushError::Sort)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(FlushError::Parquet)?))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        // Small pages: the page index then narrows a trace-by-id to about
-        // one page per column instead of decoding up to 20,000 rows to skip.
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_column_bloom_filter_enabled(ColumnPath::from(columns::TRACE_ID), true)
-        .set_column_bloom_filter_fpp(ColumnPath::from(columns::TRACE_ID), 0.01)
-        .set_column_bloom_filter_max_ndv(ColumnPath::from(columns::TRACE_ID), sorted.num_rows() as u64)
-        .set_sorting_columns(Some(vec![
-            SortingColumn {
-                column_idx: trace_id_idx as i32,
-                descending: false,
-                nulls_first: false,
-            },
-            SortingColumn {
-                column_idx: start_idx as i32,
-                descending: false,
-                nulls_first: false,
-            },
-        ]))
-        .build();
-    let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).map_err(FlushError::Parquet)?;
-    writer.write(&sorted).map_err(FlushError::Parquet)?;
-    writer.close().map_err(FlushError::Parquet)?;
-    Ok(Some(EncodedFile {
-        bytes: bytes::Bytes::from(out),
-        rows: sorted.num_rows(),
-        min_time_ns,
-        max_time_ns,
-    }))
-}
-
-/// Orders spans by trace id, then start time.
-pub(crate) fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .cloned()
-            .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("missing column {name}")))
-    };
-    let indices = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: col(columns::TRACE_ID)?,
-                options: None,
-            },
-            SortColumn {
-                values: col(columns::START_TIME_UNIX_NANO)?,
-                options: None,
-            },
-        ],
-        None,
-    )?;
-    take_record_batch(batch, &indices)
-}
-
-fn time_range(batch: &RecordBatch) -> (i64, i64) {
-    let get = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>().cloned())
-    };
-    let min = get(columns::START_TIME_UNIX_NANO)
-        .and_then(|a| arrow::compute::min(&a))
-        .unwrap_or(0);
-    let max = get(columns::END_TIME_UNIX_NANO)
-        .and_then(|a| (a.null_count() < a.len()).then(|| arrow::compute::max(&a)).flatten())
-        .unwrap_or(min)
-        .max(min);
-    (min, max)
 }

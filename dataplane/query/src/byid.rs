@@ -1,0 +1,339 @@
+//! Trace by id without planning: per-file indexes (Parquet footer, page
+//! index, trace-id bloom filters) kept in memory, so a lookup tests every
+//! file of the tenant in memory and reads only the pages that can hold the
+//! trace.
+//!
+//! A lookup goes, for each file of the tenant:
+//! 1. the file's trace-id range from the catalog (no I/O);
+//! 2. each row group's trace-id statistics and bloom filter, from the
+//!    cached [`FileIndex`] (I/O only the first time a file is seen);
+//! 3. the pages of the row groups left whose trace-id range holds the id,
+//!    from the page index; only those pages are fetched, and the other
+//!    columns are decoded only for rows whose trace id matches.
+//!
+//! Files are immutable, so an index never goes stale; the cache is bounded
+//! in bytes and drops the least recently used indexes first.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::{FixedSizeBinaryArray, RecordBatch, Scalar};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
+};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::bloom_filter::Sbbf;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use signaldb_catalog::FileRecord;
+use signaldb_schema::columns;
+
+use crate::engine::QueryError;
+
+/// How many files' indexes a cold lookup loads at once.
+const LOAD_CONCURRENCY: usize = 16;
+
+/// Default bound of the index cache.
+pub const DEFAULT_INDEX_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Row groups that may hold a trace, each with the rows to read.
+type Candidates = Vec<(usize, RowSelection)>;
+
+/// What a lookup needs of one file, loaded once.
+#[derive(Debug)]
+pub(crate) struct FileIndex {
+    meta: ArrowReaderMetadata,
+    /// Leaf column of the trace id.
+    leaf: usize,
+    /// Per row group: the trace-id bloom filter, if the file has one.
+    blooms: Vec<Option<Sbbf>>,
+    bytes: usize,
+}
+
+impl FileIndex {
+    async fn load(store: Arc<dyn ObjectStore>, file: &FileRecord) -> Result<Self, QueryError> {
+        let mut reader = reader(store, file);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+        let leaf = trace_id_leaf(&meta, &file.path)?;
+        let row_groups = meta.metadata().num_row_groups();
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone());
+        let mut blooms = Vec::with_capacity(row_groups);
+        let mut bytes = meta.metadata().memory_size();
+        for rg in 0..row_groups {
+            let bloom = builder.get_row_group_column_bloom_filter(rg, leaf).await?;
+            bytes += bloom.as_ref().map_or(0, |b| b.num_blocks() * 32);
+            blooms.push(bloom);
+        }
+        Ok(Self {
+            meta,
+            leaf,
+            blooms,
+            bytes,
+        })
+    }
+
+    /// Row groups that may hold `id`, each with the rows of its pages that
+    /// may hold it.
+    fn candidates(&self, id: &[u8; 16]) -> Candidates {
+        let md = self.meta.metadata();
+        let mut out = Vec::new();
+        for rg in 0..md.num_row_groups() {
+            let group = md.row_group(rg);
+            if let Some(stats) = group.column(self.leaf).statistics()
+                && let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt())
+                && (id.as_slice() < min || id.as_slice() > max)
+            {
+                continue;
+            }
+            if let Some(Some(bloom)) = self.blooms.get(rg)
+                && !bloom.check(id.as_slice())
+            {
+                continue;
+            }
+            let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+            let selection = self
+                .pages(rg, rows, id)
+                .unwrap_or_else(|| RowSelection::from(vec![RowSelector::select(rows)]));
+            if selection.selects_any() {
+                out.push((rg, selection));
+            }
+        }
+        out
+    }
+
+    /// The rows of row group `rg` on pages whose trace-id range holds `id`;
+    /// None without a page index.
+    fn pages(&self, rg: usize, rows: usize, id: &[u8; 16]) -> Option<RowSelection> {
+        let md = self.meta.metadata();
+        let meta_index = md.column_index()?.get(rg)?.get(self.leaf)?;
+        let ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index) = meta_index else {
+            return None;
+        };
+        let locations = md.offset_index()?.get(rg)?.get(self.leaf)?.page_locations();
+        if u64::try_from(locations.len()).ok()? != meta_index.num_pages() {
+            return None;
+        }
+        let mut selectors = Vec::with_capacity(locations.len());
+        for (page, location) in locations.iter().enumerate() {
+            let first = usize::try_from(location.first_row_index).ok()?;
+            let end = match locations.get(page + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let len = end.checked_sub(first)?;
+            let may_hold = match (index.min_value(page), index.max_value(page)) {
+                (Some(min), Some(max)) => min <= id.as_slice() && id.as_slice() <= max,
+                // A page of nulls holds no id; a page without statistics may.
+                _ => !meta_index.is_null_page(page),
+            };
+            selectors.push(if may_hold {
+                RowSelector::select(len)
+            } else {
+                RowSelector::skip(len)
+            });
+        }
+        Some(RowSelection::from(selectors))
+    }
+}
+
+fn reader(store: Arc<dyn ObjectStore>, file: &FileRecord) -> StoreReader {
+    StoreReader {
+        store,
+        path: Path::from(file.path.as_str()),
+        size: u64::try_from(file.size_bytes).unwrap_or(0),
+    }
+}
+
+/// Reads one Parquet file of known size from the object store.
+struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move { self.store.get_range(&self.path, range).await.map_err(external) })
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let policy = options.map_or(PageIndexPolicy::Skip, ArrowReaderOptions::offset_index_policy);
+            let size = self.size;
+            let meta = ParquetMetaDataReader::new()
+                .with_page_index_policy(policy)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(meta))
+        })
+    }
+}
+
+fn trace_id_leaf(meta: &ArrowReaderMetadata, path: &str) -> Result<usize, QueryError> {
+    meta.metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [columns::TRACE_ID])
+        .ok_or_else(|| QueryError::BadRequest(format!("file {path} has no {} column", columns::TRACE_ID)))
+}
+
+/// Loaded [`FileIndex`]es by path, bounded in bytes; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct FileIndexes {
+    limit: usize,
+    inner: Arc<Mutex<Lru>>,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    entries: HashMap<String, (Arc<FileIndex>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl FileIndexes {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            inner: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes the cached indexes hold.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn get(&self, path: &str) -> Option<Arc<FileIndex>> {
+        let mut lru = self.lock();
+        lru.tick += 1;
+        let tick = lru.tick;
+        let (index, used) = lru.entries.get_mut(path)?;
+        *used = tick;
+        Some(Arc::clone(index))
+    }
+
+    fn insert(&self, path: &str, index: Arc<FileIndex>) {
+        if index.bytes > self.limit {
+            return;
+        }
+        let mut lru = self.lock();
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((old, _)) = lru.entries.insert(path.to_owned(), (Arc::clone(&index), tick)) {
+            lru.bytes -= old.bytes;
+        }
+        lru.bytes += index.bytes;
+        while lru.bytes > self.limit {
+            let Some(oldest) = lru
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = lru.entries.remove(&oldest) {
+                lru.bytes -= gone.bytes;
+            }
+        }
+    }
+
+    /// The index of `file`, loaded on first use.
+    async fn index(&self, store: &Arc<dyn ObjectStore>, file: &FileRecord) -> Result<Arc<FileIndex>, QueryError> {
+        if let Some(index) = self.get(&file.path) {
+            return Ok(index);
+        }
+        let index = Arc::new(FileIndex::load(Arc::clone(store), file).await?);
+        self.insert(&file.path, Arc::clone(&index));
+        Ok(index)
+    }
+
+    /// The spans of trace `id` stored in `files`, as read from them.
+    pub(crate) async fn read_trace(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        files: &[FileRecord],
+        id: [u8; 16],
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let in_range: Vec<FileRecord> = files
+            .iter()
+            .filter(|f| f.trace_ids.is_none_or(|(min, max)| min <= id && id <= max))
+            .cloned()
+            .collect();
+        let looked_up: Vec<(FileRecord, Arc<FileIndex>, Candidates)> = futures::stream::iter(in_range)
+            .map(|file| {
+                let (this, store) = (self.clone(), Arc::clone(store));
+                async move {
+                    let index = this.index(&store, &file).await?;
+                    let candidates = index.candidates(&id);
+                    Ok::<_, QueryError>((file, index, candidates))
+                }
+            })
+            .buffered(LOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let hits = looked_up
+            .into_iter()
+            .filter(|(_, _, candidates)| !candidates.is_empty());
+        let mut out = Vec::new();
+        for (file, index, candidates) in hits {
+            out.extend(read_rows(store, &file, &index, candidates, id).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// The rows of `file` in `candidates` whose trace id is `id`.
+async fn read_rows(
+    store: &Arc<dyn ObjectStore>,
+    file: &FileRecord,
+    index: &FileIndex,
+    candidates: Candidates,
+    id: [u8; 16],
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let row_groups: Vec<usize> = candidates.iter().map(|(rg, _)| *rg).collect();
+    let mut selectors: Vec<RowSelector> = Vec::new();
+    for (_, selection) in candidates {
+        selectors.extend(Vec::<RowSelector>::from(selection));
+    }
+    let descr = index.meta.metadata().file_metadata().schema_descr_ptr();
+    let wanted = Scalar::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(id))?);
+    let predicate = ArrowPredicateFn::new(
+        ProjectionMask::leaves(&descr, [index.leaf]),
+        move |batch: RecordBatch| arrow::compute::kernels::cmp::eq(batch.column(0), &wanted),
+    );
+    let stream =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader(Arc::clone(store), file), index.meta.clone())
+            .with_row_groups(row_groups)
+            .with_row_selection(RowSelection::from(selectors))
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()?;
+    Ok(stream.try_collect().await?)
+}
