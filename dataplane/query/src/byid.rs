@@ -14,11 +14,12 @@
 //! Files are immutable, so an index never goes stale; the cache is bounded
 //! in bytes and drops the least recently used indexes first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{FixedSizeBinaryArray, RecordBatch, Scalar};
+use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use arrow_schema::ArrowError;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -79,6 +80,22 @@ impl FileIndex {
             blooms,
             bytes,
         })
+    }
+
+    /// Row groups that may hold one of `ids`, each with the rows of its
+    /// pages that may hold one.
+    fn candidates_of_all(&self, ids: &HashSet<[u8; 16]>) -> Candidates {
+        let mut by_group: std::collections::BTreeMap<usize, RowSelection> = std::collections::BTreeMap::new();
+        for id in ids {
+            for (rg, selection) in self.candidates(id) {
+                let merged = match by_group.remove(&rg) {
+                    Some(seen) => seen.union(&selection),
+                    None => selection,
+                };
+                by_group.insert(rg, merged);
+            }
+        }
+        by_group.into_iter().collect()
     }
 
     /// Row groups that may hold `id`, each with the rows of its pages that
@@ -275,48 +292,54 @@ impl FileIndexes {
         Ok(index)
     }
 
-    /// The spans of trace `id` stored in `files`, as read from them.
-    pub(crate) async fn read_trace(
+    /// The spans of the traces `ids` stored in `files`, as read from them
+    /// (`projection`: only these columns).
+    pub(crate) async fn read_traces(
         &self,
         store: &Arc<dyn ObjectStore>,
         files: &[FileRecord],
-        id: [u8; 16],
+        ids: &HashSet<[u8; 16]>,
+        projection: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>, QueryError> {
         let in_range: Vec<FileRecord> = files
             .iter()
-            .filter(|f| f.trace_ids.is_none_or(|(min, max)| min <= id && id <= max))
+            .filter(|f| {
+                f.trace_ids
+                    .is_none_or(|(min, max)| ids.iter().any(|id| min <= *id && *id <= max))
+            })
             .cloned()
             .collect();
+        let ids = Arc::new(ids.clone());
         let looked_up: Vec<(FileRecord, Arc<FileIndex>, Candidates)> = futures::stream::iter(in_range)
             .map(|file| {
-                let (this, store) = (self.clone(), Arc::clone(store));
+                let (this, store, ids) = (self.clone(), Arc::clone(store), Arc::clone(&ids));
                 async move {
                     let index = this.index(&store, &file).await?;
-                    let candidates = index.candidates(&id);
+                    let candidates = index.candidates_of_all(&ids);
                     Ok::<_, QueryError>((file, index, candidates))
                 }
             })
             .buffered(LOAD_CONCURRENCY)
             .try_collect()
             .await?;
-        let hits = looked_up
-            .into_iter()
-            .filter(|(_, _, candidates)| !candidates.is_empty());
         let mut out = Vec::new();
-        for (file, index, candidates) in hits {
-            out.extend(read_rows(store, &file, &index, candidates, id).await?);
+        for (file, index, candidates) in looked_up {
+            if !candidates.is_empty() {
+                out.extend(read_rows(store, &file, &index, candidates, Arc::clone(&ids), projection).await?);
+            }
         }
         Ok(out)
     }
 }
 
-/// The rows of `file` in `candidates` whose trace id is `id`.
+/// The rows of `file` in `candidates` whose trace id is one of `ids`.
 async fn read_rows(
     store: &Arc<dyn ObjectStore>,
     file: &FileRecord,
     index: &FileIndex,
     candidates: Candidates,
-    id: [u8; 16],
+    ids: Arc<HashSet<[u8; 16]>>,
+    projection: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     let row_groups: Vec<usize> = candidates.iter().map(|(rg, _)| *rg).collect();
     let mut selectors: Vec<RowSelector> = Vec::new();
@@ -324,16 +347,38 @@ async fn read_rows(
         selectors.extend(Vec::<RowSelector>::from(selection));
     }
     let descr = index.meta.metadata().file_metadata().schema_descr_ptr();
-    let wanted = Scalar::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(id))?);
     let predicate = ArrowPredicateFn::new(
         ProjectionMask::leaves(&descr, [index.leaf]),
-        move |batch: RecordBatch| arrow::compute::kernels::cmp::eq(batch.column(0), &wanted),
+        move |batch: RecordBatch| {
+            let trace = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| ArrowError::SchemaError(format!("{} is not fixed-size binary", columns::TRACE_ID)))?;
+            Ok((0..trace.len())
+                .map(|i| {
+                    Some(trace.is_valid(i) && <[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id)))
+                })
+                .collect::<BooleanArray>())
+        },
     );
-    let stream =
+    let mut builder =
         ParquetRecordBatchStreamBuilder::new_with_metadata(reader(Arc::clone(store), file), index.meta.clone())
             .with_row_groups(row_groups)
             .with_row_selection(RowSelection::from(selectors))
-            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-            .build()?;
-    Ok(stream.try_collect().await?)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    if let Some(columns) = projection {
+        let fields = index.meta.schema().fields();
+        let roots: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                fields
+                    .iter()
+                    .position(|f| f.name() == c)
+                    .ok_or_else(|| QueryError::BadRequest(format!("file {} has no column {c}", file.path)))
+            })
+            .collect::<Result<_, _>>()?;
+        builder = builder.with_projection(ProjectionMask::roots(&descr, roots));
+    }
+    Ok(builder.build()?.try_collect().await?)
 }

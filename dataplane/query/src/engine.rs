@@ -248,7 +248,12 @@ impl QueryEngine {
             .snapshot(tenant, range, BufferFilter::TraceId(trace_id), &stats)
             .await?;
         let mut batches = snap.buffered;
-        batches.extend(self.indexes.read_trace(&self.store, &snap.files, trace_id).await?);
+        let wanted = HashSet::from([trace_id]);
+        batches.extend(
+            self.indexes
+                .read_traces(&self.store, &snap.files, &wanted, None)
+                .await?,
+        );
         let batch = dedup_spans(&batches)?;
         Ok((batch.num_rows() > 0).then_some(batch))
     }
@@ -287,55 +292,59 @@ impl QueryEngine {
     /// The traces with a span in `range` that satisfies `condition` (any
     /// span when `None`), each with the latest start among those spans,
     /// newest first. Reads only the trace id, the start time and what the
-    /// condition reads, streaming, and keeps only trace ids.
-    ///
-    /// `keep`: with `Some(n)` only the newest `n` traces are kept (the
-    /// condition is the whole query, so any `n` matches do); with `None`
-    /// every candidate is, and past `max_traces` the search is refused as
-    /// too broad.
+    /// condition reads, streaming, newest data first (the buffers, then the
+    /// files by their latest span), and keeps only trace ids; `collect`
+    /// says when it may stop.
     pub async fn candidate_traces(
         &self,
         snap: &Snapshot,
         condition: Option<&signaldb_traceql::FieldExpr>,
-        keep: Option<usize>,
-        max_traces: usize,
+        collect: Collect,
         stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
         let range = snap.range;
         let (ctx, buffers) = self.buffers_frame(snap, stats)?;
-        let mut found = Newest::new(keep);
-        // Newest first: the buffers, then the files by their latest span.
-        self.scan_candidates(buffers, range, condition, max_traces, &mut found)
-            .await?;
+        let mut found = Newest::new(match collect {
+            Collect::Newest(n) => Some(n),
+            Collect::First(_) | Collect::Every { .. } => None,
+        });
+        if self
+            .scan_candidates(buffers, range, condition, collect, &mut found)
+            .await?
+        {
+            return Ok(found.into_newest_first());
+        }
         let mut files: Vec<&FileRecord> = snap.files.iter().collect();
         files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
         for file in files {
-            // With a bound, once it is full and a file (and so every older
-            // one) holds nothing newer than the oldest trace kept, reading
-            // on cannot change the answer.
-            if let (Some(n), Some(oldest)) = (keep, found.oldest())
+            // Once the newest `n` are known and a file (and so every older
+            // one) holds nothing newer than the oldest of them, reading on
+            // cannot change the answer.
+            if let (Collect::Newest(n), Some(oldest)) = (collect, found.oldest())
                 && found.len() >= n
                 && file.max_time_ns <= oldest
             {
                 break;
             }
             let df = ctx.read_table(self.listing(std::slice::from_ref(file))?)?;
-            self.scan_candidates(df, range, condition, max_traces, &mut found)
-                .await?;
+            if self.scan_candidates(df, range, condition, collect, &mut found).await? {
+                break;
+            }
         }
         Ok(found.into_newest_first())
     }
 
     /// Offers the trace of every span of `source` in `range` that meets
     /// `condition` to `found`.
+    /// True when `collect` has what it needs and reading should stop.
     async fn scan_candidates(
         &self,
         source: DataFrame,
         range: Option<(i64, i64)>,
         condition: Option<&signaldb_traceql::FieldExpr>,
-        max_traces: usize,
+        collect: Collect,
         found: &mut Newest,
-    ) -> Result<(), QueryError> {
+    ) -> Result<bool, QueryError> {
         use futures::StreamExt;
         let columns = crate::search::condition_columns(condition);
         let mut df = in_range(source, range)?;
@@ -360,19 +369,30 @@ impl QueryEngine {
                 let mut id = [0u8; 16];
                 id.copy_from_slice(ids.value(i));
                 found.offer(id, starts.value(i));
-                if found.len() > max_traces {
+                if let Collect::Every { max } = collect
+                    && found.len() > max
+                {
                     return Err(QueryError::Exhausted(format!(
-                        "the search matches more than {max_traces} traces before the query can be evaluated; \
+                        "the search matches more than {max} traces before the query can be evaluated; \
                          narrow the time range or the query"
                     )));
                 }
             }
+            // The whole batch is offered, so a small table gives the same
+            // answer whichever way it is collected.
+            if let Collect::First(n) = collect
+                && found.len() >= n
+            {
+                return Ok(true);
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The spans in `range` of the traces `ids`, deduplicated, reading only
-    /// `projection` (must include the trace and span ids).
+    /// `projection` (must include the trace and span ids): from the
+    /// snapshot's buffers, and from the files through their cached indexes,
+    /// only the pages that can hold one of the traces.
     pub async fn spans_of_traces(
         &self,
         snap: &Snapshot,
@@ -392,15 +412,22 @@ impl QueryEngine {
         if ids.is_empty() {
             return Ok(RecordBatch::new_empty(schema));
         }
-        let (_ctx, all) = self.all_spans(snap, stats)?;
-        let list = ids
-            .iter()
-            .map(|id| lit(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
-            .collect();
-        let df = in_range(all, snap.range)?
-            .filter(col(columns::TRACE_ID).in_list(list, false))?
-            .select_columns(projection)?;
-        dedup_with_schema(&df.collect().await?, &schema)
+        let wanted: HashSet<[u8; 16]> = ids.iter().copied().collect();
+        let mut batches = Vec::new();
+        for batch in &snap.buffered {
+            let rows = rows_of(batch, &wanted, snap.range)?;
+            batches.push(align(&arrow::compute::filter_record_batch(batch, &rows)?, &schema)?);
+        }
+        let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&self.store), stats.clone()));
+        for batch in self
+            .indexes
+            .read_traces(&counted, &snap.files, &wanted, Some(projection))
+            .await?
+        {
+            let rows = rows_of(&batch, &wanted, snap.range)?;
+            batches.push(align(&arrow::compute::filter_record_batch(&batch, &rows)?, &schema)?);
+        }
+        dedup_with_schema(&batches, &schema)
     }
 
     /// Runs SQL against the tenant's `spans` table and streams the result.
@@ -443,6 +470,44 @@ fn in_range(
             .gt_eq(ts(min))
             .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
     )?)
+}
+
+/// Rows of `batch` whose trace is in `ids` and that overlap `range`.
+fn rows_of(
+    batch: &RecordBatch,
+    ids: &HashSet<[u8; 16]>,
+    range: Option<(i64, i64)>,
+) -> Result<arrow_array::BooleanArray, QueryError> {
+    let trace = fsb(batch, columns::TRACE_ID)?;
+    let times = match range {
+        Some(r) => Some((
+            ts(batch, columns::START_TIME_UNIX_NANO)?,
+            ts(batch, columns::END_TIME_UNIX_NANO)?,
+            r,
+        )),
+        None => None,
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let id_ok = <[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id));
+            let time_ok = times.is_none_or(|(start, end, (min, max))| end.value(i) >= min && start.value(i) <= max);
+            Some(id_ok && time_ok)
+        })
+        .collect())
+}
+
+/// When a candidate scan may stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collect {
+    /// Every candidate; past `max` the search is refused as too broad
+    /// (the condition is not the whole query, so all must be evaluated).
+    Every { max: usize },
+    /// The newest `n` traces (the condition is the whole query): every
+    /// file that may hold a newer match is read.
+    Newest(usize),
+    /// Any `n` traces, reading the newest data first and stopping once
+    /// found (the condition is the whole query; Tempo's default).
+    First(usize),
 }
 
 /// Trace ids with the latest start seen for each; with a bound, only the

@@ -18,7 +18,8 @@ pub use byid::DEFAULT_INDEX_CACHE_BYTES;
 pub use counting::ReadStats;
 pub use datafusion::error::DataFusionError;
 pub use engine::{
-    BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot, dedup_spans,
+    BufferFilter, BufferSource, Collect, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot,
+    dedup_spans,
 };
 pub use search::{
     MAX_CANDIDATE_TRACES, SearchParams, SearchTrace, SpanHit, TagScope, condition_columns, intrinsic_values, search,

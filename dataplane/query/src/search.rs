@@ -122,14 +122,15 @@ pub async fn search(
         .await?;
     let exact = signaldb_traceql::prefilter_is_exact(&params.query)
         || matches!(params.query.expr(), signaldb_traceql::SpansetExpr::Filter(None));
+    let collect = match (exact, params.query.hints().most_recent) {
+        (false, _) => crate::Collect::Every {
+            max: MAX_CANDIDATE_TRACES,
+        },
+        (true, true) => crate::Collect::Newest(params.limit),
+        (true, false) => crate::Collect::First(params.limit),
+    };
     let candidates = engine
-        .candidate_traces(
-            &snap,
-            condition.as_ref(),
-            exact.then_some(params.limit),
-            MAX_CANDIDATE_TRACES,
-            stats,
-        )
+        .candidate_traces(&snap, condition.as_ref(), collect, stats)
         .await?;
     let cols = search_columns(&params.query);
     // Exact: every candidate matches, so one chunk of `limit` does.

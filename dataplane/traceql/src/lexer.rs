@@ -221,6 +221,10 @@ const KEYWORDS: &[&str] = &[
     "by",
     "coalesce",
     "with",
+    // query hints
+    "most_recent",
+    "sample",
+    "exemplars",
     // metrics functions
     "rate",
     "count_over_time",

@@ -98,16 +98,34 @@ pub use value::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     expr: SpansetExpr,
+    hints: Hints,
+}
+
+/// Query hints: `with(most_recent=true)` after the query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// Return the `limit` most recent matching traces, reading everything
+    /// in the time range; without it a search returns the first `limit`
+    /// matches it finds, reading the newest data first (as Tempo does).
+    pub most_recent: bool,
 }
 
 impl Query {
     /// Parses and type-checks `text`.
     pub fn parse(text: &str) -> Result<Self, QueryError> {
-        parser::parse(text).map(Self::from_expr)
+        parser::parse(text).map(|(expr, hints)| Self { expr, hints })
     }
 
     pub(crate) fn from_expr(expr: SpansetExpr) -> Self {
-        Self { expr }
+        Self {
+            expr,
+            hints: Hints::default(),
+        }
+    }
+
+    /// The query's hints.
+    pub fn hints(&self) -> Hints {
+        self.hints
     }
 
     /// The query's syntax tree.
@@ -158,7 +176,11 @@ impl FromStr for Query {
 
 impl Display for Query {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        self.expr.fmt(f)
+        self.expr.fmt(f)?;
+        if self.hints.most_recent {
+            f.write_str(" with (most_recent=true)")?;
+        }
+        Ok(())
     }
 }
 

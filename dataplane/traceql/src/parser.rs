@@ -3,7 +3,8 @@
 //! Grammar (lowest binding first):
 //!
 //! ```text
-//! query     := pipeline [ "with" ... (unsupported) ] EOF
+//! query     := pipeline [ "with" "(" hint ( "," hint )* ")" ] EOF
+//! hint      := "most_recent" "=" ( "true" | "false" )
 //! pipeline  := spansets ( "|" stage )*
 //! spansets  := spanand ( "||" spanand )*
 //! spanand   := spanprim ( "&&" spanprim )*        structural operators: unsupported
@@ -19,6 +20,7 @@
 //! operand   := "(" expr ")" | literal | "-" number | field
 //! ```
 
+use crate::Hints;
 use crate::ast::{
     AggregateFilter, AggregateFunc, AttributeRef, AttributeScope, CompareOp, Comparison, FieldExpr, FieldRef,
     Intrinsic, Literal, Operand, Pattern, SpanKind, SpansetExpr, Stage, StatusCode, Type,
@@ -38,7 +40,7 @@ pub const MAX_NESTING: usize = 64;
 pub const MAX_OPERATORS: usize = 512;
 
 /// Parses and type-checks `text`.
-pub(crate) fn parse(text: &str) -> Result<SpansetExpr, QueryError> {
+pub(crate) fn parse(text: &str) -> Result<(SpansetExpr, Hints), QueryError> {
     if text.len() > MAX_QUERY_BYTES {
         return Err(syntax(
             Pos::START,
@@ -311,11 +313,16 @@ impl Parser {
 
     // ------------------------------------------------------------ spansets
 
-    fn query(&mut self) -> Result<SpansetExpr, QueryError> {
+    fn query(&mut self) -> Result<(SpansetExpr, Hints), QueryError> {
         let expr = self.pipeline()?;
         match self.peek() {
-            Tok::Eof => Ok(expr),
-            Tok::Word("with") => Err(unsupported(self.pos(), "query hints `with(...)`")),
+            Tok::Eof => Ok((expr, Hints::default())),
+            Tok::Word("with") => {
+                self.bump();
+                let hints = self.hints()?;
+                self.expect(&Tok::Eof, "end of query")?;
+                Ok((expr, hints))
+            }
             Tok::AndAnd | Tok::OrOr if matches!(expr, SpansetExpr::Pipeline(..)) => Err(syntax(
                 self.pos(),
                 format!(
@@ -324,6 +331,41 @@ impl Parser {
                 ),
             )),
             _ => Err(self.unexpected("end of query")),
+        }
+    }
+
+    /// `(name = value, ...)` after `with`.
+    fn hints(&mut self) -> Result<Hints, QueryError> {
+        let mut hints = Hints::default();
+        self.expect(&Tok::LParen, "`(` after `with`")?;
+        loop {
+            let pos = self.pos();
+            match self.peek() {
+                Tok::Word("most_recent") => {
+                    self.bump();
+                    self.expect(&Tok::Eq, "`=` after a query hint's name")?;
+                    hints.most_recent = match self.peek() {
+                        Tok::Word("true") => true,
+                        Tok::Word("false") => false,
+                        _ => return Err(self.unexpected("`true` or `false` for `most_recent`")),
+                    };
+                    self.bump();
+                }
+                Tok::Word(name @ ("sample" | "exemplars")) => {
+                    return Err(unsupported(pos, format!("query hint `{name}`")));
+                }
+                _ => return Err(self.unexpected("a query hint (`most_recent`)")),
+            }
+            match self.peek() {
+                Tok::Comma => {
+                    self.bump();
+                }
+                Tok::RParen => {
+                    self.bump();
+                    return Ok(hints);
+                }
+                _ => return Err(self.unexpected("`,` or `)` in query hints")),
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use signaldb_config::{Signal, TenantId};
 
 pub(crate) const SPANS_PER_TRACE: usize = 5;
 /// 2026-01-01T00:00:00Z in nanoseconds.
-pub(crate) const T0: u64 = 1_767_225_600_000_000_000;
+const T0: u64 = 1_767_225_600_000_000_000;
 
 /// Reads per file path, and bytes read.
 #[derive(Debug, Default)]
@@ -142,9 +142,13 @@ impl Stored {
     }
 
     /// Stores one file holding `traces` (SPANS_PER_TRACE spans each, span
-    /// `i` with span id `[i+1; 8]`) the way the writer does, and registers it.
+    /// `i` with span id `[i+1; 8]`, trace `t` with `attr.str5` =
+    /// `value-{t % 100}`, later traces starting later, every file after the
+    /// one before) the way the writer does, and registers it.
     pub(crate) async fn add_file(&mut self, traces: &[[u8; 16]]) -> FileRecord {
-        let batch = signaldb_schema::traces::otlp_to_arrow(&[resource_spans(traces)]).unwrap();
+        // Each file one second after the one before.
+        let base = T0 + self.files as u64 * 1_000_000_000;
+        let batch = signaldb_schema::traces::otlp_to_arrow(&[resource_spans(traces, base)]).unwrap();
         let file = signaldb_schema::traces::parquet::encode_parquet(&[batch])
             .unwrap()
             .unwrap();
@@ -177,7 +181,7 @@ impl Stored {
     }
 }
 
-fn resource_spans(traces: &[[u8; 16]]) -> ResourceSpans {
+fn resource_spans(traces: &[[u8; 16]], base: u64) -> ResourceSpans {
     let str_attr = |k: &str, v: String| KeyValue {
         key: k.into(),
         value: Some(AnyValue {
@@ -188,7 +192,7 @@ fn resource_spans(traces: &[[u8; 16]]) -> ResourceSpans {
     let mut spans = Vec::with_capacity(traces.len() * SPANS_PER_TRACE);
     for (t, id) in traces.iter().enumerate() {
         for s in 0..SPANS_PER_TRACE {
-            let start = T0 + (t as u64) * 1_000_000 + (s as u64) * 1_000;
+            let start = base + (t as u64) * 100_000 + (s as u64) * 1_000;
             spans.push(Span {
                 trace_id: id.to_vec(),
                 span_id: vec![s as u8 + 1; 8],

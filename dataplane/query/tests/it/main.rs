@@ -5,3 +5,4 @@
 
 mod byid;
 mod common;
+mod search;

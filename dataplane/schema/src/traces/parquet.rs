@@ -20,6 +20,21 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// one page per column.
 pub const PAGE_ROWS: usize = 1024;
 
+/// Largest dictionary page of a column chunk.
+pub const DICTIONARY_PAGE_BYTES: usize = 32 * 1024;
+
+/// Leaf columns written without a dictionary.
+const NO_DICTIONARY: &[&[&str]] = &[
+    &[columns::TRACE_ID],
+    &[columns::SPAN_ID],
+    &[columns::PARENT_SPAN_ID],
+    &[columns::START_TIME_UNIX_NANO],
+    &[columns::END_TIME_UNIX_NANO],
+    &[columns::DURATION_NANO],
+    &[columns::ATTRIBUTES, "list", "item", "int"],
+    &[columns::ATTRIBUTES, "list", "item", "double"],
+];
+
 /// Why spans could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -58,8 +73,15 @@ pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, En
     let start_idx = schema
         .index_of(columns::START_TIME_UNIX_NANO)
         .map_err(EncodeError::Sort)?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(EncodeError::Parquet)?))
+        // Reading one page of a column means reading and decompressing its
+        // whole dictionary page first: at the default 1 MiB limit a
+        // trace-by-id decompressed 4 MiB of dictionaries to return ten
+        // spans. Small dictionaries serve the columns with few values
+        // (names, keys, services); the others fall back to plain values
+        // early, and zstd still compresses their repeats.
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Small pages: the page index then narrows a trace-by-id to about
@@ -84,8 +106,13 @@ pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, En
                 descending: false,
                 nulls_first: false,
             },
-        ]))
-        .build();
+        ]));
+    // Ids and times hardly repeat: a dictionary would be all cost.
+    for column in NO_DICTIONARY {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::new(column.iter().map(|p| (*p).to_owned()).collect()), false);
+    }
+    let props = props.build();
     let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).map_err(EncodeError::Parquet)?;
     writer.write(&sorted).map_err(EncodeError::Parquet)?;
@@ -222,6 +249,30 @@ mod tests {
         assert_eq!(max, *traces.iter().max().unwrap());
         assert_eq!((file.min_time_ns, file.max_time_ns), (1_000_000 - 299 * 10, 2_000_000));
         assert!(encode_parquet(&[]).is_err() || encode_parquet(&[spans_of(&[], 1)]).unwrap().is_none());
+    }
+
+    /// No dictionary page over the bound, and none for ids and times: a
+    /// lookup reads the dictionary of every column it touches.
+    #[test]
+    fn dictionaries_stay_small() {
+        let traces = ids(5, 5_000);
+        let file = encode_parquet(&[spans_of(&traces, 10)]).unwrap().unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(file.bytes)).unwrap();
+        let group = reader.metadata().row_group(0);
+        for column in group.columns() {
+            let path = column.column_path().parts().join(".");
+            if let Some(dictionary) = column.dictionary_page_offset() {
+                let bytes = column.data_page_offset() - dictionary;
+                assert!(
+                    bytes <= DICTIONARY_PAGE_BYTES as i64 + 1024,
+                    "{path}: dictionary page of {bytes} bytes"
+                );
+                assert!(
+                    !NO_DICTIONARY.iter().any(|p| p.join(".") == path),
+                    "{path} must have no dictionary"
+                );
+            }
+        }
     }
 
     /// The trace-id bloom filter holds every stored id and answers "maybe"

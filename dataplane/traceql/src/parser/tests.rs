@@ -430,6 +430,38 @@ fn syntax_errors_have_positions() {
 }
 
 #[test]
+fn query_hints() {
+    assert!(!q("{ }").hints().most_recent);
+    assert!(q("{ } with (most_recent=true)").hints().most_recent);
+    assert!(
+        !q("{ .a = 1 } | count() > 2 with(most_recent = false)")
+            .hints()
+            .most_recent
+    );
+    assert_eq!(
+        q("{ .a = 1 } with (most_recent=true)").to_string(),
+        q("{ .a = 1 }   with(most_recent = true)").to_string()
+    );
+    assert_eq!(
+        q(&q("{ } with (most_recent=true)").to_string()).hints(),
+        q("{ } with (most_recent=true)").hints(),
+        "hints survive printing and parsing again"
+    );
+    assert!(
+        parse_err("{ } with (most_recent=1)")
+            .2
+            .contains("expecting `true` or `false`")
+    );
+    assert!(
+        parse_err("{ } with (most_recent=true")
+            .2
+            .contains("expecting `,` or `)`")
+    );
+    assert!(parse_err("{ } with most_recent=true").2.contains("`(` after `with`"));
+    assert!(parse_err("{ } with (most_recent=true) { }").2.contains("end of query"));
+}
+
+#[test]
 fn unsupported_constructs_are_named() {
     for op in [
         ">>", ">", "<<", "<", "~", "!>>", "!<<", "!>", "!<", "!~", "&>>", "&<<", "&>", "&<", "&~",
@@ -454,10 +486,7 @@ fn unsupported_constructs_are_named() {
             "{ } | quantile_over_time(duration, .9)",
             "metrics function `quantile_over_time()` is not supported yet",
         ),
-        (
-            "{ } with (most_recent=true)",
-            "query hints `with(...)` is not supported yet",
-        ),
+        ("{ } with (sample=true)", "query hint `sample` is not supported yet"),
         ("{ span.a + 1 > 2 }", "arithmetic operator `+` is not supported yet"),
         ("{ duration * 2 > 1s }", "arithmetic operator `*` is not supported yet"),
         ("{ span.a > 1 - 2 }", "arithmetic operator `-` is not supported yet"),
