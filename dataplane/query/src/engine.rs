@@ -45,13 +45,37 @@ pub enum QueryError {
     Exhausted(String),
 }
 
-/// What part of a tenant's buffered data a query needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BufferFilter {
-    /// The spans of one trace.
-    TraceId([u8; 16]),
-    /// Spans overlapping `[min, max]` nanoseconds, or all.
-    TimeRange(Option<(i64, i64)>),
+/// What part of a tenant's buffered spans a query needs; the writers apply
+/// it, so only that crosses the network. Every part narrows the answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BufferFilter {
+    /// Only the spans of these traces (empty: of any trace).
+    pub trace_ids: Vec<[u8; 16]>,
+    /// Only spans overlapping `[min, max]` nanoseconds.
+    pub range: Option<(i64, i64)>,
+    /// Only spans meeting this span-level condition.
+    pub condition: Option<signaldb_traceql::FieldExpr>,
+    /// Only these columns of the span schema, in this order (all when
+    /// `None`).
+    pub columns: Option<Vec<&'static str>>,
+}
+
+impl BufferFilter {
+    /// Every column of the spans of trace `id`.
+    pub fn trace(id: [u8; 16]) -> Self {
+        Self {
+            trace_ids: vec![id],
+            ..Self::default()
+        }
+    }
+
+    /// Every column of the spans overlapping `range` (all when `None`).
+    pub fn range(range: Option<(i64, i64)>) -> Self {
+        Self {
+            range,
+            ..Self::default()
+        }
+    }
 }
 
 /// The writers' unflushed data.
@@ -185,10 +209,10 @@ impl QueryEngine {
             .await
     }
 
-    /// What a query reads, taken once for all its steps: the writers'
-    /// buffered spans matching `filter`, then the tenant's files in `range`.
-    /// Buffers first, then files: a flush that registers its file in between
-    /// shows those spans twice (and they are deduplicated), never zero times.
+    /// What one step of a query reads: the writers' buffered spans matching
+    /// `filter`, then the tenant's files in `range`. Buffers first, then
+    /// files: a flush that registers its file in between shows those spans
+    /// twice (and they are deduplicated), never zero times.
     pub async fn snapshot(
         &self,
         tenant: &TenantId,
@@ -245,7 +269,7 @@ impl QueryEngine {
     ) -> Result<Option<RecordBatch>, QueryError> {
         let stats = ReadStats::default();
         let snap = self
-            .snapshot(tenant, range, BufferFilter::TraceId(trace_id), &stats)
+            .snapshot(tenant, range, BufferFilter::trace(trace_id), &stats)
             .await?;
         let mut batches = snap.buffered;
         let wanted = HashSet::from([trace_id]);
@@ -273,9 +297,7 @@ impl QueryEngine {
         projection: Option<&[&str]>,
     ) -> Result<RecordBatch, QueryError> {
         let stats = ReadStats::default();
-        let snap = self
-            .snapshot(tenant, range, BufferFilter::TimeRange(range), &stats)
-            .await?;
+        let snap = self.snapshot(tenant, range, BufferFilter::range(range), &stats).await?;
         let (_ctx, all) = self.all_spans(&snap, &stats)?;
         let mut df = in_range(all, range)?;
         let schema = match projection {
@@ -303,16 +325,17 @@ impl QueryEngine {
         stats: &ReadStats,
     ) -> Result<Vec<([u8; 16], i64)>, QueryError> {
         let range = snap.range;
-        let (ctx, buffers) = self.buffers_frame(snap, stats)?;
+        let ctx = self.context(stats)?;
         let mut found = Newest::new(match collect {
             Collect::Newest(n) => Some(n),
             Collect::First(_) | Collect::Every { .. } => None,
         });
-        if self
-            .scan_candidates(buffers, range, condition, collect, &mut found)
-            .await?
-        {
-            return Ok(found.into_newest_first());
+        // The writers sent only spans in range that meet the condition, with
+        // the columns it reads, oldest first.
+        for batch in snap.buffered.iter().rev() {
+            if offer_batch(batch, condition, collect, &mut found)? {
+                return Ok(found.into_newest_first());
+            }
         }
         let mut files: Vec<&FileRecord> = snap.files.iter().collect();
         files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
@@ -353,36 +376,7 @@ impl QueryEngine {
         }
         let mut stream = df.select_columns(&columns)?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let mask = match condition {
-                Some(c) => {
-                    Some(signaldb_traceql::span_mask(c, &batch).map_err(|e| QueryError::BadRequest(e.to_string()))?)
-                }
-                None => None,
-            };
-            let ids = fsb(&batch, columns::TRACE_ID)?;
-            let starts = ts(&batch, columns::START_TIME_UNIX_NANO)?;
-            for i in 0..batch.num_rows() {
-                if mask.as_ref().is_some_and(|m| !(m.is_valid(i) && m.value(i))) {
-                    continue;
-                }
-                let mut id = [0u8; 16];
-                id.copy_from_slice(ids.value(i));
-                found.offer(id, starts.value(i));
-                if let Collect::Every { max } = collect
-                    && found.len() > max
-                {
-                    return Err(QueryError::Exhausted(format!(
-                        "the search matches more than {max} traces before the query can be evaluated; \
-                         narrow the time range or the query"
-                    )));
-                }
-            }
-            // The whole batch is offered, so a small table gives the same
-            // answer whichever way it is collected.
-            if let Collect::First(n) = collect
-                && found.len() >= n
-            {
+            if offer_batch(&batch?, condition, collect, found)? {
                 return Ok(true);
             }
         }
@@ -434,9 +428,7 @@ impl QueryEngine {
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
         let started = tokio::time::Instant::now();
         let stats = ReadStats::default();
-        let snap = self
-            .snapshot(tenant, None, BufferFilter::TimeRange(None), &stats)
-            .await?;
+        let snap = self.snapshot(tenant, None, BufferFilter::range(None), &stats).await?;
         let (ctx, all) = self.all_spans(&snap, &stats)?;
         ctx.register_table("all_spans", all.into_view())?;
         // Each span once, however many copies replication, retries or a
@@ -470,6 +462,42 @@ fn in_range(
             .gt_eq(ts(min))
             .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
     )?)
+}
+
+/// Offers the trace of every span of `batch` that meets `condition` to
+/// `found`; true when `collect` has what it needs.
+fn offer_batch(
+    batch: &RecordBatch,
+    condition: Option<&signaldb_traceql::FieldExpr>,
+    collect: Collect,
+    found: &mut Newest,
+) -> Result<bool, QueryError> {
+    let mask = match condition {
+        Some(c) => Some(signaldb_traceql::span_mask(c, batch).map_err(|e| QueryError::BadRequest(e.to_string()))?),
+        None => None,
+    };
+    let ids = fsb(batch, columns::TRACE_ID)?;
+    let starts = ts(batch, columns::START_TIME_UNIX_NANO)?;
+    for i in 0..batch.num_rows() {
+        if mask.as_ref().is_some_and(|m| !(m.is_valid(i) && m.value(i))) {
+            continue;
+        }
+        let Ok(id) = <[u8; 16]>::try_from(ids.value(i)) else {
+            continue;
+        };
+        found.offer(id, starts.value(i));
+        if let Collect::Every { max } = collect
+            && found.len() > max
+        {
+            return Err(QueryError::Exhausted(format!(
+                "the search matches more than {max} traces before the query can be evaluated; \
+                 narrow the time range or the query"
+            )));
+        }
+    }
+    // The whole batch is offered, so a small table gives the same answer
+    // whichever way it is collected.
+    Ok(matches!(collect, Collect::First(n) if found.len() >= n))
 }
 
 /// Rows of `batch` whose trace is in `ids` and that overlap `range`.

@@ -116,10 +116,15 @@ pub async fn search(
     stats: &crate::ReadStats,
 ) -> Result<(Vec<SearchTrace>, u64, u64), QueryError> {
     let condition = signaldb_traceql::span_prefilter(&params.query);
-    // The buffers and the file list once, for every step below.
-    let snap = engine
-        .snapshot(tenant, range, crate::BufferFilter::TimeRange(range), stats)
-        .await?;
+    // The writers send only the spans that meet the condition, and only the
+    // columns it reads.
+    let filter = crate::BufferFilter {
+        range,
+        condition: condition.clone(),
+        columns: Some(condition_columns(condition.as_ref())),
+        ..crate::BufferFilter::default()
+    };
+    let snap = engine.snapshot(tenant, range, filter, stats).await?;
     let exact = signaldb_traceql::prefilter_is_exact(&params.query)
         || matches!(params.query.expr(), signaldb_traceql::SpansetExpr::Filter(None));
     let collect = match (exact, params.query.hints().most_recent) {
@@ -142,6 +147,14 @@ pub async fn search(
     let (mut found, mut inspected_traces, mut inspected_spans) = (Vec::new(), 0u64, 0u64);
     for ids in candidates.chunks(chunk) {
         let ids: Vec<[u8; 16]> = ids.iter().map(|(id, _)| *id).collect();
+        // Every span of these traces, buffered or stored now.
+        let filter = crate::BufferFilter {
+            trace_ids: ids.clone(),
+            range,
+            condition: None,
+            columns: Some(cols.clone()),
+        };
+        let snap = engine.snapshot(tenant, range, filter, stats).await?;
         let spans = engine.spans_of_traces(&snap, &ids, &cols, stats).await?;
         inspected_spans += spans.num_rows() as u64;
         let (traces, inspected) = search_batches(&spans, params)?;

@@ -138,6 +138,15 @@ pub struct BufferTicket {
     pub min_time_ns: i64,
     #[prost(int64, tag = "5")]
     pub max_time_ns: i64,
+    /// More traces (16 bytes each); with `trace_id`, the spans of any.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub trace_ids: Vec<Vec<u8>>,
+    /// A span condition as the TraceQL query `{ condition }`; empty: none.
+    #[prost(string, tag = "7")]
+    pub condition: String,
+    /// Only these columns, in this order; empty: all.
+    #[prost(string, repeated, tag = "8")]
+    pub columns: Vec<String>,
 }
 
 /// Flight `DoGet` ticket of a querier.

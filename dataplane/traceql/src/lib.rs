@@ -123,6 +123,21 @@ impl Query {
         }
     }
 
+    /// The query `{ condition }`. A span condition travels between
+    /// processes as this query's text and comes back with
+    /// [`Query::as_condition`].
+    pub fn from_condition(condition: FieldExpr) -> Self {
+        Self::from_expr(SpansetExpr::Filter(Some(condition)))
+    }
+
+    /// The condition of a query that is one spanset filter `{ condition }`.
+    pub fn as_condition(&self) -> Option<&FieldExpr> {
+        match &self.expr {
+            SpansetExpr::Filter(Some(condition)) => Some(condition),
+            _ => None,
+        }
+    }
+
     /// The query's hints.
     pub fn hints(&self) -> Hints {
         self.hints

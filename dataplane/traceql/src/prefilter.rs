@@ -76,6 +76,24 @@ mod tests {
         span_prefilter(&query).map(|e| Query::from_expr(SpansetExpr::Filter(Some(e))).to_string())
     }
 
+    /// A condition printed and parsed again is the same condition: how it
+    /// reaches the writers.
+    #[test]
+    fn conditions_survive_printing() {
+        for q in [
+            r#"{ span.a = "x" && resource.service.name != "y" }"#,
+            r#"{ .a =~ "ab.*" || (status = error && duration > 1.5s) }"#,
+            r#"{ !(kind = server) && span.n >= -3 && span.f < 2.5 && span.b = true }"#,
+            r#"{ name !~ "GET /[a-z]+" && span.x != nil && statusMessage = "a \"q\"" }"#,
+            r#"{ span.http.response.status_code = 500 }"#,
+        ] {
+            let condition = span_prefilter(&Query::parse(q).unwrap()).unwrap();
+            let text = Query::from_condition(condition.clone()).to_string();
+            let again = Query::parse(&text).unwrap();
+            assert_eq!(again.as_condition(), Some(&condition), "{q} printed as {text}");
+        }
+    }
+
     #[test]
     fn conditions_one_span_must_meet() {
         assert_eq!(pre("{ }"), None);

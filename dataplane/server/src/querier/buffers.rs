@@ -43,19 +43,21 @@ impl BufferSource for WriterBuffers {
             Some(r) => r.filter(Role::Writer, writers, Use::Read),
             None => writers,
         };
-        let ticket = match filter {
-            BufferFilter::TraceId(id) => BufferTicket {
-                tenant: tenant.to_string(),
-                trace_id: id.to_vec(),
-                ..Default::default()
-            },
-            BufferFilter::TimeRange(range) => BufferTicket {
-                tenant: tenant.to_string(),
-                trace_id: Vec::new(),
-                has_range: range.is_some(),
-                min_time_ns: range.map(|r| r.0).unwrap_or_default(),
-                max_time_ns: range.map(|r| r.1).unwrap_or_default(),
-            },
+        let ticket = BufferTicket {
+            tenant: tenant.to_string(),
+            trace_id: Vec::new(),
+            has_range: filter.range.is_some(),
+            min_time_ns: filter.range.map(|r| r.0).unwrap_or_default(),
+            max_time_ns: filter.range.map(|r| r.1).unwrap_or_default(),
+            trace_ids: filter.trace_ids.iter().map(|id| id.to_vec()).collect(),
+            condition: filter
+                .condition
+                .map(|c| signaldb_traceql::Query::from_condition(c).to_string())
+                .unwrap_or_default(),
+            columns: filter
+                .columns
+                .map(|cols| cols.iter().map(|c| (*c).to_owned()).collect())
+                .unwrap_or_default(),
         };
         let ticket = Ticket {
             ticket: ticket.encode_to_vec().into(),

@@ -5,7 +5,7 @@
 //! names of the batches it holds; only then is the WAL trimmed.
 
 mod flush;
-mod select;
+pub(crate) mod select;
 pub mod service;
 
 use std::collections::{HashMap, HashSet};
@@ -320,30 +320,23 @@ impl Writer {
         self.inner.wal.stats().pending_bytes
     }
 
-    /// The tenant's unflushed spans (buffered or being flushed) that match `filter`.
-    pub fn read_buffer(
+    /// The tenant's unflushed spans (buffered or being flushed) that match
+    /// `selection`, with the columns it asks for, in the order received.
+    pub(crate) fn read_buffer(
         &self,
         tenant: &TenantId,
-        trace_id: Option<&[u8]>,
-        range: Option<(i64, i64)>,
+        selection: &select::Selection,
     ) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
         let batches: Vec<RecordBatch> = {
             let st = self.state();
             let buffered = st.tenants.get(tenant).map(|t| t.batches.iter()).into_iter().flatten();
             let flushing = st.flushing.get(tenant).map(|b| b.iter()).into_iter().flatten();
-            buffered.chain(flushing).cloned().collect()
+            // In the order received: what is being flushed came first.
+            flushing.chain(buffered).cloned().collect()
         };
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
-            let mask = match (trace_id, range) {
-                (Some(id), _) => Some(select::trace_mask(&b, id)?),
-                (None, Some((min, max))) => Some(select::time_mask(&b, min, max)?),
-                (None, None) => None,
-            };
-            let b = match mask {
-                Some(m) => arrow::compute::filter_record_batch(&b, &m)?,
-                None => b,
-            };
+            let b = selection.apply(&b)?;
             if b.num_rows() > 0 {
                 out.push(b);
             }

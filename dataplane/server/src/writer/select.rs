@@ -1,8 +1,114 @@
-//! Row selections over buffered span batches.
+//! Which buffered spans a query asked for: the traces, time range, span
+//! condition and columns of a buffer ticket, applied to buffered batches so
+//! that only what the query needs crosses the network.
+
+use std::collections::HashSet;
 
 use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray};
-use arrow_schema::ArrowError;
+use arrow_schema::{ArrowError, SchemaRef};
 use signaldb_schema::columns;
+
+use crate::proto::BufferTicket;
+
+/// A buffer ticket, checked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    /// Empty: any trace.
+    trace_ids: HashSet<[u8; 16]>,
+    range: Option<(i64, i64)>,
+    condition: Option<signaldb_traceql::FieldExpr>,
+    /// Indexes into the span schema, in the order asked; None: all.
+    columns: Option<Vec<usize>>,
+}
+
+impl Selection {
+    /// Checks `ticket`; the message says what is wrong.
+    pub(crate) fn from_ticket(ticket: &BufferTicket) -> Result<Self, String> {
+        let mut trace_ids = HashSet::with_capacity(ticket.trace_ids.len() + 1);
+        let single = (!ticket.trace_id.is_empty()).then_some(&ticket.trace_id);
+        for id in single.into_iter().chain(&ticket.trace_ids) {
+            let id = <[u8; 16]>::try_from(id.as_slice())
+                .map_err(|_| format!("ticket trace id is {} bytes, expected 16", id.len()))?;
+            trace_ids.insert(id);
+        }
+        let condition = if ticket.condition.is_empty() {
+            None
+        } else {
+            let query = signaldb_traceql::Query::parse(&ticket.condition)
+                .map_err(|e| format!("ticket condition {:?}: {e}", ticket.condition))?;
+            let condition = query
+                .as_condition()
+                .ok_or_else(|| format!("ticket condition {:?} is not one spanset filter", ticket.condition))?;
+            Some(condition.clone())
+        };
+        let columns = if ticket.columns.is_empty() {
+            None
+        } else {
+            let schema = signaldb_schema::traces::schema();
+            Some(
+                ticket
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        schema
+                            .index_of(c)
+                            .map_err(|_| format!("ticket asks for an unknown column {c:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        Ok(Self {
+            trace_ids,
+            range: ticket.has_range.then_some((ticket.min_time_ns, ticket.max_time_ns)),
+            condition,
+            columns,
+        })
+    }
+
+    /// The schema of what [`Selection::apply`] returns.
+    pub(crate) fn schema(&self) -> Result<SchemaRef, ArrowError> {
+        let full = signaldb_schema::traces::schema();
+        match &self.columns {
+            Some(cols) => Ok(std::sync::Arc::new(full.project(cols)?)),
+            None => Ok(full),
+        }
+    }
+
+    /// The rows of `batch` (of the span schema) selected, with the columns
+    /// selected.
+    pub(crate) fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let mut keep: Option<BooleanArray> = None;
+        let mut and = |mask: BooleanArray| -> Result<(), ArrowError> {
+            keep = Some(match keep.take() {
+                Some(k) => arrow::compute::and(&k, &mask)?,
+                None => mask,
+            });
+            Ok(())
+        };
+        if !self.trace_ids.is_empty() {
+            and(trace_mask(batch, &self.trace_ids)?)?;
+        }
+        if let Some((min, max)) = self.range {
+            and(time_mask(batch, min, max)?)?;
+        }
+        if let Some(condition) = &self.condition {
+            let mask = signaldb_traceql::span_mask(condition, batch)
+                .map_err(|e| ArrowError::ComputeError(format!("evaluating the condition: {e}")))?;
+            // Unknown (null) is not a match.
+            and((0..mask.len())
+                .map(|i| Some(mask.is_valid(i) && mask.value(i)))
+                .collect())?;
+        }
+        let rows = match keep {
+            Some(mask) => arrow::compute::filter_record_batch(batch, &mask)?,
+            None => batch.clone(),
+        };
+        match &self.columns {
+            Some(cols) => rows.project(cols),
+            None => Ok(rows),
+        }
+    }
+}
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
     b.column_by_name(name)
@@ -10,17 +116,144 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, Arrow
         .ok_or_else(|| ArrowError::SchemaError(format!("column {name} missing or of the wrong type")))
 }
 
-/// Rows of the trace `id`.
-pub(super) fn trace_mask(b: &RecordBatch, id: &[u8]) -> Result<BooleanArray, ArrowError> {
-    let ids: &FixedSizeBinaryArray = column(b, columns::TRACE_ID)?;
-    Ok((0..ids.len()).map(|i| Some(ids.value(i) == id)).collect())
+/// Rows of the traces `ids`.
+fn trace_mask(b: &RecordBatch, ids: &HashSet<[u8; 16]>) -> Result<BooleanArray, ArrowError> {
+    let trace: &FixedSizeBinaryArray = column(b, columns::TRACE_ID)?;
+    Ok((0..trace.len())
+        .map(|i| Some(<[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id))))
+        .collect())
 }
 
 /// Rows of spans overlapping `[min, max]` nanoseconds.
-pub(super) fn time_mask(b: &RecordBatch, min: i64, max: i64) -> Result<BooleanArray, ArrowError> {
+fn time_mask(b: &RecordBatch, min: i64, max: i64) -> Result<BooleanArray, ArrowError> {
     let start: &TimestampNanosecondArray = column(b, columns::START_TIME_UNIX_NANO)?;
     let end: &TimestampNanosecondArray = column(b, columns::END_TIME_UNIX_NANO)?;
     Ok((0..start.len())
         .map(|i| Some(end.value(i) >= min && start.value(i) <= max))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+
+    /// Four spans: traces 1 and 2, `span.n` = 0..4, starting at 10, 20, 30, 40.
+    fn batch() -> RecordBatch {
+        let spans = (0..4u8)
+            .map(|i| Span {
+                trace_id: vec![1 + i / 2; 16],
+                span_id: vec![i + 1; 8],
+                name: format!("op-{i}"),
+                start_time_unix_nano: 10 * (u64::from(i) + 1),
+                end_time_unix_nano: 10 * (u64::from(i) + 1) + 5,
+                attributes: vec![KeyValue {
+                    key: "n".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(i64::from(i))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        signaldb_schema::traces::otlp_to_arrow(&[ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+        .unwrap()
+    }
+
+    fn names(b: &RecordBatch) -> Vec<String> {
+        let names: &arrow_array::StringArray = column(b, columns::NAME).unwrap();
+        names.iter().map(|n| n.unwrap().to_owned()).collect()
+    }
+
+    fn select(ticket: BufferTicket) -> RecordBatch {
+        Selection::from_ticket(&ticket).unwrap().apply(&batch()).unwrap()
+    }
+
+    #[test]
+    fn every_part_of_a_ticket_narrows_the_rows() {
+        assert_eq!(names(&select(BufferTicket::default())).len(), 4);
+        let by_trace = BufferTicket {
+            trace_ids: vec![vec![2; 16]],
+            ..Default::default()
+        };
+        assert_eq!(names(&select(by_trace)), ["op-2", "op-3"]);
+        let by_time = BufferTicket {
+            has_range: true,
+            min_time_ns: 20,
+            max_time_ns: 31,
+            ..Default::default()
+        };
+        assert_eq!(names(&select(by_time)), ["op-1", "op-2"]);
+        let by_condition = BufferTicket {
+            condition: r#"{ span.n >= 1 && name != "op-3" }"#.into(),
+            ..Default::default()
+        };
+        assert_eq!(names(&select(by_condition)), ["op-1", "op-2"]);
+        let all_three = BufferTicket {
+            trace_id: vec![1; 16],
+            has_range: true,
+            min_time_ns: 0,
+            max_time_ns: 100,
+            condition: "{ span.n = 1 }".into(),
+            ..Default::default()
+        };
+        assert_eq!(names(&select(all_three)), ["op-1"]);
+    }
+
+    #[test]
+    fn columns_come_in_the_order_asked() {
+        let ticket = BufferTicket {
+            columns: vec![columns::NAME.into(), columns::TRACE_ID.into()],
+            ..Default::default()
+        };
+        let selection = Selection::from_ticket(&ticket).unwrap();
+        let out = selection.apply(&batch()).unwrap();
+        assert_eq!(out.schema(), selection.schema().unwrap());
+        let fields: Vec<&str> = out.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(fields, [columns::NAME, columns::TRACE_ID]);
+    }
+
+    #[test]
+    fn bad_tickets_say_what_is_wrong() {
+        let err = |t: BufferTicket| Selection::from_ticket(&t).unwrap_err();
+        assert!(
+            err(BufferTicket {
+                trace_ids: vec![vec![1; 5]],
+                ..Default::default()
+            })
+            .contains("5 bytes, expected 16")
+        );
+        assert!(
+            err(BufferTicket {
+                condition: "{ span.a = ".into(),
+                ..Default::default()
+            })
+            .contains("ticket condition")
+        );
+        assert!(
+            err(BufferTicket {
+                condition: "{ } | count() > 1".into(),
+                ..Default::default()
+            })
+            .contains("not one spanset filter")
+        );
+        assert!(
+            err(BufferTicket {
+                columns: vec!["nope".into()],
+                ..Default::default()
+            })
+            .contains(r#"unknown column "nope""#)
+        );
+    }
 }

@@ -120,24 +120,18 @@ impl FlightService for WriterFlight {
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = BufferTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("undecodable buffer ticket: {e}")))?;
-        let tenant = signaldb_config::TenantId::new(ticket.tenant)
+        let tenant = signaldb_config::TenantId::new(ticket.tenant.clone())
             .map_err(|e| Status::invalid_argument(format!("ticket tenant: {e}")))?;
-        let trace_id = match ticket.trace_id.len() {
-            0 => None,
-            16 => Some(ticket.trace_id.as_slice()),
-            n => {
-                return Err(Status::invalid_argument(format!(
-                    "ticket trace_id is {n} bytes, expected 16"
-                )));
-            }
-        };
-        let range = ticket.has_range.then_some((ticket.min_time_ns, ticket.max_time_ns));
+        let selection = super::select::Selection::from_ticket(&ticket).map_err(Status::invalid_argument)?;
+        let schema = selection
+            .schema()
+            .map_err(|e| Status::invalid_argument(format!("ticket columns: {e}")))?;
         let batches = self
             .writer
-            .read_buffer(&tenant, trace_id, range)
+            .read_buffer(&tenant, &selection)
             .map_err(|e| Status::internal(format!("reading the buffer: {e}")))?;
         let stream = FlightDataEncoderBuilder::new()
-            .with_schema(signaldb_schema::traces::schema())
+            .with_schema(schema)
             .build(futures::stream::iter(batches.into_iter().map(Ok)))
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(Box::pin(stream)))

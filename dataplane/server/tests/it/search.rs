@@ -10,8 +10,10 @@ use crate::common::*;
 async fn search(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> Vec<(String, u64, u64)> {
     let url = format!("{base}/api/search?q={}&limit={limit}&spss=0", urlencode(q));
     let resp = http.get(url).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(status, 200, "{q}: {}", String::from_utf8_lossy(&bytes));
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     body["traces"]
         .as_array()
         .unwrap()
@@ -47,9 +49,16 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
         let mut newest: Vec<u64> = all.iter().map(|t| t.1).collect();
         newest.sort_unstable_by(|a, b| b.cmp(a));
 
-        // Exact condition (every span): the newest `limit` traces.
-        let five = search(&http, &base, "{ }", 5).await;
+        // Exact condition (every span), asking for the most recent: the
+        // newest `limit` traces.
+        let five = search(&http, &base, "{ } with (most_recent=true)", 5).await;
         assert_eq!(five.iter().map(|t| t.1).collect::<Vec<_>>(), newest[..5], "{round}");
+        // Without the hint: `limit` of them, newest first, as found reading
+        // the newest data first.
+        let any = search(&http, &base, "{ }", 5).await;
+        assert_eq!(any.len(), 5, "{round}");
+        assert!(any.windows(2).all(|w| w[0].1 >= w[1].1), "{round}: newest first");
+        assert!(any.iter().all(|t| all.contains(t)), "{round}");
 
         // Not exact (an aggregate over the spanset): only traces of 3 spans
         // qualify, still newest first and at most `limit`.
@@ -104,8 +113,10 @@ async fn service_values(http: &reqwest::Client, base: &str, q: Option<&str>) -> 
         url = format!("{url}?q={}", urlencode(q));
     }
     let resp = http.get(url).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(status, 200, "{q:?}: {}", String::from_utf8_lossy(&bytes));
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let mut out: Vec<String> = body["tagValues"]
         .as_array()
         .unwrap()
