@@ -369,15 +369,11 @@ async fn read_rows(
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
     if let Some(columns) = projection {
         let fields = index.meta.schema().fields();
+        // A column the file predates is left out (and read as nulls).
         let roots: Vec<usize> = columns
             .iter()
-            .map(|c| {
-                fields
-                    .iter()
-                    .position(|f| f.name() == c)
-                    .ok_or_else(|| QueryError::BadRequest(format!("file {} has no column {c}", file.path)))
-            })
-            .collect::<Result<_, _>>()?;
+            .filter_map(|c| fields.iter().position(|f| f.name() == c))
+            .collect();
         builder = builder.with_projection(ProjectionMask::roots(&descr, roots));
     }
     Ok(builder.build()?.try_collect().await?)

@@ -369,14 +369,24 @@ impl QueryEngine {
         found: &mut Newest,
     ) -> Result<bool, QueryError> {
         use futures::StreamExt;
-        let columns = crate::search::condition_columns(condition);
+        // A condition wholly over columns of their own is the filter itself:
+        // no attribute list is read. Otherwise the filter narrows the rows
+        // and the condition is evaluated over the rows that pass.
+        let (pushed, columns, evaluate) = match condition.and_then(crate::lower::lower_exact) {
+            Some(exact) => (Some(exact), crate::search::condition_columns(None), None),
+            None => (
+                condition.and_then(crate::lower::lower),
+                crate::search::condition_columns(condition),
+                condition,
+            ),
+        };
         let mut df = in_range(source, range)?;
-        if let Some(pushed) = condition.and_then(crate::lower::lower) {
+        if let Some(pushed) = pushed {
             df = df.filter(pushed)?;
         }
         let mut stream = df.select_columns(&columns)?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
-            if offer_batch(&batch?, condition, collect, found)? {
+            if offer_batch(&batch?, evaluate, collect, found)? {
                 return Ok(true);
             }
         }
@@ -626,9 +636,14 @@ fn align(batch: &RecordBatch, schema: &arrow_schema::SchemaRef) -> Result<Record
     }
     let mut cols = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
-        let c = batch
-            .column_by_name(f.name())
-            .ok_or_else(|| QueryError::BadRequest(format!("column {} missing", f.name())))?;
+        // Files written before a nullable column existed read it as nulls.
+        let Some(c) = batch.column_by_name(f.name()) else {
+            if f.is_nullable() {
+                cols.push(arrow::array::new_null_array(f.data_type(), batch.num_rows()));
+                continue;
+            }
+            return Err(QueryError::BadRequest(format!("column {} missing", f.name())));
+        };
         cols.push(if c.data_type() == f.data_type() {
             Arc::clone(c)
         } else {

@@ -1,23 +1,26 @@
 //! TraceQL span conditions lowered to DataFusion expressions over the
 //! columns of their own (`name`, `status_code`, `kind`, `duration_nano`,
-//! `service_name`), so the Parquet reader filters with them while it decodes
-//! (late materialisation): the attribute lists are then decoded only for the
-//! rows that pass.
+//! `service_name` and the dedicated attribute columns), so the Parquet
+//! reader filters with them while it decodes (late materialisation), with
+//! statistics.
 //!
-//! The lowering is conservative: a span the condition selects always passes
-//! the expression; the exact condition is evaluated afterwards. Parts that
-//! have no column of their own (attributes in lists, regular expressions,
-//! negations) lower to nothing, which filters nothing.
+//! [`lower`] is conservative: a span the condition selects always passes
+//! the expression, and the exact condition is evaluated afterwards over the
+//! rows that pass. Parts without a column of their own (attributes in
+//! lists, regular expressions, negations) lower to nothing, which filters
+//! nothing. [`lower_exact`] succeeds only when every part has a column of its
+//! own and the expression selects exactly the spans the condition does; then
+//! the attribute lists need not be read at all.
 
 use datafusion::prelude::{Expr, col, lit};
-use signaldb_schema::columns;
+use signaldb_schema::columns::{self, DEDICATED, DedicatedType};
 use signaldb_traceql::{AttributeScope, CompareOp, Comparison, FieldExpr, FieldRef, Intrinsic, Literal, Operand};
 
 /// An expression every span meeting `condition` satisfies, or `None` when
 /// no part of it can be expressed over a column of its own.
 pub(crate) fn lower(condition: &FieldExpr) -> Option<Expr> {
     match condition {
-        FieldExpr::Compare(c) => compare(c),
+        FieldExpr::Compare(c) => compare(c).map(|(e, _)| e),
         // Both must hold: either one alone is a weaker, still sound filter.
         FieldExpr::And(a, b) => match (lower(a), lower(b)) {
             (Some(a), Some(b)) => Some(a.and(b)),
@@ -29,7 +32,25 @@ pub(crate) fn lower(condition: &FieldExpr) -> Option<Expr> {
     }
 }
 
-fn compare(c: &Comparison) -> Option<Expr> {
+/// An expression selecting exactly the spans meeting `condition`, or
+/// `None` when some part has no exact column form.
+pub(crate) fn lower_exact(condition: &FieldExpr) -> Option<Expr> {
+    match condition {
+        FieldExpr::Compare(c) => match compare(c)? {
+            (e, true) => Some(e),
+            (_, false) => None,
+        },
+        FieldExpr::And(a, b) => Some(lower_exact(a)?.and(lower_exact(b)?)),
+        FieldExpr::Or(a, b) => Some(lower_exact(a)?.or(lower_exact(b)?)),
+        FieldExpr::Bool(_) | FieldExpr::Exists { .. } | FieldExpr::Not(_) => None,
+    }
+}
+
+/// Largest integer a `Float64` column holds exactly.
+const EXACT_IN_F64: i64 = 1 << 53;
+
+/// The expression of one comparison, and whether it is exact.
+fn compare(c: &Comparison) -> Option<(Expr, bool)> {
     let (Operand::Field(field), Operand::Literal(value)) = (&c.lhs, &c.rhs) else {
         return None;
     };
@@ -51,10 +72,30 @@ fn compare(c: &Comparison) -> Option<Expr> {
         {
             (columns::SERVICE_NAME, lit(s.clone()))
         }
+        // Span attributes with a column of their own (not unscoped ones:
+        // `.x` also matches a resource attribute `x`).
+        (FieldRef::Attribute(a), literal) if a.scope == AttributeScope::Span => {
+            let dedicated = DEDICATED.iter().find(|d| d.attribute == a.name)?;
+            match (dedicated.kind, literal) {
+                (DedicatedType::String, Literal::String(s)) if is_equality(c.op) => (dedicated.column, lit(s.clone())),
+                // Numbers compare as TraceQL compares an integer or double
+                // attribute with a number; `!=` is left out (TraceQL holds
+                // it for NaN, which the column stores as null).
+                (DedicatedType::Number, Literal::Int(n))
+                    if n.unsigned_abs() <= EXACT_IN_F64.unsigned_abs() && c.op != CompareOp::Ne =>
+                {
+                    (dedicated.column, lit(*n as f64))
+                }
+                (DedicatedType::Number, Literal::Float(x)) if x.is_finite() && c.op != CompareOp::Ne => {
+                    (dedicated.column, lit(*x))
+                }
+                _ => return None,
+            }
+        }
         _ => return None,
     };
     let column = col(column);
-    Some(match c.op {
+    let expr = match c.op {
         CompareOp::Eq => column.eq(value),
         CompareOp::Ne => column.not_eq(value),
         CompareOp::Gt => column.gt(value),
@@ -62,7 +103,8 @@ fn compare(c: &Comparison) -> Option<Expr> {
         CompareOp::Lt => column.lt(value),
         CompareOp::Le => column.lt_eq(value),
         CompareOp::Re | CompareOp::NotRe => return None,
-    })
+    };
+    Some((expr, true))
 }
 
 fn is_equality(op: CompareOp) -> bool {
@@ -80,11 +122,24 @@ mod tests {
         lower(&condition).map(|e| e.to_string())
     }
 
+    fn exact(q: &str) -> Option<String> {
+        let query = signaldb_traceql::parse(q).unwrap();
+        lower_exact(&signaldb_traceql::span_prefilter(&query)?).map(|e| e.to_string())
+    }
+
     #[test]
     fn columns_of_their_own_are_lowered() {
         assert_eq!(
             lowered(r#"{ resource.service.name = "svc-03" && span.http.response.status_code = 500 }"#).as_deref(),
-            Some(r#"service_name = Utf8("svc-03")"#)
+            Some(r#"service_name = Utf8("svc-03") AND http_response_status_code = Float64(500)"#)
+        );
+        assert_eq!(
+            exact(r#"{ resource.service.name = "svc-03" && span.http.response.status_code = 500 }"#).as_deref(),
+            Some(r#"service_name = Utf8("svc-03") AND http_response_status_code = Float64(500)"#)
+        );
+        assert_eq!(
+            exact(r#"{ span.http.request.method = "GET" || span.db.system != "redis" }"#).as_deref(),
+            Some(r#"http_request_method = Utf8("GET") OR db_system != Utf8("redis")"#)
         );
         assert_eq!(
             lowered(r#"{ name = "GET /" && status = error && duration > 1s }"#).as_deref(),
@@ -97,6 +152,18 @@ mod tests {
     }
 
     #[test]
+    fn only_whole_column_conditions_are_exact() {
+        assert_eq!(exact(r#"{ span.attr.str5 = "value-42" }"#), None);
+        assert_eq!(exact(r#"{ name = "x" && span.attr.str5 = "value-42" }"#), None);
+        assert!(lowered(r#"{ name = "x" && span.attr.str5 = "value-42" }"#).is_some());
+        // Unscoped: may be a resource attribute.
+        assert_eq!(exact(r#"{ .http.request.method = "GET" }"#), None);
+        assert_eq!(exact(r#"{ span.http.response.status_code != 500 }"#), None);
+        assert_eq!(exact(r#"{ span.http.response.status_code = "500" }"#), None);
+        assert_eq!(exact(r#"{ span.http.route =~ "/a.*" }"#), None);
+    }
+
+    #[test]
     fn the_rest_filters_nothing() {
         assert_eq!(lowered(r#"{ span.attr.str5 = "value-42" }"#), None);
         assert_eq!(lowered(r#"{ kind = server || span.a = 1 }"#), None);
@@ -104,5 +171,125 @@ mod tests {
         assert_eq!(lowered(r#"{ name =~ "GET.*" }"#), None);
         assert_eq!(lowered(r#"{ resource.service.name = 3 }"#), None);
         assert_eq!(lowered(r#"{ name > "a" }"#), None);
+    }
+
+    /// Spans of every shape the exact conditions look at: the attribute
+    /// missing, of another type, a double, NaN, repeated; resource service
+    /// names present, missing and not strings.
+    fn varied_spans() -> arrow_array::RecordBatch {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let code = |v: Value| kv("http.response.status_code", v);
+        let s = |v: &str| Value::StringValue(v.into());
+        let attribute_sets: Vec<Vec<KeyValue>> = vec![
+            vec![],
+            vec![code(Value::IntValue(500)), kv("http.request.method", s("GET"))],
+            vec![code(Value::IntValue(200)), kv("http.request.method", s("POST"))],
+            vec![code(Value::DoubleValue(500.0))],
+            vec![code(Value::DoubleValue(499.5))],
+            vec![code(Value::DoubleValue(f64::NAN))],
+            vec![code(s("500")), kv("http.request.method", Value::IntValue(3))],
+            vec![code(Value::IntValue(404)), code(Value::IntValue(500))],
+            vec![
+                kv("http.route", s("/a")),
+                kv("db.system", s("redis")),
+                kv("rpc.service", s("Foo")),
+            ],
+            vec![kv("http.route", s("/b")), kv("db.system", Value::BoolValue(true))],
+            vec![kv("db.system", s("mysql"))],
+        ];
+        let services = [Some(s("svc-03")), Some(s("svc-04")), Some(Value::IntValue(3)), None];
+        let mut resource_spans = Vec::new();
+        let mut n = 0u8;
+        for service in &services {
+            let mut spans = Vec::new();
+            for attributes in &attribute_sets {
+                n += 1;
+                spans.push(Span {
+                    trace_id: vec![n; 16],
+                    span_id: vec![n; 8],
+                    name: if n.is_multiple_of(3) {
+                        "GET /".into()
+                    } else {
+                        "other".into()
+                    },
+                    kind: i32::from(n % 4),
+                    start_time_unix_nano: 1_000,
+                    end_time_unix_nano: 1_000 + u64::from(n) * 100_000_000,
+                    status: Some(Status {
+                        code: i32::from(n % 3),
+                        ..Default::default()
+                    }),
+                    attributes: attributes.clone(),
+                    ..Default::default()
+                });
+            }
+            resource_spans.push(ResourceSpans {
+                resource: Some(Resource {
+                    attributes: service.iter().map(|v| kv("service.name", v.clone())).collect(),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+        signaldb_schema::traces::otlp_to_arrow(&resource_spans).unwrap()
+    }
+
+    /// Where an exact expression exists, DataFusion selects the very spans
+    /// the TraceQL evaluator does.
+    #[tokio::test]
+    async fn exact_expressions_select_what_traceql_selects() {
+        use std::sync::Arc;
+
+        use arrow_array::Array;
+        let batch = varied_spans();
+        let ctx = datafusion::prelude::SessionContext::new();
+        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).unwrap();
+        let span_ids = |b: &arrow_array::RecordBatch| -> Vec<Vec<u8>> {
+            let ids = b
+                .column_by_name(columns::SPAN_ID)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                .unwrap();
+            let mut v: Vec<Vec<u8>> = ids.iter().map(|i| i.unwrap().to_vec()).collect();
+            v.sort();
+            v
+        };
+        let df = ctx.read_table(Arc::new(table)).unwrap();
+        for q in [
+            r#"{ resource.service.name = "svc-03" && span.http.response.status_code = 500 }"#,
+            r#"{ resource.service.name != "svc-03" }"#,
+            r#"{ span.http.response.status_code >= 499.5 }"#,
+            r#"{ span.http.response.status_code < 500 || span.http.request.method = "POST" }"#,
+            r#"{ span.http.request.method != "GET" }"#,
+            r#"{ span.http.route = "/a" && span.db.system = "redis" && span.rpc.service = "Foo" }"#,
+            r#"{ span.db.system != "redis" }"#,
+            r#"{ name = "GET /" && status = error || kind = server && duration > 500ms }"#,
+            r#"{ status != ok && duration <= 1s }"#,
+        ] {
+            let query = signaldb_traceql::parse(q).unwrap();
+            let condition = signaldb_traceql::span_prefilter(&query).unwrap();
+            let expr = lower_exact(&condition).unwrap_or_else(|| panic!("{q} has an exact form"));
+            let mask = signaldb_traceql::span_mask(&condition, &batch).unwrap();
+            let keep: arrow_array::BooleanArray = (0..mask.len())
+                .map(|i| Some(mask.is_valid(i) && mask.value(i)))
+                .collect();
+            let expected = span_ids(&arrow::compute::filter_record_batch(&batch, &keep).unwrap());
+            let got = df.clone().filter(expr).unwrap().collect().await.unwrap();
+            let got = span_ids(&arrow::compute::concat_batches(&batch.schema(), &got).unwrap());
+            assert_eq!(got, expected, "{q}");
+            assert!(!expected.is_empty(), "{q} selects something");
+        }
     }
 }

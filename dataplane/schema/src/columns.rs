@@ -9,7 +9,7 @@ pub const SCHEMA_VERSION_METADATA_KEY: &str = "signaldb.schema_version";
 /// Value of [`SCHEMA_METADATA_KEY`] for the span schema.
 pub const TRACES_SCHEMA: &str = "traces";
 /// Value of [`SCHEMA_VERSION_METADATA_KEY`] for the span schema.
-pub const TRACES_SCHEMA_VERSION: &str = "1";
+pub const TRACES_SCHEMA_VERSION: &str = "2";
 
 /// Name of the item field of every list column.
 pub const LIST_ITEM: &str = "item";
@@ -70,6 +70,71 @@ pub const SCOPE_ATTRIBUTES: &str = "scope_attributes";
 pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: &str = "scope_dropped_attributes_count";
 /// `Utf8`: `ScopeSpans.schema_url`.
 pub const SCOPE_SCHEMA_URL: &str = "scope_schema_url";
+
+/// `Utf8`, nullable: the span attribute `http.request.method` when it is a
+/// string. Like every dedicated column (see [`DEDICATED`]), a derived copy
+/// for search, not read back; the attribute stays in [`ATTRIBUTES`].
+pub const HTTP_REQUEST_METHOD: &str = "http_request_method";
+/// `Float64`, nullable: the span attribute `http.response.status_code` when
+/// it is a number (integer or double, as TraceQL compares them; NaN as null).
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http_response_status_code";
+/// `Utf8`, nullable: the span attribute `http.route` when it is a string.
+pub const HTTP_ROUTE: &str = "http_route";
+/// `Utf8`, nullable: the span attribute `db.system` when it is a string.
+pub const DB_SYSTEM: &str = "db_system";
+/// `Utf8`, nullable: the span attribute `rpc.service` when it is a string.
+pub const RPC_SERVICE: &str = "rpc_service";
+
+/// What a dedicated column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedicatedType {
+    /// `Utf8`: the attribute's value when it is a string.
+    String,
+    /// `Float64`: the attribute's value when it is a number (integer or
+    /// double; NaN is stored as null).
+    Number,
+}
+
+/// A span attribute with a column of its own: filters on it are column
+/// predicates with statistics, as Tempo's dedicated columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dedicated {
+    /// The span attribute's key.
+    pub attribute: &'static str,
+    pub column: &'static str,
+    pub kind: DedicatedType,
+}
+
+/// The span attributes with columns of their own, in schema order (after
+/// [`SCOPE_SCHEMA_URL`]). A span holding the attribute more than once has
+/// the first value in the column.
+pub const DEDICATED: &[Dedicated] = &[
+    Dedicated {
+        attribute: "http.request.method",
+        column: HTTP_REQUEST_METHOD,
+        kind: DedicatedType::String,
+    },
+    Dedicated {
+        attribute: "http.response.status_code",
+        column: HTTP_RESPONSE_STATUS_CODE,
+        kind: DedicatedType::Number,
+    },
+    Dedicated {
+        attribute: "http.route",
+        column: HTTP_ROUTE,
+        kind: DedicatedType::String,
+    },
+    Dedicated {
+        attribute: "db.system",
+        column: DB_SYSTEM,
+        kind: DedicatedType::String,
+    },
+    Dedicated {
+        attribute: "rpc.service",
+        column: RPC_SERVICE,
+        kind: DedicatedType::String,
+    },
+];
 
 /// Fields of the struct items of the [`EVENTS`] list.
 pub mod event {

@@ -181,6 +181,11 @@ impl Stored {
     }
 }
 
+/// The spans of `traces` as the writer buffers them, starting at `base`.
+pub(crate) fn spans_batch(traces: &[[u8; 16]], base: u64) -> arrow_array::RecordBatch {
+    signaldb_schema::traces::otlp_to_arrow(&[resource_spans(traces, base)]).unwrap()
+}
+
 fn resource_spans(traces: &[[u8; 16]], base: u64) -> ResourceSpans {
     let str_attr = |k: &str, v: String| KeyValue {
         key: k.into(),

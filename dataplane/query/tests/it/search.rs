@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use arrow_array::Array;
 use signaldb_query::{NoBuffers, QueryEngine, ReadStats, SearchParams, SearchTrace};
 
 use crate::common::{Stored, random_ids};
@@ -97,4 +98,108 @@ async fn most_recent_returns_the_newest_matches() {
     let expected: Vec<[u8; 16]> = files[FILES - 1].iter().rev().take(5).copied().collect();
     assert_eq!(found.iter().map(|t| t.trace_id).collect::<Vec<_>>(), expected);
     assert_eq!(search(&engine, &stored, "{ }", 5).await.len(), 5);
+}
+
+/// Records what a search asks the writers for, and answers like a writer.
+#[derive(Debug, Default)]
+struct RecordingBuffers {
+    asked: std::sync::Mutex<Vec<signaldb_query::BufferFilter>>,
+    spans: Vec<arrow_array::RecordBatch>,
+}
+
+#[async_trait::async_trait]
+impl signaldb_query::BufferSource for RecordingBuffers {
+    async fn buffered(
+        &self,
+        _tenant: &signaldb_config::TenantId,
+        filter: signaldb_query::BufferFilter,
+    ) -> Result<Vec<arrow_array::RecordBatch>, signaldb_query::QueryError> {
+        self.asked.lock().unwrap().push(filter.clone());
+        let columns = filter.columns.clone().unwrap_or_else(|| {
+            signaldb_schema::traces::schema()
+                .fields()
+                .iter()
+                .map(|f| -> &'static str { Box::leak(f.name().clone().into_boxed_str()) })
+                .collect()
+        });
+        let mut out = Vec::new();
+        for batch in &self.spans {
+            let keep: arrow_array::BooleanArray = {
+                let ids = batch
+                    .column_by_name(signaldb_schema::columns::TRACE_ID)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                    .unwrap();
+                let mask = filter
+                    .condition
+                    .as_ref()
+                    .map(|c| signaldb_traceql::span_mask(c, batch).unwrap());
+                (0..batch.num_rows())
+                    .map(|i| {
+                        let id_ok = filter.trace_ids.is_empty()
+                            || filter.trace_ids.iter().any(|t| t.as_slice() == ids.value(i));
+                        Some(id_ok && mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i)))
+                    })
+                    .collect()
+            };
+            let rows = arrow::compute::filter_record_batch(batch, &keep).unwrap();
+            let schema = rows.schema();
+            let indexes: Vec<usize> = columns.iter().map(|c| schema.index_of(c).unwrap()).collect();
+            out.push(rows.project(&indexes).unwrap());
+        }
+        Ok(out)
+    }
+}
+
+/// Over unflushed data, a search asks the writers for the spans meeting its
+/// condition with the columns the condition reads, then for the spans of
+/// the traces found; it never asks for whole buffers.
+#[tokio::test]
+async fn searches_ask_writers_only_for_what_they_need() {
+    let mut stored = Stored::new().await;
+    let old = random_ids(7, 200);
+    stored.add_file(&old).await;
+    let new = random_ids(8, 200);
+    // A thousand seconds after the stored file.
+    let spans = crate::common::spans_batch(&new, 1_767_225_600_000_000_000 + 1_000_000_000_000);
+    let buffers = Arc::new(RecordingBuffers {
+        spans: vec![spans],
+        ..Default::default()
+    });
+    let engine = QueryEngine::new(
+        Arc::clone(&stored.catalog) as _,
+        Arc::clone(&stored.store) as _,
+        Arc::clone(&buffers) as _,
+    )
+    .unwrap();
+    // The stored file's index loaded, as by earlier queries.
+    engine.trace_by_id(&stored.tenant, old[0], None).await.unwrap();
+    stored.store.take_files_read();
+    buffers.asked.lock().unwrap().clear();
+
+    let found = search(&engine, &stored, "{ span.attr.str5 = \"value-7\" }", 2).await;
+    // Buffered traces are newer than stored ones: both come from the buffer.
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|t| new.contains(&t.trace_id)));
+    let asked = buffers.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "one request per step: {asked:?}");
+    assert!(asked[0].condition.is_some(), "step 1 sends the condition");
+    assert_eq!(
+        asked[0].columns.as_deref(),
+        Some(signaldb_query::condition_columns(asked[0].condition.as_ref()).as_slice()),
+        "step 1 asks for the columns the condition reads"
+    );
+    let mut asked_ids = asked[1].trace_ids.clone();
+    asked_ids.sort();
+    let mut found_ids: Vec<[u8; 16]> = found.iter().map(|t| t.trace_id).collect();
+    found_ids.sort();
+    assert!(
+        found_ids.iter().all(|id| asked_ids.contains(id)),
+        "step 2 asks for the candidates' spans"
+    );
+    assert!(asked[1].condition.is_none() && asked[1].columns.is_some());
+    // No file was read: the buffer held the answer, and the stored file's
+    // index rules its traces out.
+    assert_eq!(stored.store.take_files_read(), Vec::<String>::new());
 }

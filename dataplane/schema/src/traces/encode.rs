@@ -362,6 +362,7 @@ struct SpansBuilder {
     scope_attributes: attributes::Builder,
     scope_dropped: Vec<u32>,
     scope_schema_url: StringBuilder,
+    dedicated: DedicatedBuilder,
     /// The resource and scope of the last row: a span of the same one repeats
     /// its attribute lists by copying.
     last: Option<(usize, usize)>,
@@ -401,6 +402,7 @@ impl SpansBuilder {
             scope_attributes: attributes::Builder::with_size(columns::SCOPE_ATTRIBUTES, &size.scope_attributes),
             scope_dropped: Vec::with_capacity(n),
             scope_schema_url: StringBuilder::with_capacity(n, size.scope_schema_url),
+            dedicated: DedicatedBuilder::with_capacity(n),
             last: None,
         }
     }
@@ -430,6 +432,7 @@ impl SpansBuilder {
         self.status_code.push(code);
         push_str(&mut self.status_message, message, STATUS_MESSAGE)?;
         self.attributes.append(&span.attributes)?;
+        self.dedicated.append(&span.attributes)?;
         self.dropped_attributes.push(span.dropped_attributes_count);
         self.dropped_events.push(span.dropped_events_count);
         self.dropped_links.push(span.dropped_links_count);
@@ -490,12 +493,84 @@ impl SpansBuilder {
             self.scope_attributes.finish()?,
             u32s(self.scope_dropped),
             Arc::new(self.scope_schema_url.finish()),
-        ];
+        ]
+        .into_iter()
+        .chain(self.dedicated.finish())
+        .collect();
         Ok(RecordBatch::try_new(schema(), columns)?)
     }
 }
 
-/// Converts the spans into `partitions` batches, span by span.
+/// The dedicated attribute columns ([`columns::DEDICATED`]), in schema order.
+#[derive(Debug)]
+struct DedicatedBuilder {
+    columns: Vec<DedicatedColumn>,
+}
+
+#[derive(Debug)]
+enum DedicatedColumn {
+    String(StringBuilder),
+    Number(Vec<Option<f64>>),
+}
+
+impl DedicatedBuilder {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            columns: columns::DEDICATED
+                .iter()
+                .map(|d| match d.kind {
+                    columns::DedicatedType::String => DedicatedColumn::String(StringBuilder::with_capacity(n, 0)),
+                    columns::DedicatedType::Number => DedicatedColumn::Number(Vec::with_capacity(n)),
+                })
+                .collect(),
+        }
+    }
+
+    /// One value (or null) per dedicated column: the first attribute of
+    /// `attrs` with its key, when of the column's type.
+    fn append(&mut self, attrs: &[KeyValue]) -> Result<(), Error> {
+        let mut first: [Option<&Value>; columns::DEDICATED.len()] = [None; columns::DEDICATED.len()];
+        let mut found = 0;
+        for kv in attrs {
+            if let Some(i) = columns::DEDICATED.iter().position(|d| d.attribute == kv.key)
+                && let Some(slot) = first.get_mut(i)
+                && slot.is_none()
+            {
+                *slot = Some(kv.value.as_ref().and_then(|v| v.value.as_ref()).unwrap_or(&NO_VALUE));
+                found += 1;
+                if found == first.len() {
+                    break;
+                }
+            }
+        }
+        for ((column, value), d) in self.columns.iter_mut().zip(first).zip(columns::DEDICATED) {
+            match (column, value) {
+                (DedicatedColumn::String(b), Some(Value::StringValue(s))) => push_str(b, s, d.column)?,
+                (DedicatedColumn::String(b), _) => b.append_null(),
+                (DedicatedColumn::Number(v), Some(Value::IntValue(i))) => v.push(Some(*i as f64)),
+                (DedicatedColumn::Number(v), Some(Value::DoubleValue(x))) if !x.is_nan() => v.push(Some(*x)),
+                (DedicatedColumn::Number(v), _) => v.push(None),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<ArrayRef> {
+        self.columns
+            .into_iter()
+            .map(|c| -> ArrayRef {
+                match c {
+                    DedicatedColumn::String(mut b) => Arc::new(b.finish()),
+                    DedicatedColumn::Number(v) => Arc::new(arrow::array::Float64Array::from(v)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Stands for an attribute without a value.
+const NO_VALUE: Value = Value::BoolValue(false);
+
 /// Converts the spans into `partitions` batches, span by span.
 ///
 /// A first pass checks trace ids, asks `partition_of` once per span and

@@ -103,7 +103,16 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(SCOPE_ATTRIBUTES, attrs(), false),
         Field::new(SCOPE_DROPPED_ATTRIBUTES_COUNT, DataType::UInt32, false),
         Field::new(SCOPE_SCHEMA_URL, DataType::Utf8, false),
-    ];
+    ]
+    .into_iter()
+    .chain(DEDICATED.iter().map(|d| {
+        let data_type = match d.kind {
+            DedicatedType::String => DataType::Utf8,
+            DedicatedType::Number => DataType::Float64,
+        };
+        Field::new(d.column, data_type, true)
+    }))
+    .collect::<Vec<_>>();
     let metadata = [
         (SCHEMA_METADATA_KEY.to_owned(), TRACES_SCHEMA.to_owned()),
         (SCHEMA_VERSION_METADATA_KEY.to_owned(), TRACES_SCHEMA_VERSION.to_owned()),
@@ -112,7 +121,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The Arrow schema of spans (one row per span), with metadata
-/// `{"signaldb.schema": "traces", "signaldb.schema_version": "1"}`.
+/// `{"signaldb.schema": "traces", "signaldb.schema_version": "2"}` (version 2
+/// added the dedicated attribute columns, [`columns::DEDICATED`]).
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }

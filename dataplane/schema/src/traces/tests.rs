@@ -290,7 +290,7 @@ fn schema_is_cached_and_has_metadata() {
         a.metadata()
             .get(columns::SCHEMA_VERSION_METADATA_KEY)
             .map(String::as_str),
-        Some("1")
+        Some("2")
     );
     assert_eq!(
         a.field_with_name(columns::TRACE_ID).unwrap().data_type(),
@@ -299,7 +299,92 @@ fn schema_is_cached_and_has_metadata() {
     assert!(!a.field_with_name(columns::TRACE_ID).unwrap().is_nullable());
     assert!(a.field_with_name(columns::PARENT_SPAN_ID).unwrap().is_nullable());
     assert!(a.field_with_name(columns::SERVICE_NAME).unwrap().is_nullable());
-    assert_eq!(a.fields().len(), 27);
+    assert_eq!(a.fields().len(), 27 + columns::DEDICATED.len());
+}
+
+/// Each dedicated column holds the span's first attribute with its key when
+/// of the column's type, and null otherwise; the attribute list is intact.
+#[test]
+fn dedicated_columns_copy_typed_span_attributes() {
+    let with = |attributes: Vec<KeyValue>| Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        attributes,
+        ..Default::default()
+    };
+    let spans = vec![
+        with(vec![
+            kv("http.request.method", s("GET")),
+            kv("http.response.status_code", Value::IntValue(500)),
+            kv("http.route", s("/a")),
+            kv("db.system", s("postgresql")),
+            kv("rpc.service", s("svc.Foo")),
+        ]),
+        // Wrong types: null; a double is a number.
+        with(vec![
+            kv("http.response.status_code", s("500")),
+            kv("http.request.method", Value::IntValue(1)),
+        ]),
+        with(vec![kv("http.response.status_code", Value::DoubleValue(404.0))]),
+        with(vec![kv("http.response.status_code", Value::DoubleValue(f64::NAN))]),
+        // Repeated key: the first.
+        with(vec![kv("http.route", s("/first")), kv("http.route", s("/second"))]),
+        with(vec![]),
+    ];
+    let batch = otlp_to_arrow(&[ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("http.route", s("/resource"))],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: spans.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+    .unwrap();
+    let strings = |name: &str| -> Vec<Option<String>> {
+        let a = batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        a.iter().map(|v| v.map(str::to_owned)).collect()
+    };
+    let o = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        strings(columns::HTTP_REQUEST_METHOD),
+        [o("GET"), None, None, None, None, None]
+    );
+    assert_eq!(
+        strings(columns::HTTP_ROUTE),
+        [o("/a"), None, None, None, o("/first"), None],
+        "span attributes only, first wins"
+    );
+    assert_eq!(
+        strings(columns::DB_SYSTEM),
+        [o("postgresql"), None, None, None, None, None]
+    );
+    assert_eq!(
+        strings(columns::RPC_SERVICE),
+        [o("svc.Foo"), None, None, None, None, None]
+    );
+    let codes = batch
+        .column_by_name(columns::HTTP_RESPONSE_STATUS_CODE)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    assert_eq!(
+        codes.iter().collect::<Vec<_>>(),
+        [Some(500.0), None, Some(404.0), None, None, None]
+    );
+    // The attributes themselves come back unchanged.
+    let back = arrow_to_otlp(&batch).unwrap();
+    // (Compared as text: NaN is not equal to itself.)
+    let attributes = |spans: &[Span]| format!("{:?}", spans.iter().map(|s| &s.attributes).collect::<Vec<_>>());
+    assert!(attributes(&back[0].scope_spans[0].spans) == attributes(&spans));
 }
 
 #[test]
