@@ -99,13 +99,17 @@ impl Selection {
                 .map(|i| Some(mask.is_valid(i) && mask.value(i)))
                 .collect())?;
         }
-        let rows = match keep {
-            Some(mask) => arrow::compute::filter_record_batch(batch, &mask)?,
+        // Only the columns asked for are filtered, and a batch with no row
+        // selected costs nothing more.
+        let columns = match &self.columns {
+            Some(cols) => batch.project(cols)?,
             None => batch.clone(),
         };
-        match &self.columns {
-            Some(cols) => rows.project(cols),
-            None => Ok(rows),
+        match keep {
+            Some(mask) if mask.true_count() == 0 => Ok(columns.slice(0, 0)),
+            Some(mask) if mask.true_count() == mask.len() => Ok(columns),
+            Some(mask) => arrow::compute::filter_record_batch(&columns, &mask),
+            None => Ok(columns),
         }
     }
 }
@@ -119,6 +123,12 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, Arrow
 /// Rows of the traces `ids`.
 fn trace_mask(b: &RecordBatch, ids: &HashSet<[u8; 16]>) -> Result<BooleanArray, ArrowError> {
     let trace: &FixedSizeBinaryArray = column(b, columns::TRACE_ID)?;
+    if let [only] = ids.iter().collect::<Vec<_>>()[..] {
+        // A trace by id: a byte comparison per row, no hashing.
+        return Ok((0..trace.len())
+            .map(|i| Some(trace.value(i) == only.as_slice()))
+            .collect());
+    }
     Ok((0..trace.len())
         .map(|i| Some(<[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id))))
         .collect())
