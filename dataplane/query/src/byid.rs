@@ -282,6 +282,24 @@ impl FileIndexes {
         }
     }
 
+    /// Loads the indexes of `files` not cached yet, newest first, while
+    /// the cache has room; a file that cannot be read is skipped (a lookup
+    /// that needs it reports the error).
+    pub(crate) async fn warm(&self, store: &Arc<dyn ObjectStore>, files: &[FileRecord]) {
+        let mut files: Vec<&FileRecord> = files.iter().collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
+        for file in files {
+            if self.bytes() >= self.limit {
+                return;
+            }
+            if self.get(&file.path).is_none()
+                && let Err(e) = self.index(store, file).await
+            {
+                tracing::debug!(path = %file.path, error = %e, "cannot load a file index ahead of queries");
+            }
+        }
+    }
+
     /// The index of `file`, loaded on first use.
     async fn index(&self, store: &Arc<dyn ObjectStore>, file: &FileRecord) -> Result<Arc<FileIndex>, QueryError> {
         if let Some(index) = self.get(&file.path) {

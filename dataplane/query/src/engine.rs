@@ -147,6 +147,34 @@ impl QueryEngine {
         self
     }
 
+    /// Until `stop` turns true, every `interval`: loads the file indexes of
+    /// every tenant's files registered since the last round (all of them
+    /// the first time), so the first lookup after a flush or a restart does
+    /// not pay for them. Failures are logged and retried next round.
+    pub async fn warm_indexes(&self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.warm_once().await {
+                tracing::warn!(error = %e, "loading file indexes ahead of queries failed; retried later");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One round of [`QueryEngine::warm_indexes`].
+    pub async fn warm_once(&self) -> Result<(), QueryError> {
+        for tenant in self.catalog.list_tenants().await? {
+            let files = self.files(&tenant, None).await?;
+            self.indexes.warm(&self.store, &files).await;
+        }
+        Ok(())
+    }
+
     /// Bytes the file indexes hold now.
     pub fn index_cache_bytes(&self) -> usize {
         self.indexes.bytes()

@@ -464,6 +464,14 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             vec![Capability::QueryExecution],
         );
         catalog.register_service(&svc).await?;
+        // File indexes loaded ahead of the lookups that need them.
+        {
+            let engine = engine.clone();
+            let stop = query_rx.clone();
+            query_tasks.push(tokio::spawn(async move {
+                engine.warm_indexes(INDEX_WARM_INTERVAL, stop).await;
+            }));
+        }
         let flight = crate::querier::QuerierFlight::new(
             engine,
             config.querier.default_lookback,
@@ -589,6 +597,9 @@ fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Io = tokio::net
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.changed().await;
 }
+
+/// How often the querier loads the indexes of newly registered files.
+const INDEX_WARM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a server (`serve`, which ends after its shutdown signal and its open
 /// requests) as a task, logging why it failed if it did.

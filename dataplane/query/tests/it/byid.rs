@@ -148,3 +148,29 @@ async fn a_tiny_index_cache_still_answers() {
     }
     assert!(engine.index_cache_bytes() <= 1024);
 }
+
+/// Indexes loaded ahead of queries: the first lookup already reads only
+/// the file holding its trace.
+#[tokio::test]
+async fn warmed_indexes_spare_the_first_lookup() {
+    let mut stored = Stored::new().await;
+    let mut files = Vec::new();
+    for f in 0..10 {
+        let ids = random_ids(f + 40, 100);
+        let record = stored.add_file(&ids).await;
+        files.push((record, ids));
+    }
+    let engine = engine(&stored);
+    engine.warm_once().await.unwrap();
+    assert_eq!(
+        stored.store.take_files_read().len(),
+        10,
+        "every file's index loaded once"
+    );
+    let (record, ids) = &files[6];
+    assert_eq!(span_ids_of(&engine, &stored, ids[3]).await, Some(expected_spans()));
+    assert_eq!(stored.store.take_files_read(), vec![record.path.clone()]);
+    // Nothing new: a second round reads nothing.
+    engine.warm_once().await.unwrap();
+    assert!(stored.store.take_files_read().is_empty());
+}
