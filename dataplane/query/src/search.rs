@@ -179,7 +179,7 @@ pub fn search_batches(spans: &RecordBatch, params: &SearchParams) -> Result<(Vec
     if spans.num_rows() == 0 {
         return Ok((Vec::new(), 0));
     }
-    let sorted = sort_by_trace(spans)?;
+    let sorted = signaldb_schema::traces::parquet::sort_spans(spans)?;
     let matches =
         signaldb_traceql::evaluate(&params.query, &sorted).map_err(|e| QueryError::BadRequest(e.to_string()))?;
     let trace_ids = fsb(&sorted, columns::TRACE_ID)?;
@@ -336,30 +336,6 @@ fn any_value(v: &signaldb_traceql::Value<'_>) -> Option<opentelemetry_proto::ton
         Value::Nil | Value::Duration(_) | Value::Unsupported => return None,
     };
     Some(AnyValue { value: Some(value) })
-}
-
-fn sort_by_trace(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
-    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
-    let col = |n: &str| {
-        batch
-            .column_by_name(n)
-            .cloned()
-            .ok_or_else(|| QueryError::BadRequest(format!("column {n} missing")))
-    };
-    let idx = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: col(columns::TRACE_ID)?,
-                options: None,
-            },
-            SortColumn {
-                values: col(columns::START_TIME_UNIX_NANO)?,
-                options: None,
-            },
-        ],
-        None,
-    )?;
-    Ok(take_record_batch(batch, &idx)?)
 }
 
 fn strings<'a>(b: &'a RecordBatch, n: &str) -> Result<&'a StringArray, QueryError> {
