@@ -78,7 +78,9 @@ impl BufferFilter {
     }
 }
 
-/// The writers' unflushed data.
+/// The writers' unflushed data. Implementations return only the spans
+/// `filter` selects, with the columns it names: queries do not filter them
+/// again.
 #[async_trait]
 pub trait BufferSource: Send + Sync + std::fmt::Debug + 'static {
     async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError>;
@@ -358,10 +360,11 @@ impl QueryEngine {
             Collect::Newest(n) => Some(n),
             Collect::First(_) | Collect::Every { .. } => None,
         });
-        // The writers sent only spans in range that meet the condition, with
-        // the columns it reads, oldest first.
+        // The writers sent only spans in range that meet the condition (so
+        // it is not evaluated again), with the columns it reads, oldest
+        // first.
         for batch in snap.buffered.iter().rev() {
-            if offer_batch(batch, condition, collect, &mut found)? {
+            if offer_batch(batch, None, collect, &mut found)? {
                 return Ok(found.into_newest_first());
             }
         }
@@ -445,19 +448,21 @@ impl QueryEngine {
             return Ok(RecordBatch::new_empty(schema));
         }
         let wanted: HashSet<[u8; 16]> = ids.iter().copied().collect();
-        let mut batches = Vec::new();
-        for batch in &snap.buffered {
-            let rows = rows_of(batch, &wanted, snap.range)?;
-            batches.push(align(&arrow::compute::filter_record_batch(batch, &rows)?, &schema)?);
-        }
+        // The writers sent only these traces' spans in range.
+        let mut batches = snap
+            .buffered
+            .iter()
+            .map(|b| align(b, &schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The files give these traces' rows; the range is left to apply.
         let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&self.store), stats.clone()));
         for batch in self
             .indexes
             .read_traces(&counted, &snap.files, &wanted, Some(projection))
             .await?
         {
-            let rows = rows_of(&batch, &wanted, snap.range)?;
-            batches.push(align(&arrow::compute::filter_record_batch(&batch, &rows)?, &schema)?);
+            let in_range = signaldb_schema::traces::select::select(&batch, &HashSet::new(), snap.range)?;
+            batches.push(align(&in_range, &schema)?);
         }
         dedup_with_schema(&batches, &schema)
     }
@@ -536,30 +541,6 @@ fn offer_batch(
     // The whole batch is offered, so a small table gives the same answer
     // whichever way it is collected.
     Ok(matches!(collect, Collect::First(n) if found.len() >= n))
-}
-
-/// Rows of `batch` whose trace is in `ids` and that overlap `range`.
-fn rows_of(
-    batch: &RecordBatch,
-    ids: &HashSet<[u8; 16]>,
-    range: Option<(i64, i64)>,
-) -> Result<arrow_array::BooleanArray, QueryError> {
-    let trace = fsb(batch, columns::TRACE_ID)?;
-    let times = match range {
-        Some(r) => Some((
-            ts(batch, columns::START_TIME_UNIX_NANO)?,
-            ts(batch, columns::END_TIME_UNIX_NANO)?,
-            r,
-        )),
-        None => None,
-    };
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let id_ok = <[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id));
-            let time_ok = times.is_none_or(|(start, end, (min, max))| end.value(i) >= min && start.value(i) <= max);
-            Some(id_ok && time_ok)
-        })
-        .collect())
 }
 
 /// When a candidate scan may stop.

@@ -29,6 +29,7 @@ use crate::{Error, attributes};
 mod decode;
 mod encode;
 pub mod parquet;
+pub mod select;
 #[cfg(test)]
 mod tests;
 

@@ -4,9 +4,9 @@
 
 use std::collections::HashSet;
 
-use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray};
+use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
-use signaldb_schema::columns;
+use signaldb_schema::traces::select;
 
 use crate::proto::BufferTicket;
 
@@ -86,10 +86,10 @@ impl Selection {
             Ok(())
         };
         if !self.trace_ids.is_empty() {
-            and(trace_mask(batch, &self.trace_ids)?)?;
+            and(select::trace_mask(batch, &self.trace_ids)?)?;
         }
         if let Some((min, max)) = self.range {
-            and(time_mask(batch, min, max)?)?;
+            and(select::time_mask(batch, min, max)?)?;
         }
         if let Some(condition) = &self.condition {
             let mask = signaldb_traceql::span_mask(condition, batch)
@@ -114,41 +114,13 @@ impl Selection {
     }
 }
 
-fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} missing or of the wrong type")))
-}
-
-/// Rows of the traces `ids`.
-fn trace_mask(b: &RecordBatch, ids: &HashSet<[u8; 16]>) -> Result<BooleanArray, ArrowError> {
-    let trace: &FixedSizeBinaryArray = column(b, columns::TRACE_ID)?;
-    if let [only] = ids.iter().collect::<Vec<_>>()[..] {
-        // A trace by id: a byte comparison per row, no hashing.
-        return Ok((0..trace.len())
-            .map(|i| Some(trace.value(i) == only.as_slice()))
-            .collect());
-    }
-    Ok((0..trace.len())
-        .map(|i| Some(<[u8; 16]>::try_from(trace.value(i)).is_ok_and(|id| ids.contains(&id))))
-        .collect())
-}
-
-/// Rows of spans overlapping `[min, max]` nanoseconds.
-fn time_mask(b: &RecordBatch, min: i64, max: i64) -> Result<BooleanArray, ArrowError> {
-    let start: &TimestampNanosecondArray = column(b, columns::START_TIME_UNIX_NANO)?;
-    let end: &TimestampNanosecondArray = column(b, columns::END_TIME_UNIX_NANO)?;
-    Ok((0..start.len())
-        .map(|i| Some(end.value(i) >= min && start.value(i) <= max))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use signaldb_schema::columns;
 
     use super::*;
 
@@ -182,7 +154,12 @@ mod tests {
     }
 
     fn names(b: &RecordBatch) -> Vec<String> {
-        let names: &arrow_array::StringArray = column(b, columns::NAME).unwrap();
+        let names = b
+            .column_by_name(columns::NAME)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
         names.iter().map(|n| n.unwrap().to_owned()).collect()
     }
 

@@ -399,3 +399,13 @@ pub(crate) async fn clients(
     .expect("connects to the acceptor");
     (grpc, format!("http://{}", e.router_http.expect("router role")))
 }
+
+/// GETs `url` and parses its JSON body; anything but 200 fails the test
+/// with the body.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    let resp = http.get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&bytes));
+    serde_json::from_slice(&bytes).unwrap()
+}

@@ -9,11 +9,7 @@ use crate::common::*;
 
 async fn search(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> Vec<(String, u64, u64)> {
     let url = format!("{base}/api/search?q={}&limit={limit}&spss=0", urlencode(q));
-    let resp = http.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    assert_eq!(status, 200, "{q}: {}", String::from_utf8_lossy(&bytes));
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let body = get_json(http, &url).await;
     body["traces"]
         .as_array()
         .unwrap()
@@ -74,8 +70,7 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
         // as Tempo shows them; the answer says how many bytes it read.
         let q = "{ span.http.response.status_code >= 200 && kind = server } | select(span.attr.str5)";
         let url = format!("{base}/api/search?q={}&limit=3", urlencode(q));
-        let body: serde_json::Value =
-            serde_json::from_slice(&http.get(url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+        let body: serde_json::Value = get_json(&http, &url).await;
         let traces = body["traces"].as_array().unwrap();
         assert_eq!(traces.len(), 3, "{round}: {body}");
         for t in traces {
@@ -112,11 +107,7 @@ async fn service_values(http: &reqwest::Client, base: &str, q: Option<&str>) -> 
     if let Some(q) = q {
         url = format!("{url}?q={}", urlencode(q));
     }
-    let resp = http.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    assert_eq!(status, 200, "{q:?}: {}", String::from_utf8_lossy(&bytes));
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let body = get_json(http, &url).await;
     let mut out: Vec<String> = body["tagValues"]
         .as_array()
         .unwrap()
@@ -173,8 +164,7 @@ async fn tag_values_follow_the_q_filter() {
 
 async fn search_with_bytes(http: &reqwest::Client, base: &str, q: &str, limit: usize) -> (Vec<u64>, u64) {
     let url = format!("{base}/api/search?q={}&limit={limit}", urlencode(q));
-    let body: serde_json::Value =
-        serde_json::from_slice(&http.get(url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    let body: serde_json::Value = get_json(http, &url).await;
     let starts = body["traces"]
         .as_array()
         .unwrap()
