@@ -101,34 +101,55 @@ impl FileIndex {
     /// Row groups that may hold `id`, each with the rows of its pages that
     /// may hold it.
     fn candidates(&self, id: &[u8; 16]) -> Candidates {
+        (0..self.meta.metadata().num_row_groups())
+            .filter_map(|rg| match self.row_group(rg, id) {
+                RowGroupVerdict::Rows(selection) if selection.selects_any() => Some((rg, selection)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether row group `rg` may hold trace `id`, and which of its rows.
+    fn row_group(&self, rg: usize, id: &[u8; 16]) -> RowGroupVerdict {
+        let group = self.meta.metadata().row_group(rg);
+        if let Some(stats) = group.column(self.leaf).statistics()
+            && let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt())
+            && (id.as_slice() < min || id.as_slice() > max)
+        {
+            return RowGroupVerdict::OutsideStatistics;
+        }
+        if let Some(Some(bloom)) = self.blooms.get(rg)
+            && !bloom.check(id.as_slice())
+        {
+            return RowGroupVerdict::NotInBloomFilter;
+        }
+        let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        RowGroupVerdict::Rows(
+            self.pages(rg, rows, id)
+                .unwrap_or_else(|| RowSelection::from(vec![RowSelector::select(rows)])),
+        )
+    }
+
+    /// What this file's index rules out for trace `id`.
+    fn explain(&self, id: &[u8; 16]) -> IndexPruning {
         let md = self.meta.metadata();
-        let mut out = Vec::new();
+        let mut out = IndexPruning {
+            row_groups: md.num_row_groups(),
+            ..IndexPruning::default()
+        };
         for rg in 0..md.num_row_groups() {
-            let group = md.row_group(rg);
-            if let Some(stats) = group.column(self.leaf).statistics()
-                && let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt())
-                && (id.as_slice() < min || id.as_slice() > max)
-            {
-                continue;
-            }
-            if let Some(Some(bloom)) = self.blooms.get(rg)
-                && !bloom.check(id.as_slice())
-            {
-                continue;
-            }
-            let rows = usize::try_from(group.num_rows()).unwrap_or(0);
-            let selection = self
-                .pages(rg, rows, id)
-                .unwrap_or_else(|| RowSelection::from(vec![RowSelector::select(rows)]));
-            if selection.selects_any() {
-                out.push((rg, selection));
+            match self.row_group(rg, id) {
+                RowGroupVerdict::OutsideStatistics => out.pruned_by_statistics += 1,
+                RowGroupVerdict::NotInBloomFilter => out.pruned_by_bloom_filter += 1,
+                RowGroupVerdict::Rows(selection) => {
+                    out.rows += usize::try_from(md.row_group(rg).num_rows()).unwrap_or(0);
+                    out.rows_selected += selection.row_count();
+                }
             }
         }
         out
     }
 
-    /// The rows of row group `rg` on pages whose trace-id range holds `id`;
-    /// None without a page index.
     fn pages(&self, rg: usize, rows: usize, id: &[u8; 16]) -> Option<RowSelection> {
         let md = self.meta.metadata();
         let meta_index = md.column_index()?.get(rg)?.get(self.leaf)?;
@@ -160,6 +181,37 @@ impl FileIndex {
         }
         Some(RowSelection::from(selectors))
     }
+}
+
+/// What a file's index says of one row group for one trace id.
+enum RowGroupVerdict {
+    /// The id is outside the row group's min/max statistics.
+    OutsideStatistics,
+    /// The row group's bloom filter does not hold the id.
+    NotInBloomFilter,
+    /// The rows of the pages whose min/max hold the id (all rows without a
+    /// page index).
+    Rows(RowSelection),
+}
+
+/// What a file's index ruled out for one trace id (for EXPLAIN).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexPruning {
+    pub(crate) row_groups: usize,
+    pub(crate) pruned_by_statistics: usize,
+    pub(crate) pruned_by_bloom_filter: usize,
+    /// Rows of the row groups kept, and those the page index selects.
+    pub(crate) rows: usize,
+    pub(crate) rows_selected: usize,
+}
+
+/// What a lookup of one trace id does with one file (for EXPLAIN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileLookup {
+    /// The catalog's trace-id range of the file excludes the id: no I/O.
+    OutsideCatalogRange,
+    /// The file's cached index was consulted.
+    Index(IndexPruning),
 }
 
 fn reader(store: Arc<dyn ObjectStore>, file: &FileRecord) -> StoreReader {
@@ -319,14 +371,7 @@ impl FileIndexes {
         ids: &HashSet<[u8; 16]>,
         projection: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        let in_range: Vec<FileRecord> = files
-            .iter()
-            .filter(|f| {
-                f.trace_ids
-                    .is_none_or(|(min, max)| ids.iter().any(|id| min <= *id && *id <= max))
-            })
-            .cloned()
-            .collect();
+        let in_range: Vec<FileRecord> = files.iter().filter(|f| may_hold_any(f, ids)).cloned().collect();
         let ids = Arc::new(ids.clone());
         let looked_up: Vec<(FileRecord, Arc<FileIndex>, Candidates)> = futures::stream::iter(in_range)
             .map(|file| {
@@ -348,6 +393,31 @@ impl FileIndexes {
         }
         Ok(out)
     }
+
+    /// What a lookup of trace `id` does with each of `files`, in order.
+    pub(crate) async fn explain(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        files: &[FileRecord],
+        id: &[u8; 16],
+    ) -> Result<Vec<FileLookup>, QueryError> {
+        let ids = HashSet::from([*id]);
+        let mut out = Vec::with_capacity(files.len());
+        for file in files {
+            out.push(if may_hold_any(file, &ids) {
+                FileLookup::Index(self.index(store, file).await?.explain(id))
+            } else {
+                FileLookup::OutsideCatalogRange
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the catalog's trace-id range of `file` (when known) holds one of `ids`.
+fn may_hold_any(file: &FileRecord, ids: &HashSet<[u8; 16]>) -> bool {
+    file.trace_ids
+        .is_none_or(|(min, max)| ids.iter().any(|id| min <= *id && *id <= max))
 }
 
 /// The rows of `file` in `candidates` whose trace id is one of `ids`.

@@ -116,12 +116,12 @@ pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     catalog: Arc<dyn Catalog>,
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     buffers: Arc<dyn BufferSource>,
     runtime: Arc<RuntimeEnv>,
     timeout: Duration,
     lists: FileLists,
-    indexes: FileIndexes,
+    pub(crate) indexes: FileIndexes,
 }
 
 impl QueryEngine {
@@ -212,7 +212,7 @@ impl QueryEngine {
 
     /// A session for one query: the engine's memory pool and metadata
     /// caches, and a view of the store that counts reads into `stats`.
-    fn context(&self, stats: &ReadStats) -> Result<SessionContext, QueryError> {
+    pub(crate) fn context(&self, stats: &ReadStats) -> Result<SessionContext, QueryError> {
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&self.store), stats.clone()));
         let runtime = Arc::new(RuntimeEnv {
@@ -233,7 +233,11 @@ impl QueryEngine {
         Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 
-    async fn files(&self, tenant: &TenantId, range: Option<(i64, i64)>) -> Result<Vec<FileRecord>, QueryError> {
+    pub(crate) async fn files(
+        &self,
+        tenant: &TenantId,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<FileRecord>, QueryError> {
         self.lists
             .files(self.catalog.as_ref(), tenant, Signal::Traces, range)
             .await
@@ -277,7 +281,7 @@ impl QueryEngine {
     }
 
     /// A table over `files` (of the span schema).
-    fn listing(&self, files: &[FileRecord]) -> Result<Arc<ListingTable>, QueryError> {
+    pub(crate) fn listing(&self, files: &[FileRecord]) -> Result<Arc<ListingTable>, QueryError> {
         let urls = files
             .iter()
             .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{}", f.path)))
@@ -400,22 +404,8 @@ impl QueryEngine {
         found: &mut Newest,
     ) -> Result<bool, QueryError> {
         use futures::StreamExt;
-        // A condition wholly over columns of their own is the filter itself:
-        // no attribute list is read. Otherwise the filter narrows the rows
-        // and the condition is evaluated over the rows that pass.
-        let (pushed, columns, evaluate) = match condition.and_then(crate::lower::lower_exact) {
-            Some(exact) => (Some(exact), crate::search::condition_columns(None), None),
-            None => (
-                condition.and_then(crate::lower::lower),
-                crate::search::condition_columns(condition),
-                condition,
-            ),
-        };
-        let mut df = in_range(source, range)?;
-        if let Some(pushed) = pushed {
-            df = df.filter(pushed)?;
-        }
-        let mut stream = df.select_columns(&columns)?.execute_stream().await?;
+        let (df, evaluate) = candidate_frame(source, range, condition)?;
+        let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             if offer_batch(&batch?, evaluate, collect, found)? {
                 return Ok(true);
@@ -505,6 +495,33 @@ fn in_range(
             .gt_eq(ts(min))
             .and(col(columns::START_TIME_UNIX_NANO).lt_eq(ts(max))),
     )?)
+}
+
+/// The candidate scan of `source`: its spans in `range` that may meet
+/// `condition`, with the trace id, the start time and what the condition
+/// still has to be evaluated on; and that rest of the condition, if any.
+///
+/// A condition wholly over columns of their own is the filter itself: no
+/// attribute list is read. Otherwise the filter narrows the rows and the
+/// condition is evaluated over the rows that pass.
+pub(crate) fn candidate_frame(
+    source: DataFrame,
+    range: Option<(i64, i64)>,
+    condition: Option<&signaldb_traceql::FieldExpr>,
+) -> Result<(DataFrame, Option<&signaldb_traceql::FieldExpr>), QueryError> {
+    let (pushed, columns, evaluate) = match condition.and_then(crate::lower::lower_exact) {
+        Some(exact) => (Some(exact), crate::search::condition_columns(None), None),
+        None => (
+            condition.and_then(crate::lower::lower),
+            crate::search::condition_columns(condition),
+            condition,
+        ),
+    };
+    let mut df = in_range(source, range)?;
+    if let Some(pushed) = pushed {
+        df = df.filter(pushed)?;
+    }
+    Ok((df.select_columns(&columns)?, evaluate))
 }
 
 /// Offers the trace of every span of `batch` that meets `condition` to

@@ -11,6 +11,7 @@ mod bounds;
 mod byid;
 mod counting;
 mod engine;
+mod explain;
 mod listing;
 mod lower;
 mod search;

@@ -6,12 +6,14 @@
 //!
 //! [`lower`] is conservative: a span the condition selects always passes
 //! the expression, and the exact condition is evaluated afterwards over the
-//! rows that pass. Parts without a column of their own (attributes in
-//! lists, regular expressions, negations) lower to nothing, which filters
+//! rows that pass. Regular expressions on string columns are anchored as
+//! TraceQL anchors them. Parts without a column of their own (attributes in
+//! lists, negations) lower to nothing, which filters
 //! nothing. [`lower_exact`] succeeds only when every part has a column of its
 //! own and the expression selects exactly the spans the condition does; then
 //! the attribute lists need not be read at all.
 
+use datafusion::logical_expr::{Operator, binary_expr};
 use datafusion::prelude::{Expr, col, lit};
 use signaldb_schema::columns::{self, DEDICATED, DedicatedType};
 use signaldb_traceql::{AttributeScope, CompareOp, Comparison, FieldExpr, FieldRef, Intrinsic, Literal, Operand};
@@ -54,6 +56,17 @@ fn compare(c: &Comparison) -> Option<(Expr, bool)> {
     let (Operand::Field(field), Operand::Literal(value)) = (&c.lhs, &c.rhs) else {
         return None;
     };
+    if let (CompareOp::Re | CompareOp::NotRe, Some(pattern)) = (c.op, &c.pattern) {
+        // Anchored as TraceQL anchors it; a null (the attribute missing or
+        // not a string) matches neither `=~` nor `!~`, as in TraceQL.
+        let op = if c.op == CompareOp::Re {
+            Operator::RegexMatch
+        } else {
+            Operator::RegexNotMatch
+        };
+        let anchored = lit(format!("^(?s:{})$", pattern.source()));
+        return Some((binary_expr(col(string_column(field)?), op, anchored), true));
+    }
     let (column, value) = match (field, value) {
         (FieldRef::Intrinsic(Intrinsic::Name), Literal::String(s)) if is_equality(c.op) => {
             (columns::NAME, lit(s.clone()))
@@ -107,6 +120,22 @@ fn compare(c: &Comparison) -> Option<(Expr, bool)> {
     Some((expr, true))
 }
 
+/// The column holding `field` when it is a string: the span name,
+/// `resource.service.name`, or a span attribute's dedicated string column.
+fn string_column(field: &FieldRef) -> Option<&'static str> {
+    match field {
+        FieldRef::Intrinsic(Intrinsic::Name) => Some(columns::NAME),
+        FieldRef::Attribute(a) if a.scope == AttributeScope::Resource && a.name == "service.name" => {
+            Some(columns::SERVICE_NAME)
+        }
+        FieldRef::Attribute(a) if a.scope == AttributeScope::Span => DEDICATED
+            .iter()
+            .find(|d| d.attribute == a.name && d.kind == DedicatedType::String)
+            .map(|d| d.column),
+        _ => None,
+    }
+}
+
 fn is_equality(op: CompareOp) -> bool {
     matches!(op, CompareOp::Eq | CompareOp::Ne)
 }
@@ -146,6 +175,10 @@ mod tests {
             Some(r#"name = Utf8("GET /") AND status_code = Int32(2) AND duration_nano > Int64(1000000000)"#)
         );
         assert_eq!(
+            exact(r#"{ name =~ "GET.*" || span.http.route !~ "/a" }"#).as_deref(),
+            Some(r#"name ~ Utf8("^(?s:GET.*)$") OR http_route !~ Utf8("^(?s:/a)$")"#)
+        );
+        assert_eq!(
             lowered(r#"{ kind = server || resource.service.name != "a" }"#).as_deref(),
             Some(r#"kind = Int32(2) OR service_name != Utf8("a")"#)
         );
@@ -160,7 +193,8 @@ mod tests {
         assert_eq!(exact(r#"{ .http.request.method = "GET" }"#), None);
         assert_eq!(exact(r#"{ span.http.response.status_code != 500 }"#), None);
         assert_eq!(exact(r#"{ span.http.response.status_code = "500" }"#), None);
-        assert_eq!(exact(r#"{ span.http.route =~ "/a.*" }"#), None);
+        assert_eq!(exact(r#"{ span.http.response.status_code =~ "5.*" }"#), None);
+        assert_eq!(exact(r#"{ .http.route =~ "/a.*" }"#), None);
     }
 
     #[test]
@@ -168,7 +202,7 @@ mod tests {
         assert_eq!(lowered(r#"{ span.attr.str5 = "value-42" }"#), None);
         assert_eq!(lowered(r#"{ kind = server || span.a = 1 }"#), None);
         assert_eq!(lowered(r#"{ !(name = "x") }"#), None);
-        assert_eq!(lowered(r#"{ name =~ "GET.*" }"#), None);
+        assert_eq!(lowered(r#"{ span.attr.str5 =~ "value-4.*" }"#), None);
         assert_eq!(lowered(r#"{ resource.service.name = 3 }"#), None);
         assert_eq!(lowered(r#"{ name > "a" }"#), None);
     }
@@ -277,6 +311,10 @@ mod tests {
             r#"{ span.db.system != "redis" }"#,
             r#"{ name = "GET /" && status = error || kind = server && duration > 500ms }"#,
             r#"{ status != ok && duration <= 1s }"#,
+            r#"{ name =~ "GET.*" }"#,
+            r#"{ name !~ "GET.*" && resource.service.name =~ "svc-0[34]" }"#,
+            r#"{ span.http.route =~ "/a|/b" || span.db.system !~ "red.s" }"#,
+            r#"{ span.http.request.method =~ "G.T" }"#,
         ] {
             let query = signaldb_traceql::parse(q).unwrap();
             let condition = signaldb_traceql::span_prefilter(&query).unwrap();

@@ -5,4 +5,5 @@
 
 mod byid;
 mod common;
+mod explain;
 mod search;
