@@ -189,6 +189,10 @@ pub struct QuerierConfig {
     /// Queries one querier runs at once; past it a query is refused at once
     /// with RESOURCE_EXHAUSTED (HTTP 429) instead of queueing.
     pub max_concurrent_queries: usize,
+    /// Threads of the runtime queries run on, apart from the one serving
+    /// sockets, so a heavy query cannot hold up other requests' I/O.
+    /// 0: one per CPU core.
+    pub cpu_threads: usize,
 }
 
 impl Default for QuerierConfig {
@@ -202,6 +206,7 @@ impl Default for QuerierConfig {
             query_timeout: Duration::from_secs(60),
             default_lookback: Duration::from_secs(24 * 3600),
             max_concurrent_queries: 16,
+            cpu_threads: 0,
         }
     }
 }

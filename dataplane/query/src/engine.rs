@@ -23,6 +23,7 @@ use url::Url;
 use crate::bounds::{OnlyOurStore, read_only_sql, with_deadline};
 use crate::byid::{DEFAULT_INDEX_CACHE_BYTES, FileIndexes};
 use crate::counting::{CountingStore, ReadStats};
+use crate::cpu::{CpuRuntime, IoStore};
 use crate::listing::FileLists;
 
 /// Why a query failed.
@@ -43,6 +44,9 @@ pub enum QueryError {
     /// A bound was reached (too many candidate traces, too many queries).
     #[error("{0}")]
     Exhausted(String),
+    /// A fault of the engine, not of the query (a query task that failed).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What part of a tenant's buffered spans a query needs; the writers apply
@@ -97,6 +101,25 @@ impl BufferSource for NoBuffers {
     }
 }
 
+/// A buffer source whose calls run on the I/O runtime, whichever runtime
+/// makes them (they are network calls to the writers).
+#[derive(Debug)]
+struct IoBuffers {
+    inner: Arc<dyn BufferSource>,
+    io: tokio::runtime::Handle,
+}
+
+#[async_trait]
+impl BufferSource for IoBuffers {
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
+        let (inner, tenant) = (Arc::clone(&self.inner), tenant.clone());
+        // Aborted when the query stops waiting for it.
+        crate::cpu::AbortOnDrop(self.io.spawn(async move { inner.buffered(&tenant, filter).await }))
+            .await
+            .map_err(|e| QueryError::Internal(format!("buffer read task failed: {e}")))?
+    }
+}
+
 const STORE_URL: &str = "signaldb://store/";
 
 /// The data one query reads, taken once by [`QueryEngine::snapshot`] and
@@ -122,6 +145,7 @@ pub struct QueryEngine {
     timeout: Duration,
     lists: FileLists,
     pub(crate) indexes: FileIndexes,
+    cpu: Option<CpuRuntime>,
 }
 
 impl QueryEngine {
@@ -139,7 +163,41 @@ impl QueryEngine {
             timeout: DEFAULT_QUERY_TIMEOUT,
             lists: FileLists::default(),
             indexes: FileIndexes::new(DEFAULT_INDEX_CACHE_BYTES),
+            cpu: None,
         })
+    }
+
+    /// Runs queries given to [`QueryEngine::run`] and [`QueryEngine::run_stream`]
+    /// on `cpu`, and hands their object-store reads and buffer calls back
+    /// to its I/O runtime.
+    pub fn with_cpu_runtime(mut self, cpu: CpuRuntime) -> Self {
+        self.store = Arc::new(IoStore::new(Arc::clone(&self.store), cpu.io().clone()));
+        self.buffers = Arc::new(IoBuffers {
+            inner: Arc::clone(&self.buffers),
+            io: cpu.io().clone(),
+        });
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Runs `query` on the query runtime (inline without one) and waits
+    /// for it; dropping the returned future stops the query.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        match &self.cpu {
+            Some(cpu) => cpu.run(query).await?,
+            None => query.await,
+        }
+    }
+
+    /// `stream` polled on the query runtime (as it is without one).
+    pub fn run_stream(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        match &self.cpu {
+            Some(cpu) => cpu.run_stream(stream),
+            None => stream,
+        }
     }
 
     /// Bounds the in-memory file indexes trace-by-id uses (Parquet footers,

@@ -10,6 +10,7 @@
 mod bounds;
 mod byid;
 mod counting;
+mod cpu;
 mod engine;
 mod explain;
 mod listing;
@@ -19,6 +20,7 @@ mod search;
 pub use bounds::{QueryTimedOut, is_timeout};
 pub use byid::DEFAULT_INDEX_CACHE_BYTES;
 pub use counting::ReadStats;
+pub use cpu::CpuRuntime;
 pub use datafusion::error::DataFusionError;
 pub use engine::{
     BufferFilter, BufferSource, Collect, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot,

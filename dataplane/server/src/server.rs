@@ -447,7 +447,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             .and_then(|e| e.with_memory_limit(config.querier.memory_limit.as_usize()))
             .map_err(|e| StartError::Query(e.to_string()))?
             .with_timeout(config.querier.query_timeout)
-            .with_index_cache(config.querier.index_cache_size.as_usize());
+            .with_index_cache(config.querier.index_cache_size.as_usize())
+            .with_cpu_runtime(query_runtime(config.querier.cpu_threads)?);
         let listener = bind("querier Flight", config.querier.flight_addr).await?;
         let bound = local_addr(&listener);
         endpoints.querier_flight = bound;
@@ -469,7 +470,17 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             let engine = engine.clone();
             let stop = query_rx.clone();
             query_tasks.push(tokio::spawn(async move {
-                engine.warm_indexes(INDEX_WARM_INTERVAL, stop).await;
+                // Loading indexes decodes footers: query work, on the query runtime.
+                let warming = engine.clone();
+                let ran = engine
+                    .run(async move {
+                        warming.warm_indexes(INDEX_WARM_INTERVAL, stop).await;
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = ran {
+                    tracing::error!(error = %e, "loading file indexes ahead of queries stopped");
+                }
             }));
         }
         let flight = crate::querier::QuerierFlight::new(
@@ -603,6 +614,15 @@ const INDEX_WARM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a server (`serve`, which ends after its shutdown signal and its open
 /// requests) as a task, logging why it failed if it did.
+/// The runtime queries run on: `threads` workers, or one per core.
+fn query_runtime(threads: usize) -> Result<signaldb_query::CpuRuntime, StartError> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    signaldb_query::CpuRuntime::new(threads).map_err(|e| StartError::Query(format!("starting the query runtime: {e}")))
+}
+
 fn spawn_server<S, E>(what: &'static str, serve: S) -> JoinHandle<()>
 where
     S: std::future::IntoFuture<Output = Result<(), E>>,

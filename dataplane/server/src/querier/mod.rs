@@ -47,7 +47,7 @@ pub fn query_status(e: QueryError) -> Status {
             Status::resource_exhausted(msg)
         }
         QueryError::DataFusion(_) => Status::internal(msg),
-        QueryError::Arrow(_) | QueryError::Parquet(_) => Status::internal(msg),
+        QueryError::Arrow(_) | QueryError::Parquet(_) | QueryError::Internal(_) => Status::internal(msg),
     }
 }
 
@@ -137,6 +137,17 @@ impl QuerierFlight {
         tokio::time::timeout(limit, query)
             .await
             .map_err(|_| Status::deadline_exceeded(signaldb_query::QueryTimedOut(limit).to_string()))?
+    }
+
+    /// `query` run on the engine's query runtime.
+    async fn on_query_runtime<T: Send + 'static>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.engine
+            .run(async move { Ok(query.await) })
+            .await
+            .map_err(query_status)?
     }
 
     /// A slot for one query, or RESOURCE_EXHAUSTED when all are taken.
@@ -296,8 +307,14 @@ impl FlightService for QuerierFlight {
                     .try_into()
                     .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
                 let range = q.has_range.then_some((q.min_time_ns, q.max_time_ns));
+                let engine = self.engine.clone();
                 let batch = self
-                    .bounded(async { self.engine.trace_by_id(&t, id, range).await.map_err(query_status) })
+                    .bounded(async {
+                        self.engine
+                            .run(async move { engine.trace_by_id(&t, id, range).await })
+                            .await
+                            .map_err(query_status)
+                    })
                     .await?;
                 Box::pin(
                     FlightDataEncoderBuilder::new()
@@ -307,7 +324,13 @@ impl FlightService for QuerierFlight {
                 )
             }
             Some(QueryKind::Sql(sql)) => {
-                let stream = self.engine.sql(&t, &sql).await.map_err(query_status)?;
+                let engine = self.engine.clone();
+                let stream = self
+                    .engine
+                    .run(async move { engine.sql(&t, &sql).await })
+                    .await
+                    .map_err(query_status)?;
+                let stream = self.engine.run_stream(stream);
                 Box::pin(
                     FlightDataEncoderBuilder::new()
                         .build(stream.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))))
@@ -328,9 +351,30 @@ impl FlightService for QuerierFlight {
         let action = request.into_inner();
         let _permit = self.admit()?;
         match action.r#type.as_str() {
-            wire::SEARCH => json_result(&self.bounded(self.search(json_body(&action.body)?)).await?),
-            wire::TAG_NAMES => json_result(&self.bounded(self.tag_names(json_body(&action.body)?)).await?),
-            wire::TAG_VALUES => json_result(&self.bounded(self.tag_values(json_body(&action.body)?)).await?),
+            wire::SEARCH => {
+                let (this, body) = (self.clone(), json_body(&action.body)?);
+                json_result(
+                    &self
+                        .bounded(self.on_query_runtime(async move { this.search(body).await }))
+                        .await?,
+                )
+            }
+            wire::TAG_NAMES => {
+                let (this, body) = (self.clone(), json_body(&action.body)?);
+                json_result(
+                    &self
+                        .bounded(self.on_query_runtime(async move { this.tag_names(body).await }))
+                        .await?,
+                )
+            }
+            wire::TAG_VALUES => {
+                let (this, body) = (self.clone(), json_body(&action.body)?);
+                json_result(
+                    &self
+                        .bounded(self.on_query_runtime(async move { this.tag_values(body).await }))
+                        .await?,
+                )
+            }
             other => Err(Status::invalid_argument(format!("unknown action {other:?}"))),
         }
     }
