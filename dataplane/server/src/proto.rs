@@ -141,12 +141,13 @@ pub struct BufferTicket {
     /// More traces (16 bytes each); with `trace_id`, the spans of any.
     #[prost(bytes = "vec", repeated, tag = "6")]
     pub trace_ids: Vec<Vec<u8>>,
-    /// A span condition as the TraceQL query `{ condition }`; empty: none.
-    #[prost(string, tag = "7")]
-    pub condition: String,
+    // Tag 7 held the condition as TraceQL text; not reused.
     /// Only these columns, in this order; empty: all.
     #[prost(string, repeated, tag = "8")]
     pub columns: Vec<String>,
+    /// Only the spans meeting this condition, parsed by the querier.
+    #[prost(message, optional, tag = "9")]
+    pub condition: Option<signaldb_traceql::ConditionPlan>,
 }
 
 /// Flight `DoGet` ticket of a querier.

@@ -70,6 +70,7 @@ mod error;
 mod eval;
 mod lexer;
 mod parser;
+pub mod plan;
 mod prefilter;
 mod spans;
 mod tags;
@@ -87,6 +88,7 @@ pub use ast::{
 pub use error::{EvalError, InvalidQuery, ParseError, Pos, QueryError, UnsupportedError};
 pub use eval::{FieldReader, TraceMatch};
 pub use parser::{MAX_NESTING, MAX_OPERATORS, MAX_QUERY_BYTES};
+pub use plan::{ConditionPlan, PLAN_VERSION, PlanError, QueryPlan};
 pub use prefilter::{prefilter_is_exact, span_mask, span_prefilter};
 pub use tags::from_tags;
 pub use value::Value;
@@ -123,9 +125,11 @@ impl Query {
         }
     }
 
-    /// The query `{ condition }`. A span condition travels between
-    /// processes as this query's text and comes back with
-    /// [`Query::as_condition`].
+    pub(crate) fn with_hints(expr: SpansetExpr, hints: Hints) -> Self {
+        Self { expr, hints }
+    }
+
+    /// The query `{ condition }`.
     pub fn from_condition(condition: FieldExpr) -> Self {
         Self::from_expr(SpansetExpr::Filter(Some(condition)))
     }

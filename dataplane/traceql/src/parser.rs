@@ -208,12 +208,12 @@ fn scoped_intrinsic(scope: &str, name: &str) -> Result<Intrinsic, bool> {
 }
 
 /// Whether values of types `a` and `b` can be compared at all.
-fn types_match(a: Type, b: Type) -> bool {
+pub(crate) fn types_match(a: Type, b: Type) -> bool {
     a == b || a == Type::Attribute || b == Type::Attribute || (a.is_numeric() && b.is_numeric())
 }
 
 /// Whether `op` is defined for operands of types `a` and `b`.
-fn op_valid(op: CompareOp, a: Type, b: Type) -> bool {
+pub(crate) fn op_valid(op: CompareOp, a: Type, b: Type) -> bool {
     match op {
         CompareOp::Eq | CompareOp::Ne => true,
         CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le => [a, b]

@@ -52,8 +52,8 @@ impl BufferSource for WriterBuffers {
             trace_ids: filter.trace_ids.iter().map(|id| id.to_vec()).collect(),
             condition: filter
                 .condition
-                .map(|c| signaldb_traceql::Query::from_condition(c).to_string())
-                .unwrap_or_default(),
+                .as_ref()
+                .map(|c| signaldb_traceql::ConditionPlan::new(Some(c))),
             columns: filter
                 .columns
                 .map(|cols| cols.iter().map(|c| (*c).to_owned()).collect())

@@ -1,7 +1,8 @@
 //! The querier role: a Flight service (port 50052) over the query engine.
 //!
 //! `DoGet` takes a [`QueryTicket`] (a trace by id, or SQL) and streams Arrow;
-//! `DoAction` runs searches and tag lookups with JSON bodies ([`wire`]).
+//! `DoAction` runs searches and tag lookups: protobuf requests carrying the
+//! parsed query, protobuf answers ([`wire`]).
 
 mod buffers;
 pub mod wire;
@@ -84,13 +85,12 @@ fn stream_status(e: arrow_flight::error::FlightError) -> Status {
     }
 }
 
-/// The rows of `spans` that meet the span condition of the TraceQL `q`
-/// (Grafana's autocomplete sends the query being typed). A `q` that does not
-/// parse (a query half typed) or has no span condition filters nothing, as
-/// Tempo answers autocomplete from what it can use.
-fn q_condition(q: Option<&str>) -> Option<signaldb_traceql::FieldExpr> {
-    let query = signaldb_traceql::parse(q.map(str::trim).filter(|q| !q.is_empty())?).ok()?;
-    signaldb_traceql::span_prefilter(&query)
+/// The condition a tag lookup carries, checked.
+fn condition_of(plan: Option<&signaldb_traceql::ConditionPlan>) -> Result<Option<signaldb_traceql::FieldExpr>, Status> {
+    match plan {
+        Some(plan) => plan.condition().map_err(|e| Status::invalid_argument(e.to_string())),
+        None => Ok(None),
+    }
 }
 
 fn matching_spans(
@@ -166,29 +166,29 @@ impl QuerierFlight {
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
-    async fn search(&self, a: wire::SearchAction) -> Result<wire::SearchActionResult, Status> {
+    async fn search(&self, a: wire::SearchRequest) -> Result<Vec<wire::SearchReply>, Status> {
+        use wire::search_reply::Item;
         let t = tenant(&a.tenant)?;
-        let query = match a.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            Some(q) => signaldb_traceql::parse(q)
-                .map_err(|e| Status::invalid_argument(format!("invalid TraceQL query: {e}")))?,
-            None => signaldb_traceql::from_tags(&a.tags, a.min_duration_ns, a.max_duration_ns),
-        };
-        let range = range_or_recent(a.range, self.lookback);
+        let plan = a
+            .plan
+            .ok_or_else(|| Status::invalid_argument("search request without a query plan"))?;
+        let query = signaldb_traceql::Query::from_plan(&plan).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let range = range_or_recent(wire::TimeRange::pair(a.range), self.lookback);
         let params = SearchParams {
             query,
-            limit: a.limit,
-            spans_per_spanset: a.spans_per_spanset,
+            limit: a.limit as usize,
+            spans_per_spanset: a.spans_per_spanset as usize,
         };
         let stats = signaldb_query::ReadStats::default();
         let (traces, inspected_traces, inspected_spans) =
             signaldb_query::search(&self.engine, &t, range, &params, &stats)
                 .await
                 .map_err(query_status)?;
-        Ok(wire::SearchActionResult {
-            traces: traces
-                .into_iter()
-                .map(|t| wire::TraceOut {
-                    trace_id: hex::encode(t.trace_id),
+        let mut replies: Vec<wire::SearchReply> = traces
+            .into_iter()
+            .map(|t| wire::SearchReply {
+                item: Some(Item::Trace(wire::TraceHit {
+                    trace_id: t.trace_id.to_vec(),
                     root_service_name: t.root_service_name,
                     root_trace_name: t.root_trace_name,
                     start_time_unix_nano: t.start_time_unix_nano,
@@ -196,8 +196,8 @@ impl QuerierFlight {
                     spans: t
                         .spans
                         .into_iter()
-                        .map(|s| wire::SpanOut {
-                            span_id: hex::encode(s.span_id),
+                        .map(|s| wire::SpanHit {
+                            span_id: s.span_id.to_vec(),
                             name: s.name,
                             start_time_unix_nano: s.start_time_unix_nano,
                             duration_nanos: s.duration_nanos,
@@ -205,18 +205,27 @@ impl QuerierFlight {
                         })
                         .collect(),
                     matched: t.matched,
-                    service_stats: t.service_stats,
-                })
-                .collect(),
-            inspected_traces,
-            inspected_spans,
-            inspected_bytes: stats.bytes(),
-        })
+                    service_stats: t
+                        .service_stats
+                        .into_iter()
+                        .map(|(service, (spans, errors))| wire::ServiceStat { service, spans, errors })
+                        .collect(),
+                })),
+            })
+            .collect();
+        replies.push(wire::SearchReply {
+            item: Some(Item::Metrics(wire::SearchMetrics {
+                inspected_traces,
+                inspected_spans,
+                inspected_bytes: stats.bytes(),
+            })),
+        });
+        Ok(replies)
     }
 
-    async fn tag_names(&self, a: wire::TagNamesAction) -> Result<wire::TagNamesResult, Status> {
+    async fn tag_names(&self, a: wire::TagNamesRequest) -> Result<wire::TagNamesReply, Status> {
         let t = tenant(&a.tenant)?;
-        let condition = q_condition(a.q.as_deref());
+        let condition = condition_of(a.condition.as_ref())?;
         let mut cols = vec![
             columns::TRACE_ID,
             columns::SPAN_ID,
@@ -230,12 +239,16 @@ impl QuerierFlight {
         }
         let spans = self
             .engine
-            .spans_projected(&t, range_or_recent(a.range, self.lookback), Some(&cols))
+            .spans_projected(
+                &t,
+                range_or_recent(wire::TimeRange::pair(a.range), self.lookback),
+                Some(&cols),
+            )
             .await
             .map_err(query_status)?;
         let spans = matching_spans(spans, condition.as_ref())?;
         let mut names = signaldb_query::tag_names(&spans).map_err(query_status)?;
-        Ok(wire::TagNamesResult {
+        Ok(wire::TagNamesReply {
             resource: names
                 .remove(&TagScope::Resource)
                 .unwrap_or_default()
@@ -245,42 +258,54 @@ impl QuerierFlight {
         })
     }
 
-    async fn tag_values(&self, a: wire::TagValuesAction) -> Result<wire::TagValuesResult, Status> {
+    async fn tag_values(&self, a: wire::TagValuesRequest) -> Result<wire::TagValuesReply, Status> {
         let t = tenant(&a.tenant)?;
+        let condition = condition_of(a.condition.as_ref())?;
         let spans = self
             .engine
-            .spans(&t, range_or_recent(a.range, self.lookback))
+            .spans(&t, range_or_recent(wire::TimeRange::pair(a.range), self.lookback))
             .await
             .map_err(query_status)?;
-        let spans = matching_spans(spans, q_condition(a.q.as_deref()).as_ref())?;
-        let values = match a.scope.as_deref() {
-            Some("intrinsic") => signaldb_query::intrinsic_values(&spans, &a.name).map_err(query_status)?,
-            scope => {
-                let scope = match scope {
-                    Some("resource") => Some(TagScope::Resource),
-                    Some("span") => Some(TagScope::Span),
-                    None => None,
-                    Some(other) => return Err(Status::invalid_argument(format!("unknown scope {other:?}"))),
-                };
-                signaldb_query::tag_values(&spans, scope, &a.name).map_err(query_status)?
+        let spans = matching_spans(spans, condition.as_ref())?;
+        let scope = wire::TagScope::try_from(a.scope)
+            .map_err(|_| Status::invalid_argument(format!("unknown tag scope {}", a.scope)))?;
+        let values = match scope {
+            wire::TagScope::Intrinsic => signaldb_query::intrinsic_values(&spans, &a.name).map_err(query_status)?,
+            wire::TagScope::Resource => {
+                signaldb_query::tag_values(&spans, Some(TagScope::Resource), &a.name).map_err(query_status)?
             }
+            wire::TagScope::Span => {
+                signaldb_query::tag_values(&spans, Some(TagScope::Span), &a.name).map_err(query_status)?
+            }
+            wire::TagScope::Any => signaldb_query::tag_values(&spans, None, &a.name).map_err(query_status)?,
         };
-        Ok(wire::TagValuesResult {
-            values: values.into_iter().map(|(t, v)| (t.to_owned(), v)).collect(),
+        Ok(wire::TagValuesReply {
+            values: values
+                .into_iter()
+                .map(|(t, value)| wire::TypedValue {
+                    r#type: t.to_owned(),
+                    value,
+                })
+                .collect(),
         })
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(format!("undecodable action body: {e}")))
+fn decode_body<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
+    T::decode(body).map_err(|e| Status::invalid_argument(format!("undecodable action body: {e}")))
 }
 
-fn json_result<T: serde::Serialize>(v: &T) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
-    let body = serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))?;
-    let item = arrow_flight::Result {
-        body: Bytes::from(body),
-    };
-    Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(item) }))))
+/// `messages` as the action's result stream, one result each.
+fn results<T: Message>(messages: Vec<T>) -> Response<BoxStream<arrow_flight::Result>> {
+    let items: Vec<Result<arrow_flight::Result, Status>> = messages
+        .into_iter()
+        .map(|m| {
+            Ok(arrow_flight::Result {
+                body: Bytes::from(m.encode_to_vec()),
+            })
+        })
+        .collect();
+    Response::new(Box::pin(futures::stream::iter(items)))
 }
 
 #[tonic::async_trait]
@@ -352,28 +377,25 @@ impl FlightService for QuerierFlight {
         let _permit = self.admit()?;
         match action.r#type.as_str() {
             wire::SEARCH => {
-                let (this, body) = (self.clone(), json_body(&action.body)?);
-                json_result(
-                    &self
-                        .bounded(self.on_query_runtime(async move { this.search(body).await }))
+                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                Ok(results(
+                    self.bounded(self.on_query_runtime(async move { this.search(body).await }))
                         .await?,
-                )
+                ))
             }
             wire::TAG_NAMES => {
-                let (this, body) = (self.clone(), json_body(&action.body)?);
-                json_result(
-                    &self
-                        .bounded(self.on_query_runtime(async move { this.tag_names(body).await }))
+                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                Ok(results(vec![
+                    self.bounded(self.on_query_runtime(async move { this.tag_names(body).await }))
                         .await?,
-                )
+                ]))
             }
             wire::TAG_VALUES => {
-                let (this, body) = (self.clone(), json_body(&action.body)?);
-                json_result(
-                    &self
-                        .bounded(self.on_query_runtime(async move { this.tag_values(body).await }))
+                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                Ok(results(vec![
+                    self.bounded(self.on_query_runtime(async move { this.tag_values(body).await }))
                         .await?,
-                )
+                ]))
             }
             other => Err(Status::invalid_argument(format!("unknown action {other:?}"))),
         }

@@ -112,29 +112,32 @@ impl QuerierClient {
         })
     }
 
-    /// Runs a JSON action on a querier.
-    pub async fn action<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
+    /// Runs an action on a querier: `request` is its body, and every
+    /// message of its result stream is decoded as `Reply`.
+    pub async fn action<Req: Message, Reply: Message + Default>(
         &self,
         name: &str,
-        body: &Req,
-    ) -> Result<Res, Status> {
+        request: &Req,
+    ) -> Result<Vec<Reply>, Status> {
         let address = self.pick().await?;
         let mut client = self
             .pool
             .client(&address)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let body = serde_json::to_vec(body).map_err(|e| Status::internal(e.to_string()))?;
         let mut results = client
             .do_action(Action {
                 r#type: name.to_owned(),
-                body: body.into(),
+                body: request.encode_to_vec().into(),
             })
             .await?
             .into_inner();
-        let first = results
-            .next()
-            .await
-            .ok_or_else(|| Status::internal("the querier returned no result"))??;
-        serde_json::from_slice(&first.body).map_err(|e| Status::internal(format!("undecodable querier result: {e}")))
+        let mut out = Vec::new();
+        while let Some(result) = results.next().await {
+            out.push(
+                Reply::decode(result?.body)
+                    .map_err(|e| Status::internal(format!("undecodable querier result: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 }

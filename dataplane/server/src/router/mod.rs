@@ -50,10 +50,35 @@ fn range_ns(start: Option<u64>, end: Option<u64>) -> Option<(i64, i64)> {
     ))
 }
 
-fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], BackendError> {
-    let v = hex::decode(s).map_err(|e| BackendError::Internal(format!("bad id from querier: {e}")))?;
-    v.try_into()
-        .map_err(|_| BackendError::Internal("bad id length from querier".into()))
+/// The TraceQL of a search, parsed here once: `q`, or Tempo's legacy
+/// `tags` with the duration bounds.
+fn search_query(req: &SearchRequest) -> Result<signaldb_traceql::Query, BackendError> {
+    match req.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => {
+            signaldb_traceql::parse(q).map_err(|e| BackendError::BadRequest(format!("invalid TraceQL query: {e}")))
+        }
+        None => Ok(signaldb_traceql::from_tags(
+            &req.tags,
+            req.min_duration_nanos,
+            req.max_duration_nanos,
+        )),
+    }
+}
+
+/// The span condition of the TraceQL `q` that tag lookups filter by
+/// (Grafana's autocomplete sends the query being typed). A `q` that does
+/// not parse (a query half typed) or has no span condition filters nothing,
+/// as Tempo answers autocomplete from what it can use.
+fn tag_condition(q: Option<&str>) -> Option<signaldb_traceql::ConditionPlan> {
+    let query = signaldb_traceql::parse(q.map(str::trim).filter(|q| !q.is_empty())?).ok()?;
+    let condition = signaldb_traceql::span_prefilter(&query)?;
+    Some(signaldb_traceql::ConditionPlan::new(Some(&condition)))
+}
+
+fn id<const N: usize>(bytes: &[u8]) -> Result<[u8; N], BackendError> {
+    bytes
+        .try_into()
+        .map_err(|_| BackendError::Internal(format!("an id of {} bytes from a querier, not {N}", bytes.len())))
 }
 
 #[async_trait::async_trait]
@@ -78,27 +103,33 @@ impl TempoBackend for QuerierBackend {
     }
 
     async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchResult, BackendError> {
-        let action = wire::SearchAction {
+        let request = wire::SearchRequest {
             tenant: tenant.to_string(),
-            q: req.q,
-            tags: req.tags,
-            min_duration_ns: req.min_duration_nanos,
-            max_duration_ns: req.max_duration_nanos,
-            limit: req.limit as usize,
-            spans_per_spanset: req.spans_per_spanset as usize,
-            range: range_ns(req.start, req.end),
+            plan: Some(search_query(&req)?.to_plan()),
+            limit: req.limit,
+            spans_per_spanset: req.spans_per_spanset,
+            range: wire::TimeRange::from_pair(range_ns(req.start, req.end)),
         };
-        let r: wire::SearchActionResult = self
+        let replies: Vec<wire::SearchReply> = self
             .queriers
-            .action(wire::SEARCH, &action)
+            .action(wire::SEARCH, &request)
             .await
             .map_err(backend_error)?;
-        let mut traces = Vec::with_capacity(r.traces.len());
-        for t in r.traces {
+        let mut traces = Vec::with_capacity(replies.len());
+        let mut metrics = None;
+        for reply in replies {
+            let t = match reply.item {
+                Some(wire::search_reply::Item::Trace(t)) => t,
+                Some(wire::search_reply::Item::Metrics(m)) => {
+                    metrics = Some(m);
+                    continue;
+                }
+                None => continue,
+            };
             let mut spans = Vec::with_capacity(t.spans.len());
             for s in t.spans {
                 spans.push(SpanOut {
-                    span_id: decode_hex(&s.span_id)?,
+                    span_id: id(&s.span_id)?,
                     name: Some(s.name),
                     start_time_unix_nano: s.start_time_unix_nano,
                     duration_nanos: s.duration_nanos,
@@ -106,7 +137,7 @@ impl TempoBackend for QuerierBackend {
                 });
             }
             traces.push(TraceSummary {
-                trace_id: decode_hex(&t.trace_id)?,
+                trace_id: id(&t.trace_id)?,
                 root_service_name: t.root_service_name,
                 root_trace_name: t.root_trace_name,
                 start_time_unix_nano: t.start_time_unix_nano,
@@ -119,23 +150,25 @@ impl TempoBackend for QuerierBackend {
                 service_stats: t
                     .service_stats
                     .into_iter()
-                    .map(|(k, (span_count, error_count))| {
+                    .map(|s| {
                         (
-                            k,
+                            s.service,
                             ServiceStats {
-                                span_count,
-                                error_count,
+                                span_count: s.spans,
+                                error_count: s.errors,
                             },
                         )
                     })
                     .collect(),
             });
         }
+        let metrics =
+            metrics.ok_or_else(|| BackendError::Internal("the querier's answer ended without its metrics".into()))?;
         Ok(SearchResult {
             traces,
             metrics: SearchMetrics {
-                inspected_traces: u32::try_from(r.inspected_traces).unwrap_or(u32::MAX),
-                inspected_bytes: r.inspected_bytes,
+                inspected_traces: u32::try_from(metrics.inspected_traces).unwrap_or(u32::MAX),
+                inspected_bytes: metrics.inspected_bytes,
                 completed_jobs: 1,
                 total_jobs: 1,
             },
@@ -143,16 +176,18 @@ impl TempoBackend for QuerierBackend {
     }
 
     async fn tag_names(&self, tenant: &TenantId, req: TagNamesRequest) -> Result<Vec<ScopedTags>, BackendError> {
-        let action = wire::TagNamesAction {
+        let request = wire::TagNamesRequest {
             tenant: tenant.to_string(),
-            range: range_ns(req.start, req.end),
-            q: req.q.clone(),
+            range: wire::TimeRange::from_pair(range_ns(req.start, req.end)),
+            condition: tag_condition(req.q.as_deref()),
         };
-        let r: wire::TagNamesResult = self
+        let r: wire::TagNamesReply = self
             .queriers
-            .action(wire::TAG_NAMES, &action)
+            .action(wire::TAG_NAMES, &request)
             .await
-            .map_err(backend_error)?;
+            .map_err(backend_error)?
+            .pop()
+            .ok_or_else(|| BackendError::Internal("the querier returned no tag names".into()))?;
         let all = [
             ScopedTags {
                 scope: TagScope::Resource,
@@ -176,29 +211,34 @@ impl TempoBackend for QuerierBackend {
     async fn tag_values(&self, tenant: &TenantId, req: TagValuesRequest) -> Result<Vec<TypedValue>, BackendError> {
         let (scope, name) = if req.v2 {
             if let Some(n) = req.tag.strip_prefix("resource.") {
-                (Some("resource"), n)
+                (wire::TagScope::Resource, n)
             } else if let Some(n) = req.tag.strip_prefix("span.") {
-                (Some("span"), n)
+                (wire::TagScope::Span, n)
             } else if let Some(n) = req.tag.strip_prefix('.') {
-                (None, n)
+                (wire::TagScope::Any, n)
             } else {
-                (Some("intrinsic"), req.tag.as_str())
+                (wire::TagScope::Intrinsic, req.tag.as_str())
             }
         } else {
-            (None, req.tag.as_str())
+            (wire::TagScope::Any, req.tag.as_str())
         };
-        let action = wire::TagValuesAction {
+        let request = wire::TagValuesRequest {
             tenant: tenant.to_string(),
-            scope: scope.map(str::to_owned),
+            scope: scope as i32,
             name: name.to_owned(),
-            range: range_ns(req.start, req.end),
-            q: req.q.clone(),
+            range: wire::TimeRange::from_pair(range_ns(req.start, req.end)),
+            condition: tag_condition(req.q.as_deref()),
         };
-        let r: wire::TagValuesResult = self
+        let r: wire::TagValuesReply = self
             .queriers
-            .action(wire::TAG_VALUES, &action)
+            .action(wire::TAG_VALUES, &request)
             .await
-            .map_err(backend_error)?;
-        Ok(r.values.into_iter().map(|(t, v)| TypedValue::new(t, v)).collect())
+            .map_err(backend_error)?
+            .pop()
+            .ok_or_else(|| BackendError::Internal("the querier returned no tag values".into()))?;
+        Ok(r.values
+            .into_iter()
+            .map(|v| TypedValue::new(v.r#type, v.value))
+            .collect())
     }
 }

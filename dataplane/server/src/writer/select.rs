@@ -31,15 +31,9 @@ impl Selection {
                 .map_err(|_| format!("ticket trace id is {} bytes, expected 16", id.len()))?;
             trace_ids.insert(id);
         }
-        let condition = if ticket.condition.is_empty() {
-            None
-        } else {
-            let query = signaldb_traceql::Query::parse(&ticket.condition)
-                .map_err(|e| format!("ticket condition {:?}: {e}", ticket.condition))?;
-            let condition = query
-                .as_condition()
-                .ok_or_else(|| format!("ticket condition {:?} is not one spanset filter", ticket.condition))?;
-            Some(condition.clone())
+        let condition = match &ticket.condition {
+            Some(plan) => plan.condition().map_err(|e| format!("ticket condition: {e}"))?,
+            None => None,
         };
         let columns = if ticket.columns.is_empty() {
             None
@@ -163,6 +157,12 @@ mod tests {
         names.iter().map(|n| n.unwrap().to_owned()).collect()
     }
 
+    /// The condition of the one-filter query `q`, as the querier sends it.
+    fn condition(q: &str) -> Option<signaldb_traceql::ConditionPlan> {
+        let query = signaldb_traceql::parse(q).unwrap();
+        Some(signaldb_traceql::ConditionPlan::new(query.as_condition()))
+    }
+
     fn select(ticket: BufferTicket) -> RecordBatch {
         Selection::from_ticket(&ticket).unwrap().apply(&batch()).unwrap()
     }
@@ -183,7 +183,7 @@ mod tests {
         };
         assert_eq!(names(&select(by_time)), ["op-1", "op-2"]);
         let by_condition = BufferTicket {
-            condition: r#"{ span.n >= 1 && name != "op-3" }"#.into(),
+            condition: condition(r#"{ span.n >= 1 && name != "op-3" }"#),
             ..Default::default()
         };
         assert_eq!(names(&select(by_condition)), ["op-1", "op-2"]);
@@ -192,7 +192,7 @@ mod tests {
             has_range: true,
             min_time_ns: 0,
             max_time_ns: 100,
-            condition: "{ span.n = 1 }".into(),
+            condition: condition("{ span.n = 1 }"),
             ..Default::default()
         };
         assert_eq!(names(&select(all_three)), ["op-1"]);
@@ -221,19 +221,27 @@ mod tests {
             })
             .contains("5 bytes, expected 16")
         );
+        let mut wrong_version = condition("{ span.a = 1 }");
+        if let Some(plan) = wrong_version.as_mut() {
+            plan.version = 0;
+        }
         assert!(
             err(BufferTicket {
-                condition: "{ span.a = ".into(),
+                condition: wrong_version,
                 ..Default::default()
             })
-            .contains("ticket condition")
+            .contains("ticket condition: invalid query plan: plan version 0")
         );
+        let mut dangling = condition("{ span.a = 1 && span.b = 2 }");
+        if let Some(plan) = dangling.as_mut() {
+            plan.nodes.remove(0);
+        }
         assert!(
             err(BufferTicket {
-                condition: "{ } | count() > 1".into(),
+                condition: dangling,
                 ..Default::default()
             })
-            .contains("not one spanset filter")
+            .contains("without its operands")
         );
         assert!(
             err(BufferTicket {
