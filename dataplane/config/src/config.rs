@@ -172,8 +172,10 @@ pub struct QuerierConfig {
     /// Longest wait for one writer's unflushed data before answering without it.
     #[serde(with = "humantime_serde_compat")]
     pub buffer_timeout: Duration,
-    /// Memory query operators (sorts, aggregations) may use; a query that
-    /// needs more fails with RESOURCE_EXHAUSTED instead of growing the process.
+    /// Memory all running queries may hold together: DataFusion's operators
+    /// (sorts, aggregations) and the spans a query collects outside them; a
+    /// query that needs more fails with RESOURCE_EXHAUSTED instead of
+    /// growing the process.
     pub memory_limit: ByteSize,
     /// Memory for the per-file indexes trace-by-id keeps (Parquet footers,
     /// page indexes, trace-id bloom filters); the least recently used go
@@ -186,6 +188,10 @@ pub struct QuerierConfig {
     /// How far back searches and tag lookups without `start`/`end` look.
     #[serde(with = "humantime_serde_compat")]
     pub default_lookback: Duration,
+    /// Longest `end - start` a search or tag lookup may cover (Tempo's
+    /// `max_duration`); a longer one is refused with 400. 0: no bound.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_search_duration: Duration,
     /// Queries one querier runs at once; past it a query is refused at once
     /// with RESOURCE_EXHAUSTED (HTTP 429) instead of queueing.
     pub max_concurrent_queries: usize,
@@ -205,6 +211,7 @@ impl Default for QuerierConfig {
             index_cache_size: ByteSize::mib(256),
             query_timeout: Duration::from_secs(60),
             default_lookback: Duration::from_secs(24 * 3600),
+            max_search_duration: Duration::from_secs(168 * 3600),
             max_concurrent_queries: 16,
             cpu_threads: 0,
         }

@@ -99,3 +99,35 @@ pub(crate) fn with_deadline(
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, timed))
 }
+
+/// What one query holds outside DataFusion's operators (the writers'
+/// buffered spans it received, spans it collected, a trace it assembles),
+/// counted against the engine's memory pool, the one that bounds the
+/// operators too. Given back when the query's last part drops it.
+#[derive(Debug)]
+pub(crate) struct QueryMemory {
+    reservation: datafusion::execution::memory_pool::MemoryReservation,
+}
+
+impl QueryMemory {
+    pub(crate) fn new(pool: &Arc<dyn datafusion::execution::memory_pool::MemoryPool>) -> Arc<Self> {
+        let reservation = datafusion::execution::memory_pool::MemoryConsumer::new("query").register(pool);
+        Arc::new(Self { reservation })
+    }
+
+    /// Counts `bytes` more, or refuses when the pool has no room for them.
+    pub(crate) fn grow(&self, bytes: usize) -> Result<(), crate::QueryError> {
+        self.reservation.try_grow(bytes).map_err(|_| {
+            crate::QueryError::Exhausted(format!(
+                "the query needs more memory than the querier has left for queries (querier.memory_limit); \
+                 it holds {} MiB of spans; narrow the time range or the query, or lower limit or select",
+                (self.reservation.size() + bytes) / (1024 * 1024)
+            ))
+        })
+    }
+
+    /// Counts the data of `batches`.
+    pub(crate) fn hold(&self, batches: &[arrow_array::RecordBatch]) -> Result<(), crate::QueryError> {
+        self.grow(batches.iter().map(signaldb_schema::data_bytes).sum())
+    }
+}

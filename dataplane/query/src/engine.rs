@@ -20,7 +20,7 @@ use signaldb_config::{Signal, TenantId};
 use signaldb_schema::columns;
 use url::Url;
 
-use crate::bounds::{OnlyOurStore, read_only_sql, with_deadline};
+use crate::bounds::{OnlyOurStore, QueryMemory, read_only_sql, with_deadline};
 use crate::byid::{DEFAULT_INDEX_CACHE_BYTES, FileIndexes};
 use crate::counting::{CountingStore, ReadStats};
 use crate::cpu::{CpuRuntime, IoStore};
@@ -130,6 +130,8 @@ pub struct Snapshot {
     range: Option<(i64, i64)>,
     buffered: Vec<RecordBatch>,
     files: Vec<FileRecord>,
+    /// What the query holds, the buffered spans first.
+    memory: Arc<QueryMemory>,
 }
 
 /// How long a query may run unless configured otherwise.
@@ -314,8 +316,15 @@ impl QueryEngine {
     ) -> Result<Snapshot, QueryError> {
         let buffered = self.buffers.buffered(tenant, filter).await?;
         stats.add_bytes(buffered.iter().map(|b| signaldb_schema::data_bytes(b) as u64).sum());
+        let memory = QueryMemory::new(&self.runtime.memory_pool);
+        memory.hold(&buffered)?;
         let files = self.files(tenant, range).await?;
-        Ok(Snapshot { range, buffered, files })
+        Ok(Snapshot {
+            range,
+            buffered,
+            files,
+            memory,
+        })
     }
 
     /// A session counting reads into `stats`, and the snapshot's buffers as
@@ -365,11 +374,12 @@ impl QueryEngine {
             .await?;
         let mut batches = snap.buffered;
         let wanted = HashSet::from([trace_id]);
-        batches.extend(
-            self.indexes
-                .read_traces(&self.store, &snap.files, &wanted, None)
-                .await?,
-        );
+        let stored = self
+            .indexes
+            .read_traces(&self.store, &snap.files, &wanted, None)
+            .await?;
+        snap.memory.hold(&stored)?;
+        batches.extend(stored);
         let batch = dedup_spans(&batches)?;
         Ok((batch.num_rows() > 0).then_some(batch))
     }
@@ -400,7 +410,15 @@ impl QueryEngine {
             }
             None => signaldb_schema::traces::schema(),
         };
-        dedup_with_schema(&df.collect().await?, &schema)
+        // Collected under the query's memory bound, refused once past it.
+        let mut stream = df.execute_stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch?;
+            snap.memory.hold(std::slice::from_ref(&batch))?;
+            batches.push(batch);
+        }
+        dedup_with_schema(&batches, &schema)
     }
 
     /// The traces with a span in `range` that satisfies `condition` (any
@@ -504,11 +522,12 @@ impl QueryEngine {
             .collect::<Result<Vec<_>, _>>()?;
         // The files give these traces' rows; the range is left to apply.
         let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&self.store), stats.clone()));
-        for batch in self
+        let stored = self
             .indexes
             .read_traces(&counted, &snap.files, &wanted, Some(projection))
-            .await?
-        {
+            .await?;
+        snap.memory.hold(&stored)?;
+        for batch in stored {
             let in_range = signaldb_schema::traces::select::select(&batch, &HashSet::new(), snap.range)?;
             batches.push(align(&in_range, &schema)?);
         }
@@ -530,6 +549,16 @@ impl QueryEngine {
         // change what another query sees or write a file.
         let df = ctx.sql_with_options(sql, read_only_sql()).await?;
         let stream = df.execute_stream().await?;
+        // The buffered spans stay counted while the plan can read them.
+        let schema = stream.schema();
+        let memory = Arc::clone(&snap.memory);
+        let held = futures::StreamExt::map(stream, move |batch| {
+            let _held = &memory;
+            batch
+        });
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema, held,
+        ));
         Ok(with_deadline(stream, started, self.timeout))
     }
 

@@ -131,8 +131,7 @@ impl QueryEngine {
                 let _ = writeln!(out, "nothing pushed into the Parquet reader");
             }
         }
-        let whole = signaldb_traceql::prefilter_is_exact(&parsed)
-            || matches!(parsed.expr(), signaldb_traceql::SpansetExpr::Filter(None));
+        let whole = signaldb_traceql::prefilter_is_exact(&parsed);
         let _ = writeln!(
             out,
             "{}",

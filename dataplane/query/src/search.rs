@@ -125,8 +125,7 @@ pub async fn search(
         ..crate::BufferFilter::default()
     };
     let snap = engine.snapshot(tenant, range, filter, stats).await?;
-    let exact = signaldb_traceql::prefilter_is_exact(&params.query)
-        || matches!(params.query.expr(), signaldb_traceql::SpansetExpr::Filter(None));
+    let exact = signaldb_traceql::prefilter_is_exact(&params.query);
     let collect = match (exact, params.query.hints().most_recent) {
         (false, _) => crate::Collect::Every {
             max: MAX_CANDIDATE_TRACES,

@@ -485,8 +485,11 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         }
         let flight = crate::querier::QuerierFlight::new(
             engine,
-            config.querier.default_lookback,
-            config.querier.max_concurrent_queries,
+            crate::querier::QuerierLimits {
+                lookback: config.querier.default_lookback,
+                max_search_duration: config.querier.max_search_duration,
+                max_running: config.querier.max_concurrent_queries,
+            },
         )
         .into_server();
         let flight =

@@ -19,10 +19,15 @@ pub fn span_prefilter(query: &Query) -> Option<FieldExpr> {
 
 /// Whether the condition is the whole query: a trace matches exactly when one
 /// of its spans satisfies [`span_prefilter`] (a single spanset filter on
-/// span-level fields, possibly followed by `select(...)`).
+/// span-level fields, or `{ }` with every span, possibly followed by
+/// `select(...)`).
 pub fn prefilter_is_exact(query: &Query) -> bool {
     use crate::ast::Stage;
-    let filter_only = |e: &SpansetExpr| matches!(e, SpansetExpr::Filter(Some(f)) if span_level(f));
+    let filter_only = |e: &SpansetExpr| match e {
+        SpansetExpr::Filter(Some(f)) => span_level(f),
+        SpansetExpr::Filter(None) => true,
+        _ => false,
+    };
     match query.expr() {
         SpansetExpr::Pipeline(input, stages) => {
             filter_only(input) && stages.iter().all(|s| matches!(s, Stage::Select(_)))
@@ -115,7 +120,9 @@ mod tests {
         let exact = |q: &str| prefilter_is_exact(&Query::parse(q).unwrap());
         assert!(exact(r#"{ span.a = "x" && duration > 1s }"#));
         assert!(exact(r#"{ span.a = "x" } | select(span.b)"#));
-        assert!(!exact("{ }"));
+        assert!(exact("{ }"));
+        assert!(exact("{ } | select(span.a)"));
+        assert!(!exact("{ } | count() > 1"));
         assert!(!exact(r#"{ span.a = "x" } | count() > 1"#));
         assert!(!exact(r#"{ span.a = "x" } && { span.b = 1 }"#));
         assert!(!exact(r#"{ traceDuration > 1s }"#));

@@ -109,25 +109,55 @@ fn tenant(s: &str) -> Result<TenantId, Status> {
     TenantId::new(s).map_err(|e| Status::invalid_argument(format!("tenant: {e}")))
 }
 
+/// What a querier lets one query do, besides the engine's own bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct QuerierLimits {
+    /// How far back searches without `start`/`end` look.
+    pub lookback: std::time::Duration,
+    /// Longest range a search or tag lookup may name (zero: any).
+    pub max_search_duration: std::time::Duration,
+    /// Queries run at once before more are refused.
+    pub max_running: usize,
+}
+
 /// Flight front end of the query engine.
 #[derive(Debug, Clone)]
 pub struct QuerierFlight {
     engine: QueryEngine,
-    lookback: std::time::Duration,
+    limits: QuerierLimits,
     running: std::sync::Arc<tokio::sync::Semaphore>,
-    max_running: usize,
 }
 
 impl QuerierFlight {
-    /// `lookback`: how far back searches without `start`/`end` look;
-    /// `max_running`: queries run at once before more are refused.
-    pub fn new(engine: QueryEngine, lookback: std::time::Duration, max_running: usize) -> Self {
+    pub fn new(engine: QueryEngine, limits: QuerierLimits) -> Self {
         Self {
             engine,
-            lookback,
-            running: std::sync::Arc::new(tokio::sync::Semaphore::new(max_running)),
-            max_running,
+            limits,
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_running)),
         }
+    }
+
+    /// The range a search or tag lookup covers: the one asked for, refused
+    /// when longer than `querier.max_search_duration`, or the default
+    /// lookback.
+    fn range(&self, asked: Option<wire::TimeRange>) -> Result<Option<(i64, i64)>, Status> {
+        let asked = wire::TimeRange::pair(asked);
+        let max = self.limits.max_search_duration;
+        if let Some((start, end)) = asked
+            && !max.is_zero()
+            && start > 0
+            && end < i64::MAX
+            && u128::try_from(end.saturating_sub(start)).unwrap_or(0) > max.as_nanos()
+        {
+            return Err(Status::invalid_argument(format!(
+                "range specified by start and end ({}) exceeds querier.max_search_duration ({})",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    u64::try_from(end.saturating_sub(start) / 1_000_000_000).unwrap_or(0)
+                )),
+                humantime::format_duration(max)
+            )));
+        }
+        Ok(range_or_recent(asked, self.limits.lookback))
     }
 
     /// `query`, ended with DEADLINE_EXCEEDED past the engine's time limit
@@ -155,7 +185,7 @@ impl QuerierFlight {
         std::sync::Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this querier is running {} queries already (querier.max_concurrent_queries); retry shortly",
-                self.max_running
+                self.limits.max_running
             ))
         })
     }
@@ -173,7 +203,7 @@ impl QuerierFlight {
             .plan
             .ok_or_else(|| Status::invalid_argument("search request without a query plan"))?;
         let query = signaldb_traceql::Query::from_plan(&plan).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let range = range_or_recent(wire::TimeRange::pair(a.range), self.lookback);
+        let range = self.range(a.range)?;
         let params = SearchParams {
             query,
             limit: a.limit as usize,
@@ -239,11 +269,7 @@ impl QuerierFlight {
         }
         let spans = self
             .engine
-            .spans_projected(
-                &t,
-                range_or_recent(wire::TimeRange::pair(a.range), self.lookback),
-                Some(&cols),
-            )
+            .spans_projected(&t, self.range(a.range)?, Some(&cols))
             .await
             .map_err(query_status)?;
         let spans = matching_spans(spans, condition.as_ref())?;
@@ -263,7 +289,7 @@ impl QuerierFlight {
         let condition = condition_of(a.condition.as_ref())?;
         let spans = self
             .engine
-            .spans(&t, range_or_recent(wire::TimeRange::pair(a.range), self.lookback))
+            .spans(&t, self.range(a.range)?)
             .await
             .map_err(query_status)?;
         let spans = matching_spans(spans, condition.as_ref())?;

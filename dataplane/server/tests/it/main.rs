@@ -12,6 +12,7 @@ mod common;
 
 mod abuse;
 mod bad_input;
+mod bounds;
 mod crash;
 mod drain;
 mod endpoint_slices;
