@@ -15,6 +15,7 @@
 
 use datafusion::logical_expr::{Operator, binary_expr};
 use datafusion::prelude::{Expr, col, lit};
+use datafusion::scalar::ScalarValue;
 use signaldb_schema::columns::{self, DEDICATED, DedicatedType};
 use signaldb_traceql::{AttributeScope, CompareOp, Comparison, FieldExpr, FieldRef, Intrinsic, Literal, Operand};
 
@@ -78,6 +79,21 @@ fn compare(c: &Comparison) -> Option<(Expr, bool)> {
         (FieldRef::Intrinsic(Intrinsic::Duration), Literal::Duration(n) | Literal::Int(n)) => {
             (columns::DURATION_NANO, lit(*n))
         }
+        // Ids compare as lowercase hex: a literal that is not one never
+        // equals any span's.
+        (FieldRef::Intrinsic(i @ (Intrinsic::TraceId | Intrinsic::SpanId)), Literal::String(s))
+            if is_equality(c.op) =>
+        {
+            let (column, len) = match i {
+                Intrinsic::TraceId => (columns::TRACE_ID, 16),
+                _ => (columns::SPAN_ID, 8),
+            };
+            let value = match lowercase_hex(s, len) {
+                Some(bytes) => lit(ScalarValue::FixedSizeBinary(len as i32, Some(bytes))),
+                None => return Some((lit(c.op == CompareOp::Ne), true)),
+            };
+            (column, value)
+        }
         // The column holds `service.name` when it is a string; other types
         // are never equal or unequal to a string, so skipping them is exact.
         (FieldRef::Attribute(a), Literal::String(s))
@@ -134,6 +150,16 @@ fn string_column(field: &FieldRef) -> Option<&'static str> {
             .map(|d| d.column),
         _ => None,
     }
+}
+
+/// The `len` bytes `s` spells as lowercase hex, or `None`.
+fn lowercase_hex(s: &str, len: usize) -> Option<Vec<u8>> {
+    if s.len() != len * 2 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    (0..len)
+        .map(|i| u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect()
 }
 
 fn is_equality(op: CompareOp) -> bool {
@@ -315,6 +341,8 @@ mod tests {
             r#"{ name !~ "GET.*" && resource.service.name =~ "svc-0[34]" }"#,
             r#"{ span.http.route =~ "/a|/b" || span.db.system !~ "red.s" }"#,
             r#"{ span.http.request.method =~ "G.T" }"#,
+            r#"{ trace:id = "05050505050505050505050505050505" || span:id = "0707070707070707" }"#,
+            r#"{ trace:id != "05050505050505050505050505050505" && span:id != "07" }"#,
         ] {
             let query = signaldb_traceql::parse(q).unwrap();
             let condition = signaldb_traceql::span_prefilter(&query).unwrap();

@@ -74,6 +74,10 @@ fn add_field_columns(cols: &mut Vec<&'static str>, fields: &[signaldb_traceql::F
             FieldRef::Intrinsic(Intrinsic::StatusMessage) => &[columns::STATUS_MESSAGE],
             FieldRef::Intrinsic(Intrinsic::Kind) => &[columns::KIND],
             FieldRef::Intrinsic(Intrinsic::Duration) => &[columns::DURATION_NANO],
+            FieldRef::Intrinsic(Intrinsic::TraceId) => &[columns::TRACE_ID],
+            FieldRef::Intrinsic(Intrinsic::SpanId) => &[columns::SPAN_ID],
+            FieldRef::Intrinsic(Intrinsic::EventName) => &[columns::EVENTS],
+            FieldRef::Intrinsic(Intrinsic::LinkTraceId) => &[columns::LINKS],
             // Trace-level intrinsics are computed from the trace's rows,
             // whose columns every search reads.
             FieldRef::Intrinsic(_) => &[],
@@ -291,7 +295,14 @@ fn shown_fields(query: &signaldb_traceql::Query) -> Vec<signaldb_traceql::FieldR
         }
     }
     out.retain(|f| match f {
-        FieldRef::Intrinsic(i) => !i.is_trace_level() && !matches!(i, Intrinsic::Name | Intrinsic::Duration),
+        // The ids are the span's and trace's own.
+        FieldRef::Intrinsic(i) => {
+            !i.is_trace_level()
+                && !matches!(
+                    i,
+                    Intrinsic::Name | Intrinsic::Duration | Intrinsic::TraceId | Intrinsic::SpanId
+                )
+        }
         FieldRef::Attribute(_) => true,
     });
     out

@@ -32,6 +32,17 @@ pub enum Intrinsic {
     /// `traceDuration`, `trace:duration`: max(end) - min(start) over the
     /// trace's spans (duration).
     TraceDuration,
+    /// `trace:id`: the trace id as 32 lowercase hex digits (string).
+    TraceId,
+    /// `span:id`: the span id as 16 lowercase hex digits (string).
+    SpanId,
+    /// `event:name`: the names of the span's events; a comparison holds
+    /// when one of them satisfies it (`!=`, `!~`: when none is equal or
+    /// matches).
+    EventName,
+    /// `link:traceID`: the trace ids (hex) of the span's links, compared
+    /// as `event:name` is.
+    LinkTraceId,
 }
 
 impl Intrinsic {
@@ -46,6 +57,10 @@ impl Intrinsic {
             Intrinsic::RootName => "rootName",
             Intrinsic::RootServiceName => "rootServiceName",
             Intrinsic::TraceDuration => "traceDuration",
+            Intrinsic::TraceId => "trace:id",
+            Intrinsic::SpanId => "span:id",
+            Intrinsic::EventName => "event:name",
+            Intrinsic::LinkTraceId => "link:traceID",
         }
     }
 
@@ -59,9 +74,14 @@ impl Intrinsic {
 
     pub(crate) fn ty(self) -> Type {
         match self {
-            Intrinsic::Name | Intrinsic::StatusMessage | Intrinsic::RootName | Intrinsic::RootServiceName => {
-                Type::String
-            }
+            Intrinsic::Name
+            | Intrinsic::StatusMessage
+            | Intrinsic::RootName
+            | Intrinsic::RootServiceName
+            | Intrinsic::TraceId
+            | Intrinsic::SpanId
+            | Intrinsic::EventName
+            | Intrinsic::LinkTraceId => Type::String,
             Intrinsic::Status => Type::Status,
             Intrinsic::Kind => Type::Kind,
             Intrinsic::Duration | Intrinsic::TraceDuration => Type::Duration,

@@ -197,11 +197,14 @@ fn scoped_intrinsic(scope: &str, name: &str) -> Result<Intrinsic, bool> {
         ("trace", "rootName") => Intrinsic::RootName,
         ("trace", "rootService") => Intrinsic::RootServiceName,
         ("trace", "duration") => Intrinsic::TraceDuration,
+        ("trace", "id") => Intrinsic::TraceId,
+        ("span", "id") => Intrinsic::SpanId,
+        ("event", "name") => Intrinsic::EventName,
+        ("link", "traceID") => Intrinsic::LinkTraceId,
         // Known to Tempo, not implemented here: Err(true).
-        ("span", "id" | "parentID" | "childCount" | "nestedSetLeft" | "nestedSetRight" | "nestedSetParent")
-        | ("trace", "id")
-        | ("event", "name" | "timeSinceStart")
-        | ("link", "spanID" | "traceID")
+        ("span", "parentID" | "childCount" | "nestedSetLeft" | "nestedSetRight" | "nestedSetParent")
+        | ("event", "timeSinceStart")
+        | ("link", "spanID")
         | ("instrumentation", "name" | "version") => return Err(true),
         _ => return Err(false),
     })

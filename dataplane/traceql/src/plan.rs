@@ -169,7 +169,8 @@ pub struct ExistsPlan {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct FieldPlan {
     /// 1 name, 2 status, 3 statusMessage, 4 duration, 5 kind, 6 rootName,
-    /// 7 rootServiceName, 8 traceDuration; 0 for an attribute.
+    /// 7 rootServiceName, 8 traceDuration, 9 trace:id, 10 span:id,
+    /// 11 event:name, 12 link:traceID; 0 for an attribute.
     #[prost(uint32, tag = "1")]
     pub intrinsic: u32,
     /// 1 span, 2 resource, 3 unscoped (attributes only).
@@ -513,7 +514,7 @@ fn aggregate_from(a: &AggregatePlan) -> Result<AggregateFilter, PlanError> {
     Ok(AggregateFilter { func, field, op, value })
 }
 
-const INTRINSICS: [Intrinsic; 8] = [
+const INTRINSICS: [Intrinsic; 12] = [
     Intrinsic::Name,
     Intrinsic::Status,
     Intrinsic::StatusMessage,
@@ -522,6 +523,10 @@ const INTRINSICS: [Intrinsic; 8] = [
     Intrinsic::RootName,
     Intrinsic::RootServiceName,
     Intrinsic::TraceDuration,
+    Intrinsic::TraceId,
+    Intrinsic::SpanId,
+    Intrinsic::EventName,
+    Intrinsic::LinkTraceId,
 ];
 
 fn field_plan(f: &FieldRef) -> FieldPlan {
@@ -648,6 +653,7 @@ mod tests {
             r#"{ !(kind = server) && duration > 1.5s && span.f >= 2.5 && span.b = true }"#,
             r#"{ span.x != nil && resource.y = nil && statusMessage = "boom" && kind != client }"#,
             r#"{ traceDuration > 1s && rootName = "a" && rootServiceName = "b" && .a = .b }"#,
+            r#"{ trace:id = "0123" && span:id != "ab" && event:name =~ "exc.*" && link:traceID = "00" }"#,
             r#"({ name = "a" } || { name = "b" }) | select(span.x, resource.y, duration) | count() > 2"#,
             r#"{ } | avg(duration) >= 10ms | { status = ok } | max(span.n) < 3"#,
             r#"{ status = unset } | sum(span.n) != 1 | min(span.m) <= -1 with (most_recent=true)"#,

@@ -215,8 +215,13 @@ pub(crate) struct Traces {
     pub(crate) of_row: Vec<u32>,
 }
 
+/// Lowercase hex, as Tempo writes ids.
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Lazily read columns of one span batch.
@@ -237,6 +242,65 @@ pub(crate) struct Spans<'a> {
     traces: OnceCell<Traces>,
     trace_durations: OnceCell<Vec<i64>>,
     root_services: OnceCell<Vec<Option<usize>>>,
+    span_ids: OnceCell<FixedSizeBinaryArray>,
+    event_names: OnceCell<ListItems>,
+    link_trace_ids: OnceCell<ListItems>,
+}
+
+/// One field of the struct items of a list column (event names, link
+/// trace ids), with the list's offsets and validity.
+#[derive(Debug)]
+pub(crate) struct ListItems {
+    offsets: arrow::buffer::OffsetBuffer<i32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+    values: ArrayRef,
+}
+
+impl ListItems {
+    fn new(array: &ArrayRef, column: &str, field: &str) -> Result<Self, EvalError> {
+        let mismatch = || EvalError::ColumnType {
+            column: column.to_owned(),
+            expected: format!("List<Struct{{{field}, ..}}>"),
+            actual: array.data_type().clone(),
+        };
+        let list = array.as_any().downcast_ref::<ListArray>().ok_or_else(mismatch)?;
+        let items = list
+            .values()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(mismatch)?;
+        let values = items.column_by_name(field).ok_or_else(mismatch)?;
+        Ok(Self {
+            offsets: list.offsets().clone(),
+            nulls: list.nulls().cloned(),
+            values: Arc::clone(values),
+        })
+    }
+
+    /// The item values of `row` as strings (hex for binary), or nil.
+    fn value(&self, row: usize) -> Value<'_> {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+            return Value::Nil;
+        }
+        let (Some(start), Some(end)) = (self.offsets.get(row), self.offsets.get(row + 1)) else {
+            return Value::Nil;
+        };
+        let range = usize::try_from(*start).unwrap_or(0)..usize::try_from(*end).unwrap_or(0);
+        let items = if let Some(strings) = self.values.as_any().downcast_ref::<StringArray>() {
+            range
+                .filter(|i| strings.is_valid(*i))
+                .map(|i| Value::Str(Cow::Borrowed(strings.value(i))))
+                .collect()
+        } else if let Some(ids) = self.values.as_any().downcast_ref::<FixedSizeBinaryArray>() {
+            range
+                .filter(|i| ids.is_valid(*i))
+                .map(|i| Value::Str(Cow::Owned(hex(ids.value(i)))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Value::Array(items)
+    }
 }
 
 impl<'a> Spans<'a> {
@@ -257,7 +321,28 @@ impl<'a> Spans<'a> {
             traces: OnceCell::new(),
             trace_durations: OnceCell::new(),
             root_services: OnceCell::new(),
+            span_ids: OnceCell::new(),
+            event_names: OnceCell::new(),
+            link_trace_ids: OnceCell::new(),
         }
+    }
+
+    fn span_ids(&self) -> Result<&FixedSizeBinaryArray, EvalError> {
+        cached(&self.span_ids, || {
+            self.column(columns::SPAN_ID, &DataType::FixedSizeBinary(8))
+        })
+    }
+
+    fn event_names(&self) -> Result<&ListItems, EvalError> {
+        cached(&self.event_names, || {
+            ListItems::new(self.raw(columns::EVENTS)?, columns::EVENTS, columns::event::NAME)
+        })
+    }
+
+    fn link_trace_ids(&self) -> Result<&ListItems, EvalError> {
+        cached(&self.link_trace_ids, || {
+            ListItems::new(self.raw(columns::LINKS)?, columns::LINKS, columns::link::TRACE_ID)
+        })
     }
 
     pub(crate) fn num_rows(&self) -> usize {
@@ -453,6 +538,10 @@ impl<'a> Spans<'a> {
                     durations: self.trace_durations()?,
                     traces: self.traces()?,
                 },
+                Intrinsic::TraceId => FieldColumn::Hex(self.trace_ids()?),
+                Intrinsic::SpanId => FieldColumn::Hex(self.span_ids()?),
+                Intrinsic::EventName => FieldColumn::Items(self.event_names()?),
+                Intrinsic::LinkTraceId => FieldColumn::Items(self.link_trace_ids()?),
             },
             FieldRef::Attribute(a) => FieldColumn::Attribute {
                 attr: a.clone(),
@@ -494,6 +583,10 @@ pub(crate) enum FieldColumn<'s> {
         span: Option<&'s AttrList>,
         resource: Option<&'s AttrList>,
     },
+    /// An id as hex.
+    Hex(&'s FixedSizeBinaryArray),
+    /// The items of a list (event names, link trace ids).
+    Items(&'s ListItems),
 }
 
 impl<'s> FieldColumn<'s> {
@@ -541,6 +634,11 @@ impl<'s> FieldColumn<'s> {
                     None => Value::Nil,
                 }
             }
+            FieldColumn::Hex(ids) => match ids.is_valid(row) {
+                true => Value::Str(Cow::Owned(hex(ids.value(row)))),
+                false => Value::Nil,
+            },
+            FieldColumn::Items(items) => items.value(row),
             FieldColumn::Attribute { attr, span, resource } => {
                 if let Some(list) = span
                     && let Some(j) = list.find(row, &attr.name)

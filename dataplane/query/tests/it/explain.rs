@@ -77,7 +77,8 @@ async fn three_files() -> Stored {
 
 /// One snapshot per kind of condition: exact conditions on columns of
 /// their own (intrinsics, `service.name`, dedicated attribute columns,
-/// regular expressions), a condition narrowed by its column part, one with
+/// regular expressions, `trace:id` with the bloom filters), scoped
+/// intrinsics without a column of their own (`event:name`), a condition narrowed by its column part, one with
 /// nothing to push down, spanset operators and aggregates (which evaluate
 /// every candidate), and a time range that rules files out.
 #[tokio::test]
@@ -85,7 +86,14 @@ async fn searches() {
     let stored = three_files().await;
     let engine = engine(&stored);
     let last_file = Some((T0 + 2_000_000_000, T0 + 3_000_000_000));
+    let in_middle_file: String = random_ids(101, TRACES_PER_FILE)[5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let by_trace_id = format!(r#"{{ trace:id = "{in_middle_file}" }}"#);
     for (name, q, range) in [
+        ("trace_id", by_trace_id.as_str(), None),
+        ("event_name", r#"{ event:name = "exception" }"#, None),
         ("service_name_absent", r#"{ resource.service.name = "svc-01" }"#, None),
         ("intrinsics", r#"{ name = "op-1" && duration > 400ns }"#, None),
         (

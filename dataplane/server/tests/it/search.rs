@@ -90,6 +90,16 @@ async fn searches_stop_at_limit_newest_first_before_and_after_a_flush() {
         let inspected: u64 = body["metrics"]["inspectedBytes"].as_str().unwrap().parse().unwrap();
         assert!(inspected > 0, "{round}: {body}");
 
+        // Scoped intrinsics: a trace by its id, as a search condition.
+        let wanted = &all[17].0;
+        let by_id = search(&http, &base, &format!(r#"{{ trace:id = "{wanted:0>32}" }}"#), 20).await;
+        assert_eq!(by_id.iter().map(|t| &t.0).collect::<Vec<_>>(), [wanted], "{round}");
+        assert!(
+            search(&http, &base, r#"{ event:name = "no-such-event" }"#, 20)
+                .await
+                .is_empty()
+        );
+
         // A condition no span meets finds nothing, and says so cleanly.
         assert!(
             search(&http, &base, r#"{ span.no.such.attribute = "x" }"#, 20)

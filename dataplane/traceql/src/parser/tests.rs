@@ -504,13 +504,18 @@ fn unsupported_constructs_are_named() {
             "the `instrumentation.` attribute scope is not supported yet",
         ),
         ("{ parent.x = 1 }", "the `parent.` attribute scope is not supported yet"),
-        ("{ event:name = \"x\" }", "intrinsic `event:name` is not supported yet"),
         (
-            "{ link:traceID = \"x\" }",
-            "intrinsic `link:traceID` is not supported yet",
+            "{ event:timeSinceStart > 1s }",
+            "intrinsic `event:timeSinceStart` is not supported yet",
         ),
-        ("{ span:id = \"x\" }", "intrinsic `span:id` is not supported yet"),
-        ("{ trace:id = \"x\" }", "intrinsic `trace:id` is not supported yet"),
+        (
+            "{ link:spanID = \"x\" }",
+            "intrinsic `link:spanID` is not supported yet",
+        ),
+        (
+            "{ span:parentID = \"x\" }",
+            "intrinsic `span:parentID` is not supported yet",
+        ),
         (
             "{ span:childCount > 1 }",
             "intrinsic `span:childCount` is not supported yet",

@@ -112,6 +112,27 @@ fn cases() -> Vec<(&'static str, Vec<(&'static str, &'static [&'static str])>)> 
                 ("orphan", &["orphan.a"]),
             ],
         ),
+        // Scoped intrinsics: ids as lowercase hex, event names and link
+        // trace ids matching when one of the span's does.
+        ("{ event:name = \"exception\" }", vec![("grpc", &["db.query"])]),
+        (
+            "{ event:name =~ \"request.*|checkout.*\" }",
+            vec![("http", &["POST /checkout"]), ("grpc", &["GET /api/users"])],
+        ),
+        (
+            "{ event:name != \"exception\" }",
+            vec![("http", &["POST /checkout"]), ("grpc", &["GET /api/users"])],
+        ),
+        (
+            "{ link:traceID = \"0af7651916cd43dd8448eb211c80319c\" }",
+            vec![("grpc", &["db.query"])],
+        ),
+        (
+            "{ trace:id = \"0af7651916cd43dd8448eb211c80319c\" }",
+            vec![("http", HTTP_ALL)],
+        ),
+        ("{ span:id = \"b7ad6b7169203331\" }", vec![("grpc", &["cache.get"])]),
+        ("{ span:id = \"B7AD6B7169203331\" }", vec![]),
         (
             "{ span.http.response.status_code >= 200 && kind = server }",
             vec![("http", &["POST /checkout"]), ("grpc", &["GET /api/users"])],
