@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use object_store::{ObjectStoreExt, PutPayload};
 use signaldb_catalog::FileRecord;
 use signaldb_config::{Signal, TenantId};
@@ -118,7 +119,7 @@ impl Writer {
     }
 
     async fn flush_tenant(&self, tenant: &TenantId, buf: &TenantBuffer) -> Result<(usize, usize), FlushError> {
-        let batches = buf.batches.clone();
+        let batches: Vec<RecordBatch> = buf.batches.iter().map(|h| h.batch.clone()).collect();
         let encoded = tokio::task::spawn_blocking(move || signaldb_schema::traces::parquet::encode_parquet(&batches))
             .await
             .map_err(|e| FlushError::Join(e.to_string()))??;

@@ -53,10 +53,45 @@ pub const BATCH_NAME_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often a writer prunes older batch names.
 const BATCH_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// A buffered batch and the distinct trace ids in it, sorted, so a lookup
+/// by trace id passes over the batches without them instead of comparing
+/// every buffered row.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) batch: RecordBatch,
+    traces: Arc<[[u8; 16]]>,
+}
+
+impl Held {
+    fn new(batch: RecordBatch) -> Self {
+        let mut traces: Vec<[u8; 16]> = batch
+            .column_by_name(signaldb_schema::columns::TRACE_ID)
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>())
+            .map(|ids| {
+                ids.iter()
+                    .flatten()
+                    .filter_map(|id| <[u8; 16]>::try_from(id).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        traces.sort_unstable();
+        traces.dedup();
+        Self {
+            batch,
+            traces: traces.into(),
+        }
+    }
+
+    /// Whether the batch holds a span of one of `ids`.
+    fn holds_any(&self, ids: &HashSet<[u8; 16]>) -> bool {
+        ids.iter().any(|id| self.traces.binary_search(id).is_ok())
+    }
+}
+
 /// What the writer holds for one tenant.
 #[derive(Debug, Default)]
 struct TenantBuffer {
-    batches: Vec<RecordBatch>,
+    batches: Vec<Held>,
     ids: Vec<BatchId>,
     seqs: Vec<u64>,
     bytes: usize,
@@ -71,7 +106,7 @@ struct State {
     /// Names of every batch held in memory (buffered or being flushed).
     held: HashSet<BatchId>,
     /// Batches taken by a running flush, queryable until their file is registered.
-    flushing: HashMap<TenantId, Vec<RecordBatch>>,
+    flushing: HashMap<TenantId, Vec<Held>>,
 }
 
 /// The writer role's core. Cheap to clone.
@@ -256,13 +291,14 @@ impl Writer {
 
     /// Adds a logged batch to the buffer; false if it was already held.
     fn insert(&self, tenant: TenantId, id: BatchId, seq: u64, batches: Vec<RecordBatch>) -> bool {
+        let batches: Vec<Held> = batches.into_iter().map(Held::new).collect();
         let mut st = self.state();
         if !st.held.insert(id.clone()) {
             return false;
         }
         // Each byte once: arrays decoded from one IPC message share its
         // allocation (counting allocations flushed 10x too many files).
-        let bytes: usize = batches.iter().map(signaldb_schema::data_bytes).sum();
+        let bytes: usize = batches.iter().map(|h| signaldb_schema::data_bytes(&h.batch)).sum();
         st.bytes += bytes;
         st.oldest.get_or_insert_with(Instant::now);
         let buf = st.tenants.entry(tenant).or_default();
@@ -327,12 +363,17 @@ impl Writer {
         tenant: &TenantId,
         selection: &select::Selection,
     ) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
+        let wanted = selection.trace_ids();
         let batches: Vec<RecordBatch> = {
             let st = self.state();
             let buffered = st.tenants.get(tenant).map(|t| t.batches.iter()).into_iter().flatten();
             let flushing = st.flushing.get(tenant).map(|b| b.iter()).into_iter().flatten();
             // In the order received: what is being flushed came first.
-            flushing.chain(buffered).cloned().collect()
+            flushing
+                .chain(buffered)
+                .filter(|h| wanted.is_empty() || h.holds_any(wanted))
+                .map(|h| h.batch.clone())
+                .collect()
         };
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
@@ -444,5 +485,26 @@ mod tests {
             "{counted} vs {original}"
         );
         assert!(naive > counted * 5, "the naive count over-counts: {naive} vs {counted}");
+    }
+
+    /// A held batch knows its traces: a lookup passes over the batches
+    /// without the trace asked for.
+    #[test]
+    fn held_batches_know_their_traces() {
+        let mut f = crate::loadgen::RequestFactory::new(2, 10, 2);
+        let req = f.request(100);
+        let batch = signaldb_schema::traces::otlp_to_arrow(&req.resource_spans).unwrap();
+        let ids = batch
+            .column_by_name(signaldb_schema::columns::TRACE_ID)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+            .unwrap();
+        let first = <[u8; 16]>::try_from(ids.value(0)).unwrap();
+        let held = Held::new(batch);
+        assert_eq!(held.traces.len(), 10, "100 spans of 10 traces");
+        assert!(held.holds_any(&HashSet::from([first])));
+        assert!(!held.holds_any(&HashSet::from([[0xee; 16]])));
+        assert!(held.holds_any(&HashSet::from([[0xee; 16], first])));
     }
 }

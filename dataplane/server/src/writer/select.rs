@@ -22,6 +22,11 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// The traces asked for; empty: any.
+    pub(crate) fn trace_ids(&self) -> &HashSet<[u8; 16]> {
+        &self.trace_ids
+    }
+
     /// Checks `ticket`; the message says what is wrong.
     pub(crate) fn from_ticket(ticket: &BufferTicket) -> Result<Self, String> {
         let mut trace_ids = HashSet::with_capacity(ticket.trace_ids.len() + 1);
