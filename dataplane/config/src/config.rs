@@ -199,6 +199,11 @@ pub struct QuerierConfig {
     /// sockets, so a heavy query cannot hold up other requests' I/O.
     /// 0: one per CPU core.
     pub cpu_threads: usize,
+    /// Files one querier reads of a search that reads every file in range
+    /// (its condition is not the whole query, or `most_recent=true`): past
+    /// this many, the scan is split across the live queriers, this many
+    /// files each.
+    pub files_per_task: usize,
 }
 
 impl Default for QuerierConfig {
@@ -214,6 +219,7 @@ impl Default for QuerierConfig {
             max_search_duration: Duration::from_secs(168 * 3600),
             max_concurrent_queries: 16,
             cpu_threads: 0,
+            files_per_task: 8,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::bounds::{OnlyOurStore, QueryMemory, read_only_sql, with_deadline};
 use crate::byid::{DEFAULT_INDEX_CACHE_BYTES, FileIndexes};
 use crate::counting::{CountingStore, ReadStats};
 use crate::cpu::{CpuRuntime, IoStore};
+use crate::distributed::Cluster;
 use crate::listing::FileLists;
 
 /// Why a query failed.
@@ -148,6 +149,7 @@ pub struct QueryEngine {
     lists: FileLists,
     pub(crate) indexes: FileIndexes,
     cpu: Option<CpuRuntime>,
+    cluster: Option<Cluster>,
 }
 
 impl QueryEngine {
@@ -166,7 +168,39 @@ impl QueryEngine {
             lists: FileLists::default(),
             indexes: FileIndexes::new(DEFAULT_INDEX_CACHE_BYTES),
             cpu: None,
+            cluster: None,
         })
+    }
+
+    /// Splits the file scans of searches that read every file in range
+    /// across `peers` (this querier included, reachable at `self_url`),
+    /// `files_per_task` files a task, calls carrying the `authorization`
+    /// header value (`Bearer <cluster token>`). Serve
+    /// [`QueryEngine::worker_service`] so the peers can do the same.
+    /// Call it last when building the engine: the workers read through the
+    /// store and memory pool as configured so far.
+    pub fn with_cluster(
+        mut self,
+        peers: Arc<crate::Peers>,
+        authorization: Option<&str>,
+        self_url: Url,
+        files_per_task: usize,
+    ) -> Result<Self, QueryError> {
+        let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::clone(&self.runtime.memory_pool),
+            disk_manager: Arc::clone(&self.runtime.disk_manager),
+            cache_manager: Arc::clone(&self.runtime.cache_manager),
+            object_store_registry: Arc::new(OnlyOurStore::new(url, Arc::clone(&self.store))),
+        });
+        self.cluster = Some(Cluster::new(runtime, authorization, self_url, peers, files_per_task)?);
+        Ok(self)
+    }
+
+    /// The gRPC service through which peers run their share of a split
+    /// scan here (see [`QueryEngine::with_cluster`]).
+    pub fn worker_service(&self) -> Option<impl crate::distributed::WorkerServer> {
+        self.cluster.as_ref().map(Cluster::worker_service)
     }
 
     /// Runs queries given to [`QueryEngine::run`] and [`QueryEngine::run_stream`]
@@ -281,16 +315,13 @@ impl QueryEngine {
             cache_manager: Arc::clone(&self.runtime.cache_manager),
             object_store_registry: Arc::new(OnlyOurStore::new(url, counted)),
         });
+        Ok(SessionContext::new_with_config_rt(Self::session_config(), runtime))
+    }
+
+    fn session_config() -> SessionConfig {
         let mut config = SessionConfig::new().with_target_partitions(2);
-        // Keep Utf8/Binary as written (the span schema), not view types.
-        config.options_mut().execution.parquet.schema_force_view_types = false;
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        config.options_mut().execution.parquet.bloom_filter_on_read = true;
-        // Table-level statistics are recomputed from every file's footer on
-        // every query (a quarter of a trace-by-id's time); pruning uses the
-        // row-group statistics and bloom filters, which need none of it.
-        config.options_mut().execution.collect_statistics = false;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        crate::distributed::scan_options(&mut config);
+        config
     }
 
     pub(crate) async fn files(
@@ -447,6 +478,18 @@ impl QueryEngine {
             if offer_batch(batch, None, collect, &mut found)? {
                 return Ok(found.into_newest_first());
             }
+        }
+        // Every file in range is read: one plan, its files split across
+        // the queriers.
+        if !matches!(collect, Collect::First(_))
+            && let Some(cluster) = &self.cluster
+            && cluster.splits(snap.files.len())
+        {
+            let runtime = ctx.runtime_env();
+            let ctx = cluster.session(Self::session_config(), runtime);
+            let df = ctx.read_table(self.listing(&snap.files)?)?;
+            self.scan_candidates(df, range, condition, collect, &mut found).await?;
+            return Ok(found.into_newest_first());
         }
         let mut files: Vec<&FileRecord> = snap.files.iter().collect();
         files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));

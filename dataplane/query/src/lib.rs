@@ -11,6 +11,7 @@ mod bounds;
 mod byid;
 mod counting;
 mod cpu;
+mod distributed;
 mod engine;
 mod explain;
 mod listing;
@@ -22,6 +23,7 @@ pub use byid::DEFAULT_INDEX_CACHE_BYTES;
 pub use counting::ReadStats;
 pub use cpu::CpuRuntime;
 pub use datafusion::error::DataFusionError;
+pub use distributed::{Peers, WorkerServer};
 pub use engine::{
     BufferFilter, BufferSource, Collect, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot,
     dedup_spans,

@@ -443,12 +443,6 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             timeout: config.querier.buffer_timeout,
             readiness: readiness.clone(),
         };
-        let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
-            .and_then(|e| e.with_memory_limit(config.querier.memory_limit.as_usize()))
-            .map_err(|e| StartError::Query(e.to_string()))?
-            .with_timeout(config.querier.query_timeout)
-            .with_index_cache(config.querier.index_cache_size.as_usize())
-            .with_cpu_runtime(query_runtime(config.querier.cpu_threads)?);
         let listener = bind("querier Flight", config.querier.flight_addr).await?;
         let bound = local_addr(&listener);
         endpoints.querier_flight = bound;
@@ -458,6 +452,30 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             .clone()
             .or(bound.map(reachable))
             .unwrap_or_default();
+        // The queriers a search's file scans may be split across.
+        let peers = Arc::new(signaldb_query::Peers::default());
+        let self_url = url::Url::parse(&format!("http://{advertise}"))
+            .map_err(|e| StartError::Query(format!("querier address {advertise:?}: {e}")))?;
+        let engine = signaldb_query::QueryEngine::new(Arc::clone(&catalog), store, Arc::new(buffers))
+            .and_then(|e| e.with_memory_limit(config.querier.memory_limit.as_usize()))
+            .map_err(|e| StartError::Query(e.to_string()))?
+            .with_timeout(config.querier.query_timeout)
+            .with_index_cache(config.querier.index_cache_size.as_usize())
+            .with_cpu_runtime(query_runtime(config.querier.cpu_threads)?)
+            .with_cluster(
+                Arc::clone(&peers),
+                cluster_token.as_ref().map(ClusterToken::bearer).as_deref(),
+                self_url,
+                config.querier.files_per_task,
+            )
+            .map_err(|e| StartError::Query(e.to_string()))?;
+        query_tasks.push(tokio::spawn(refresh_peers(
+            Arc::clone(&catalog),
+            peers,
+            config.discovery.ttl,
+            query_rx.clone(),
+        )));
+        let worker = engine.worker_service();
         let svc = service_record(
             format!("{node}-querier"),
             Role::Querier,
@@ -494,10 +512,14 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         .into_server();
         let flight =
             tonic::service::interceptor::InterceptedService::new(flight, RequireToken::new(cluster_token.clone()));
+        // Peers' shares of split scans, on the same port, behind the same token.
+        let worker = worker
+            .map(|w| tonic::service::interceptor::InterceptedService::new(w, RequireToken::new(cluster_token.clone())));
         query_tasks.push(spawn_server(
             "querier Flight server",
             tonic::transport::Server::builder()
                 .add_service(flight)
+                .add_optional_service(worker)
                 .serve_with_incoming_shutdown(incoming(listener), stopped(query_rx.clone())),
         ));
         query_tasks.push(tokio::spawn(run_registration(
@@ -617,6 +639,37 @@ const INDEX_WARM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a server (`serve`, which ends after its shutdown signal and its open
 /// requests) as a task, logging why it failed if it did.
+/// Keeps `peers` to the live queriers in the catalog, as `http://address`.
+async fn refresh_peers(
+    catalog: Arc<dyn Catalog>,
+    peers: Arc<signaldb_query::Peers>,
+    ttl: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        match catalog
+            .live_services(Capability::QueryExecution, crate::now_ms(), ttl_ms)
+            .await
+        {
+            Ok(queriers) => peers.set(
+                queriers
+                    .iter()
+                    .filter_map(|q| url::Url::parse(&format!("http://{}", q.address)).ok())
+                    .collect(),
+            ),
+            Err(e) => tracing::warn!(error = %e, "listing the queriers for split scans failed; retried"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PEER_REFRESH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often a querier lists its peers.
+const PEER_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The runtime queries run on: `threads` workers, or one per core.
 fn query_runtime(threads: usize) -> Result<signaldb_query::CpuRuntime, StartError> {
     let threads = match threads {

@@ -141,6 +141,15 @@ impl Stored {
         }
     }
 
+    /// Another counting store over the same files, as a second querier
+    /// sees them.
+    pub(crate) fn counting_view(&self) -> CountingStore {
+        CountingStore {
+            inner: LocalFileSystem::new_with_prefix(self._dir.path()).unwrap(),
+            reads: Mutex::default(),
+        }
+    }
+
     /// Stores one file holding `traces` (SPANS_PER_TRACE spans each, span
     /// `i` with span id `[i+1; 8]`, trace `t` with `attr.str5` =
     /// `value-{t % 100}`, later traces starting later, every file after the

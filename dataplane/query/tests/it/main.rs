@@ -5,5 +5,6 @@
 
 mod byid;
 mod common;
+mod distributed;
 mod explain;
 mod search;
