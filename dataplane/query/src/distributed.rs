@@ -125,6 +125,7 @@ impl Cluster {
         self_url: Url,
         peers: Arc<Peers>,
         files_per_task: usize,
+        on_task: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Self, DataFusionError> {
         let authorization = authorization
             .map(http::HeaderValue::from_str)
@@ -137,6 +138,8 @@ impl Cluster {
         let worker = Worker::from_session_builder({
             let (runtime, channels) = (Arc::clone(&runtime), channels.clone());
             move |ctx: WorkerQueryContext| {
+                // Once per task this worker runs.
+                on_task();
                 let (runtime, channels) = (Arc::clone(&runtime), channels.clone());
                 async move {
                     let mut builder = ctx

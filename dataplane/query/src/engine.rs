@@ -175,7 +175,8 @@ impl QueryEngine {
     /// Splits the file scans of searches that read every file in range
     /// across `peers` (this querier included, reachable at `self_url`),
     /// `files_per_task` files a task, calls carrying the `authorization`
-    /// header value (`Bearer <cluster token>`). Serve
+    /// header value (`Bearer <cluster token>`); `on_task` is called for each
+    /// share this querier's worker runs. Serve
     /// [`QueryEngine::worker_service`] so the peers can do the same.
     /// Call it last when building the engine: the workers read through the
     /// store and memory pool as configured so far.
@@ -185,6 +186,7 @@ impl QueryEngine {
         authorization: Option<&str>,
         self_url: Url,
         files_per_task: usize,
+        on_task: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Self, QueryError> {
         let url = Url::parse(STORE_URL).map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let runtime = Arc::new(RuntimeEnv {
@@ -193,7 +195,14 @@ impl QueryEngine {
             cache_manager: Arc::clone(&self.runtime.cache_manager),
             object_store_registry: Arc::new(OnlyOurStore::new(url, Arc::clone(&self.store))),
         });
-        self.cluster = Some(Cluster::new(runtime, authorization, self_url, peers, files_per_task)?);
+        self.cluster = Some(Cluster::new(
+            runtime,
+            authorization,
+            self_url,
+            peers,
+            files_per_task,
+            on_task,
+        )?);
         Ok(self)
     }
 

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub writer_flushed_rows: Counter,
     pub writer_flushed_bytes: Counter,
     pub writer_flush_seconds: Histogram,
+    /// Shares of split scans this querier's worker ran for a peer (or for
+    /// itself as coordinator).
+    pub querier_scan_tasks: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +83,7 @@ impl Metrics {
             writer_buffer_bytes: Gauge::default(),
             writer_flushes: Counter::default(),
             writer_flush_failures: Counter::default(),
+            querier_scan_tasks: Counter::default(),
             writer_flushed_rows: Counter::default(),
             writer_flushed_bytes: Counter::default(),
             writer_flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -165,6 +169,11 @@ impl Metrics {
             "writer_flush_failures",
             "Parquet flushes that failed (retried)",
             m.writer_flush_failures.clone(),
+        );
+        r.register(
+            "querier_scan_tasks",
+            "Shares of split search scans this querier's worker ran",
+            m.querier_scan_tasks.clone(),
         );
         r.register(
             "writer_flushed_rows",

@@ -467,6 +467,12 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
                 cluster_token.as_ref().map(ClusterToken::bearer).as_deref(),
                 self_url,
                 config.querier.files_per_task,
+                {
+                    let tasks = metrics.querier_scan_tasks.clone();
+                    Arc::new(move || {
+                        tasks.inc();
+                    })
+                },
             )
             .map_err(|e| StartError::Query(e.to_string()))?;
         query_tasks.push(tokio::spawn(refresh_peers(

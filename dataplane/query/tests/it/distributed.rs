@@ -31,7 +31,13 @@ async fn querier(stored: &Stored, peers: &Arc<Peers>, files_per_task: usize) -> 
         Arc::new(NoBuffers),
     )
     .unwrap()
-    .with_cluster(Arc::clone(peers), Some(TOKEN), url.clone(), files_per_task)
+    .with_cluster(
+        Arc::clone(peers),
+        Some(TOKEN),
+        url.clone(),
+        files_per_task,
+        Arc::new(|| {}),
+    )
     .unwrap();
     let worker = engine.worker_service().unwrap();
     // Calls without the cluster token are refused, as on the querier's port.
@@ -150,7 +156,7 @@ async fn a_worker_refuses_calls_without_the_token() {
         Arc::new(NoBuffers),
     )
     .unwrap()
-    .with_cluster(Arc::clone(&peers), None, own_url.clone(), 1)
+    .with_cluster(Arc::clone(&peers), None, own_url.clone(), 1, Arc::new(|| {}))
     .unwrap();
     peers.set(vec![own_url, remote_url]);
     let params = SearchParams {

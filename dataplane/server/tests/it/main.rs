@@ -20,6 +20,7 @@ mod multiprocess;
 mod otel_sdk;
 mod overload;
 mod query;
+mod scale_out;
 mod search;
 mod unreachable;
 mod wal_damage;
