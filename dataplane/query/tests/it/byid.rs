@@ -1,8 +1,6 @@
 //! Trace by id over many stored files: what it returns and what it reads.
 
-use std::sync::Arc;
-
-use signaldb_query::{NoBuffers, QueryEngine};
+use signaldb_query::QueryEngine;
 use signaldb_schema::columns;
 
 use crate::common::{SPANS_PER_TRACE, Stored, random_ids};
@@ -11,12 +9,7 @@ const FILES: usize = 100;
 const TRACES_PER_FILE: usize = 2_000;
 
 fn engine(stored: &Stored) -> QueryEngine {
-    QueryEngine::new(
-        Arc::clone(&stored.catalog) as _,
-        Arc::clone(&stored.store) as _,
-        Arc::new(NoBuffers),
-    )
-    .unwrap()
+    stored.engine()
 }
 
 async fn span_ids_of(engine: &QueryEngine, stored: &Stored, id: [u8; 16]) -> Option<Vec<Vec<u8>>> {

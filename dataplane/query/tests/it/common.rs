@@ -141,6 +141,16 @@ impl Stored {
         }
     }
 
+    /// An engine over the stored files, with nothing buffered.
+    pub(crate) fn engine(&self) -> signaldb_query::QueryEngine {
+        signaldb_query::QueryEngine::new(
+            Arc::clone(&self.catalog) as _,
+            Arc::clone(&self.store) as _,
+            Arc::new(signaldb_query::NoBuffers),
+        )
+        .unwrap()
+    }
+
     /// Another counting store over the same files, as a second querier
     /// sees them.
     pub(crate) fn counting_view(&self) -> CountingStore {

@@ -83,12 +83,7 @@ async fn four_queriers_answer_as_one() {
     for f in 0..FILES {
         stored.add_file(&random_ids(200 + f, TRACES_PER_FILE)).await;
     }
-    let alone = QueryEngine::new(
-        Arc::clone(&stored.catalog) as _,
-        Arc::clone(&stored.store) as _,
-        Arc::new(NoBuffers),
-    )
-    .unwrap();
+    let alone = stored.engine();
     let peers = Arc::new(Peers::default());
     let mut queriers = Vec::new();
     let mut urls = Vec::new();

@@ -2,9 +2,7 @@
 //! reader rule out for a trace by id and for each kind of TraceQL
 //! condition, on files written by the writer's encoder.
 
-use std::sync::Arc;
-
-use signaldb_query::{NoBuffers, QueryEngine};
+use signaldb_query::QueryEngine;
 
 use crate::common::{Stored, random_ids};
 
@@ -13,12 +11,7 @@ const TRACES_PER_FILE: usize = 2_000;
 const T0: i64 = 1_767_225_600_000_000_000;
 
 fn engine(stored: &Stored) -> QueryEngine {
-    QueryEngine::new(
-        Arc::clone(&stored.catalog) as _,
-        Arc::clone(&stored.store) as _,
-        Arc::new(NoBuffers),
-    )
-    .unwrap()
+    stored.engine()
 }
 
 /// Ten files of random ids: every file's id range spans nearly the whole
