@@ -55,6 +55,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub tenancy: TenancyConfig,
     pub cluster: ClusterConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -73,6 +74,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             tenancy: TenancyConfig::default(),
             cluster: ClusterConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -390,6 +392,45 @@ impl Default for TenancyConfig {
         Self {
             multi_tenant: false,
             default_tenant: TenantId::default_tenant(),
+        }
+    }
+}
+
+/// Per-tenant limits: `defaults` for every tenant, and `overrides` by
+/// tenant id (as Tempo's overrides). An override is a whole set of limits:
+/// a field it leaves out takes the built-in default, not `defaults`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub defaults: TenantLimits,
+    pub overrides: std::collections::BTreeMap<TenantId, TenantLimits>,
+}
+
+impl LimitsConfig {
+    /// The limits of `tenant`.
+    pub fn of(&self, tenant: &TenantId) -> &TenantLimits {
+        self.overrides.get(tenant).unwrap_or(&self.defaults)
+    }
+}
+
+/// What one tenant may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantLimits {
+    /// OTLP bytes per second the tenant may send (protobuf size of each
+    /// request after validation); past it, 429 / RESOURCE_EXHAUSTED with
+    /// when to retry. 0: no limit.
+    pub ingestion_rate: ByteSize,
+    /// Bytes the tenant may send at once above its rate (the token bucket's
+    /// size); a single request larger than this is refused with 413.
+    pub ingestion_burst: ByteSize,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            ingestion_rate: ByteSize::mib(64),
+            ingestion_burst: ByteSize::mib(128),
         }
     }
 }

@@ -11,8 +11,8 @@ mod vocab;
 
 pub use config::{
     AcceptorConfig, AdminConfig, CatalogConfig, ClusterConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
-    KubernetesDiscovery, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig, WalConfig, WriterConfig,
-    env_overrides,
+    KubernetesDiscovery, LimitsConfig, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig,
+    TenantLimits, WalConfig, WriterConfig, env_overrides,
 };
 pub use size::{ByteSize, ParseByteSizeError};
 pub use vocab::{Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError, ports};

@@ -393,6 +393,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             wal.clone(),
             config.acceptor.clone(),
             config.tenancy.clone(),
+            config.limits.clone(),
             metrics.clone(),
             tx,
         );

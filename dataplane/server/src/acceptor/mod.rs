@@ -5,6 +5,7 @@ pub mod admission;
 mod delivery;
 pub mod grpc;
 pub mod http;
+pub mod rate;
 pub mod validate;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ struct Inner {
     metrics: Metrics,
     to_delivery: mpsc::UnboundedSender<Pending>,
     in_flight: admission::InFlight,
+    rates: rate::Rates,
 }
 
 impl Acceptor {
@@ -77,6 +79,7 @@ impl Acceptor {
         wal: Wal,
         config: AcceptorConfig,
         tenancy: TenancyConfig,
+        limits: signaldb_config::LimitsConfig,
         metrics: Metrics,
         to_delivery: mpsc::UnboundedSender<Pending>,
     ) -> Self {
@@ -84,6 +87,7 @@ impl Acceptor {
             inner: Arc::new(Inner {
                 wal,
                 in_flight: admission::InFlight::new(config.max_in_flight.as_u64()),
+                rates: rate::Rates::new(limits),
                 tenancy,
                 metrics,
                 to_delivery,
@@ -139,6 +143,24 @@ impl Acceptor {
         }
         let encoded = Bytes::from(request.encode_to_vec());
         drop(request);
+        // The tenant's rate, before anything is logged.
+        match i.rates.take(&tenant, encoded.len()) {
+            Ok(()) => {}
+            Err(rate::RateRefusal::Later { retry_after, rate }) => {
+                return Err(IngestError::Overloaded {
+                    detail: format!(
+                        "tenant {tenant} is sending faster than its ingestion rate (limits ingestion_rate: {rate} bytes/s); retry later"
+                    ),
+                    retry_after,
+                });
+            }
+            Err(rate::RateRefusal::TooLarge { burst }) => {
+                return Err(IngestError::TooLarge(format!(
+                    "request of {} bytes is larger than tenant {tenant}'s ingestion burst (limits ingestion_burst: {burst} bytes)",
+                    encoded.len()
+                )));
+            }
+        }
         let record = AcceptorWalRecord {
             tenant: tenant.as_str().to_owned(),
             signal: SIGNAL_TRACES,

@@ -319,3 +319,103 @@ async fn every_query_kind_ends_at_the_time_limit() {
     }
     running.shutdown().await;
 }
+
+/// A tenant sending past its ingestion rate gets 429 with when to retry
+/// (HTTP) and RESOURCE_EXHAUSTED (gRPC), while another tenant sending the
+/// same requests meanwhile gets every one of them stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_rate_is_refused_while_another_keeps_its_own() {
+    use signaldb_config::{ByteSize, TenantId, TenantLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.tenancy.multi_tenant = true;
+    config.limits.defaults = TenantLimits {
+        ingestion_rate: ByteSize(64 * 1024),
+        ingestion_burst: ByteSize(64 * 1024),
+    };
+    config.limits.overrides.insert(
+        TenantId::new("big").unwrap(),
+        TenantLimits {
+            ingestion_rate: ByteSize::mib(64),
+            ingestion_burst: ByteSize::mib(64),
+        },
+    );
+    let running = start_all(config).await;
+    let base = format!("http://{}", running.endpoints.otlp_http.unwrap());
+    let http = reqwest::Client::new();
+    let post = |tenant: &'static str, seed: u64| {
+        let body = request(seed, 10, 10).encode_to_vec();
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let resp = http
+                .post(format!("{base}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .header("x-scope-orgid", tenant)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = resp.status().as_u16();
+            let message = signaldb::proto::RpcStatus::decode(resp.bytes().await.unwrap())
+                .map(|s| s.message)
+                .unwrap_or_default();
+            (status, retry_after, message)
+        }
+    };
+    let (mut small_ok, mut small_refused, mut big_ok) = (0, 0, 0);
+    for seed in 0..20 {
+        let (status, retry_after, message) = post("small", 9_000 + seed).await;
+        match status {
+            200 => small_ok += 1,
+            429 => {
+                small_refused += 1;
+                assert!(retry_after.is_some(), "429 says when to retry");
+                assert!(message.contains("tenant small"), "{message}");
+                assert!(message.contains("ingestion_rate"), "{message}");
+            }
+            other => panic!("small: {other} {message}"),
+        }
+        let (status, _, message) = post("big", 19_000 + seed).await;
+        assert_eq!(status, 200, "the other tenant keeps its rate: {message}");
+        big_ok += 1;
+    }
+    assert!(small_ok >= 1, "the burst is taken");
+    assert!(small_refused >= 10, "past the burst most are refused: {small_ok} taken");
+    assert_eq!(big_ok, 20);
+
+    // gRPC: RESOURCE_EXHAUSTED, with RetryInfo for OTLP exporters.
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(request(9_999, 10, 10));
+    req.metadata_mut().insert("x-scope-orgid", "small".parse().unwrap());
+    let err = grpc.export(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(!err.details().is_empty(), "RetryInfo travels in the status details");
+
+    // A single request larger than the burst can never fit: 413.
+    let huge = request(7, 50, 10).encode_to_vec();
+    assert!(huge.len() > 64 * 1024);
+    let (status, message) = {
+        let resp = http
+            .post(format!("{base}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .header("x-scope-orgid", "other")
+            .body(huge)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let message = signaldb::proto::RpcStatus::decode(resp.bytes().await.unwrap())
+            .map(|s| s.message)
+            .unwrap_or_default();
+        (status, message)
+    };
+    assert_eq!(status, 413, "{message}");
+    assert!(message.contains("ingestion_burst"), "{message}");
+    running.shutdown().await;
+}
