@@ -98,6 +98,11 @@ pub struct AcceptorConfig {
     /// bounded however many clients send. Decoded requests take a few times
     /// their wire size on top of this.
     pub max_in_flight: ByteSize,
+    /// Longest a request body may go without sending a byte; past it the
+    /// request is dropped (408 / DEADLINE_EXCEEDED) and its bytes leave the
+    /// in-flight budget, so stalled clients cannot hold it.
+    #[serde(with = "humantime_serde_compat")]
+    pub body_timeout: Duration,
     /// How many writers receive each trace.
     pub replication_factor: u8,
     /// Longest wait between delivery attempts to an unreachable writer.
@@ -123,6 +128,7 @@ impl Default for AcceptorConfig {
             max_request_size: ByteSize::mib(16),
             max_pending: ByteSize::mib(256),
             max_in_flight: ByteSize::mib(256),
+            body_timeout: Duration::from_secs(15),
             replication_factor: 1,
             max_retry_backoff: Duration::from_secs(5),
             max_attribute_value_size: ByteSize(64 * 1024),

@@ -30,6 +30,8 @@ pub enum Refusal {
     TooLarge { max: usize },
     /// The body could not be read (the client went away, or sent garbage).
     Body(String),
+    /// No byte of the body came for this long (408 / DEADLINE_EXCEEDED).
+    Stalled { after: Duration },
 }
 
 impl Refusal {
@@ -42,6 +44,10 @@ impl Refusal {
                 format!("request body larger than acceptor.max_request_size ({max} bytes)")
             }
             Refusal::Body(e) => format!("cannot read the request body: {e}"),
+            Refusal::Stalled { after } => format!(
+                "the request body sent nothing for {} s (acceptor.body_timeout); dropped",
+                after.as_secs_f64()
+            ),
         }
     }
 
@@ -58,6 +64,7 @@ impl Refusal {
             }
             Refusal::TooLarge { .. } => tonic::Status::resource_exhausted(self.message()),
             Refusal::Body(_) => tonic::Status::invalid_argument(self.message()),
+            Refusal::Stalled { .. } => tonic::Status::deadline_exceeded(self.message()),
         }
     }
 }
@@ -73,16 +80,19 @@ pub struct Admitted {
 pub struct InFlight {
     budget: Arc<Semaphore>,
     limit: u64,
+    /// Longest wait for the next piece of a body.
+    stall: Duration,
 }
 
 impl InFlight {
-    pub fn new(limit_bytes: u64) -> Self {
+    pub fn new(limit_bytes: u64, stall: Duration) -> Self {
         let permits = usize::try_from(limit_bytes)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         Self {
             budget: Arc::new(Semaphore::new(permits)),
             limit: limit_bytes,
+            stall,
         }
     }
 
@@ -102,7 +112,13 @@ impl InFlight {
         let mut body = std::pin::pin!(body);
         let mut buf = BytesMut::new();
         let mut permit: Option<OwnedSemaphorePermit> = None;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let Some(frame) = tokio::time::timeout(self.stall, body.frame())
+                .await
+                .map_err(|_| Refusal::Stalled { after: self.stall })?
+            else {
+                break;
+            };
             let frame = frame.map_err(|e| Refusal::Body(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -188,6 +204,7 @@ where
                 Err(refusal) => {
                     let outcome = match refusal {
                         Refusal::Body(_) => "invalid",
+                        Refusal::Stalled { .. } => "stalled",
                         _ => "overloaded",
                     };
                     layer
@@ -218,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_within_the_budget_are_collected_and_held_until_dropped() {
-        let gate = InFlight::new(10);
+        let gate = InFlight::new(10, Duration::from_secs(5));
         let (bytes, held) = gate.collect(chunks(&[b"abc", b"defg"]), 100).await.unwrap();
         assert_eq!(&bytes[..], b"abcdefg");
         assert_eq!(gate.in_use(), 7);
@@ -232,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_midway_releases_the_first_chunks() {
-        let gate = InFlight::new(5);
+        let gate = InFlight::new(5, Duration::from_secs(5));
         let refused = gate.collect(chunks(&[b"abc", b"def"]), 100).await.unwrap_err();
         assert!(matches!(refused, Refusal::Busy { .. }));
         assert_eq!(gate.in_use(), 0);
@@ -240,10 +257,35 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_bodies_are_refused_before_budget_is_taken() {
-        let gate = InFlight::new(1000);
+        let gate = InFlight::new(1000, Duration::from_secs(5));
         let refused = gate.collect(chunks(&[b"abc", b"def"]), 5).await.unwrap_err();
         assert_eq!(refused, Refusal::TooLarge { max: 5 });
         assert!(refused.message().contains("max_request_size (5 bytes)"));
+        assert_eq!(gate.in_use(), 0);
+    }
+
+    /// A body that stops sending is dropped after the stall timeout, and
+    /// what it had taken goes back to the budget.
+    #[tokio::test]
+    async fn a_stalled_body_is_dropped_and_gives_its_bytes_back() {
+        let gate = InFlight::new(100, Duration::from_millis(50));
+        let first: futures::stream::Iter<std::vec::IntoIter<Result<Bytes, Infallible>>> =
+            futures::stream::iter(vec![Ok(Bytes::from_static(b"abcdef"))]);
+        let stalled = futures::StreamExt::chain(first, futures::stream::pending());
+        let body = axum::body::Body::from_stream(stalled);
+        let refused = gate.collect(body, 1000).await.unwrap_err();
+        assert_eq!(
+            refused,
+            Refusal::Stalled {
+                after: Duration::from_millis(50)
+            }
+        );
+        assert!(
+            refused.message().contains("acceptor.body_timeout"),
+            "{}",
+            refused.message()
+        );
+        assert_eq!(refused.to_status().code(), tonic::Code::DeadlineExceeded);
         assert_eq!(gate.in_use(), 0);
     }
 

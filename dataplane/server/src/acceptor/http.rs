@@ -55,6 +55,7 @@ async fn traces(State(acceptor): State<Acceptor>, request: axum::extract::Reques
     let outcome = match &result {
         Ok(()) => "ok",
         Err(HttpError::Ingest(e)) => e.outcome(),
+        Err(HttpError::Stalled(_)) => "stalled",
         Err(_) => "invalid",
     };
     acceptor
@@ -75,6 +76,7 @@ enum HttpError {
     Ingest(IngestError),
     UnsupportedMediaType(String),
     TooLarge(String),
+    Stalled(String),
 }
 
 impl HttpError {
@@ -94,6 +96,7 @@ impl HttpError {
             ),
             HttpError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, m, None),
             HttpError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, 11, m, None),
+            HttpError::Stalled(m) => (StatusCode::REQUEST_TIMEOUT, 4, m, None),
         };
         let body = RpcStatus {
             code: grpc_code,
@@ -184,6 +187,7 @@ impl From<Refusal> for HttpError {
                 retry_after,
             }),
             (Refusal::TooLarge { .. }, _) => HttpError::TooLarge(r.message()),
+            (Refusal::Stalled { .. }, _) => HttpError::Stalled(r.message()),
             _ => HttpError::Ingest(IngestError::Invalid(r.message())),
         }
     }

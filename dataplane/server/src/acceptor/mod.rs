@@ -86,7 +86,7 @@ impl Acceptor {
         Self {
             inner: Arc::new(Inner {
                 wal,
-                in_flight: admission::InFlight::new(config.max_in_flight.as_u64()),
+                in_flight: admission::InFlight::new(config.max_in_flight.as_u64(), config.body_timeout),
                 rates: rate::Rates::new(limits),
                 tenancy,
                 metrics,

@@ -100,3 +100,73 @@ async fn requests_past_the_in_flight_budget_get_429_then_succeed() {
     }
     running.shutdown().await;
 }
+
+/// A client that announces a body and stops sending holds the budget only
+/// until `acceptor.body_timeout`: then it gets 408 and everyone else is
+/// admitted again, without it going away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_dropped_and_the_budget_comes_back() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.acceptor.max_request_size = ByteSize(64 * 1024);
+    config.acceptor.max_in_flight = ByteSize(64 * 1024);
+    config.acceptor.body_timeout = Duration::from_millis(700);
+    let running = start_all(config).await;
+    let http_addr = running.endpoints.otlp_http.unwrap();
+    let base = format!("http://{http_addr}");
+    let http = reqwest::Client::new();
+    let body = request(1, 2, 3).encode_to_vec();
+
+    let mut slow = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {http_addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&vec![0u8; 63 * 1024]).await.unwrap();
+    slow.flush().await.unwrap();
+
+    let post = || async {
+        http.post(format!("{base}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Held: refused.
+    let started = Instant::now();
+    while post().await != 429 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stalled body never held the budget"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The stalled client gets 408 and its bytes go back, while it stays connected.
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("the stalled request is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let started = Instant::now();
+    while post().await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the budget was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stalled = metric(
+        &running.metrics.render(),
+        "signaldb_acceptor_requests_total{transport=\"http\",outcome=\"stalled\"}",
+    );
+    assert_eq!(stalled, Some(1.0));
+    drop(slow);
+    running.shutdown().await;
+}
