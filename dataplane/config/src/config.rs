@@ -430,6 +430,12 @@ pub struct TenantLimits {
     /// Bytes the tenant may send at once above its rate (the token bucket's
     /// size); a single request larger than this is refused with 413.
     pub ingestion_burst: ByteSize,
+    /// Queries of the tenant one querier runs at once; past it a query is
+    /// refused with 429 / RESOURCE_EXHAUSTED, so one tenant cannot take
+    /// every slot of `querier.max_concurrent_queries`. 0 (the default, for
+    /// the single-tenant case): no limit of its own; set it when tenants
+    /// share queriers.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for TenantLimits {
@@ -437,6 +443,7 @@ impl Default for TenantLimits {
         Self {
             ingestion_rate: ByteSize::mib(64),
             ingestion_burst: ByteSize::mib(128),
+            max_concurrent_queries: 0,
         }
     }
 }

@@ -515,6 +515,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
                 max_search_duration: config.querier.max_search_duration,
                 max_running: config.querier.max_concurrent_queries,
             },
+            config.limits.clone(),
         )
         .into_server();
         let flight =

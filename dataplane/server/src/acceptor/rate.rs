@@ -95,6 +95,7 @@ mod tests {
             defaults: TenantLimits {
                 ingestion_rate: ByteSize(1000),
                 ingestion_burst: ByteSize(2000),
+                ..TenantLimits::default()
             },
             ..LimitsConfig::default()
         };
@@ -103,6 +104,7 @@ mod tests {
             TenantLimits {
                 ingestion_rate: ByteSize(0),
                 ingestion_burst: ByteSize(0),
+                ..TenantLimits::default()
             },
         );
         Rates::new(limits)

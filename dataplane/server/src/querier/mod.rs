@@ -120,20 +120,71 @@ pub struct QuerierLimits {
     pub max_running: usize,
 }
 
+/// Each tenant's slots (`limits.*.max_concurrent_queries`).
+#[derive(Debug)]
+struct TenantSlots {
+    limits: signaldb_config::LimitsConfig,
+    slots: std::sync::Mutex<std::collections::HashMap<TenantId, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+/// Tenants whose slots are kept before idle ones are forgotten.
+const MAX_TENANT_SLOTS: usize = 10_000;
+
+impl TenantSlots {
+    /// A slot of `tenant`'s, or RESOURCE_EXHAUSTED when all are taken;
+    /// `None` when the tenant has no limit of its own.
+    fn acquire(&self, tenant: &TenantId) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
+        let max = self.limits.of(tenant).max_concurrent_queries;
+        if max == 0 {
+            return Ok(None);
+        }
+        let semaphore = {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slots.len() >= MAX_TENANT_SLOTS && !slots.contains_key(tenant) {
+                slots.retain(|_, s| std::sync::Arc::strong_count(s) > 1);
+            }
+            std::sync::Arc::clone(
+                slots
+                    .entry(tenant.clone())
+                    .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max))),
+            )
+        };
+        semaphore.try_acquire_owned().map(Some).map_err(|_| {
+            Status::resource_exhausted(format!(
+                "tenant {tenant} is running {max} queries on this querier already \
+                 (limits max_concurrent_queries); retry shortly"
+            ))
+        })
+    }
+}
+
 /// Flight front end of the query engine.
 #[derive(Debug, Clone)]
 pub struct QuerierFlight {
     engine: QueryEngine,
     limits: QuerierLimits,
     running: std::sync::Arc<tokio::sync::Semaphore>,
+    tenants: std::sync::Arc<TenantSlots>,
 }
 
+/// The slots one query holds while it runs.
+type Slots = (
+    tokio::sync::OwnedSemaphorePermit,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
 impl QuerierFlight {
-    pub fn new(engine: QueryEngine, limits: QuerierLimits) -> Self {
+    /// `tenant_limits`: the per-tenant limits, of which queries use
+    /// `max_concurrent_queries`.
+    pub fn new(engine: QueryEngine, limits: QuerierLimits, tenant_limits: signaldb_config::LimitsConfig) -> Self {
         Self {
             engine,
             limits,
             running: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_running)),
+            tenants: std::sync::Arc::new(TenantSlots {
+                limits: tenant_limits,
+                slots: std::sync::Mutex::default(),
+            }),
         }
     }
 
@@ -180,14 +231,17 @@ impl QuerierFlight {
             .map_err(query_status)?
     }
 
-    /// A slot for one query, or RESOURCE_EXHAUSTED when all are taken.
-    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
-        std::sync::Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
+    /// A slot for one query of `tenant`, or RESOURCE_EXHAUSTED when the
+    /// querier's or the tenant's are all taken.
+    fn admit(&self, tenant_id: &str) -> Result<Slots, Status> {
+        let t = tenant(tenant_id)?;
+        let global = std::sync::Arc::clone(&self.running).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this querier is running {} queries already (querier.max_concurrent_queries); retry shortly",
                 self.limits.max_running
             ))
-        })
+        })?;
+        Ok((global, self.tenants.acquire(&t)?))
     }
 
     pub fn into_server(self) -> FlightServiceServer<Self> {
@@ -345,9 +399,9 @@ impl FlightService for QuerierFlight {
     type DoExchangeStream = BoxStream<FlightData>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let permit = self.admit()?;
         let ticket = QueryTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("undecodable query ticket: {e}")))?;
+        let permit = self.admit(&ticket.tenant)?;
         let t = tenant(&ticket.tenant)?;
         let schema = signaldb_schema::traces::schema();
         let stream: BoxStream<FlightData> = match ticket.kind {
@@ -400,24 +454,26 @@ impl FlightService for QuerierFlight {
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         let action = request.into_inner();
-        let _permit = self.admit()?;
         match action.r#type.as_str() {
             wire::SEARCH => {
-                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                let (this, body) = (self.clone(), decode_body::<wire::SearchRequest>(&action.body)?);
+                let _permit = self.admit(&body.tenant)?;
                 Ok(results(
                     self.bounded(self.on_query_runtime(async move { this.search(body).await }))
                         .await?,
                 ))
             }
             wire::TAG_NAMES => {
-                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                let (this, body) = (self.clone(), decode_body::<wire::TagNamesRequest>(&action.body)?);
+                let _permit = self.admit(&body.tenant)?;
                 Ok(results(vec![
                     self.bounded(self.on_query_runtime(async move { this.tag_names(body).await }))
                         .await?,
                 ]))
             }
             wire::TAG_VALUES => {
-                let (this, body) = (self.clone(), decode_body(&action.body)?);
+                let (this, body) = (self.clone(), decode_body::<wire::TagValuesRequest>(&action.body)?);
+                let _permit = self.admit(&body.tenant)?;
                 Ok(results(vec![
                     self.bounded(self.on_query_runtime(async move { this.tag_values(body).await }))
                         .await?,

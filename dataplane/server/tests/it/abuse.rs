@@ -332,12 +332,14 @@ async fn a_tenant_over_its_rate_is_refused_while_another_keeps_its_own() {
     config.limits.defaults = TenantLimits {
         ingestion_rate: ByteSize(64 * 1024),
         ingestion_burst: ByteSize(64 * 1024),
+        ..TenantLimits::default()
     };
     config.limits.overrides.insert(
         TenantId::new("big").unwrap(),
         TenantLimits {
             ingestion_rate: ByteSize::mib(64),
             ingestion_burst: ByteSize::mib(64),
+            ..TenantLimits::default()
         },
     );
     let running = start_all(config).await;
@@ -417,5 +419,50 @@ async fn a_tenant_over_its_rate_is_refused_while_another_keeps_its_own() {
     };
     assert_eq!(status, 413, "{message}");
     assert!(message.contains("ingestion_burst"), "{message}");
+    running.shutdown().await;
+}
+
+/// A tenant gets at most `limits.*.max_concurrent_queries` slots of a
+/// querier: its next query is refused while another tenant is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_take_every_query_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.tenancy.multi_tenant = true;
+    config.querier.max_concurrent_queries = 4;
+    config.querier.query_timeout = Duration::from_secs(3);
+    config.limits.defaults.max_concurrent_queries = 1;
+    let running = start_all(config).await;
+    let e = running.endpoints.clone();
+    let api = format!("http://{}", e.router_http.unwrap());
+    let sql = e.router_flight_sql.unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    let long = tokio::spawn(async move {
+        let mut client = flight_sql(&sql).await;
+        client.set_header("x-scope-orgid", "greedy");
+        let info = client
+            .execute("SELECT count(*) FROM range(100000000000)".into(), None)
+            .await?;
+        let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+        client.do_get(ticket).await?.try_collect::<Vec<_>>().await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let search = |tenant: &'static str| {
+        http.get(format!("{api}/api/search?q=%7B%7D"))
+            .header("x-scope-orgid", tenant)
+            .send()
+    };
+    let resp = search("greedy").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("tenant greedy"), "{text}");
+    assert!(text.contains("max_concurrent_queries"), "{text}");
+    let resp = search("modest").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "another tenant is served meanwhile");
+
+    assert!(long.await.unwrap().is_err(), "the long query ends at its deadline");
+    let resp = search("greedy").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "served again once its slot is free");
     running.shutdown().await;
 }
