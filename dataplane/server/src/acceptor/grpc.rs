@@ -85,7 +85,11 @@ impl TraceService for OtlpGrpc {
             })
             .inc();
         result
-            .map(|_| Response::new(ExportTraceServiceResponse { partial_success: None }))
+            .map(|accepted| {
+                Response::new(ExportTraceServiceResponse {
+                    partial_success: accepted.partial_success(),
+                })
+            })
             .map_err(to_status)
     }
 }

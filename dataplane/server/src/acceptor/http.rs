@@ -53,7 +53,7 @@ async fn traces(State(acceptor): State<Acceptor>, request: axum::extract::Reques
     let (parts, body) = request.into_parts();
     let (encoding, result) = handle(&acceptor, &parts.headers, body).await;
     let outcome = match &result {
-        Ok(()) => "ok",
+        Ok(_) => "ok",
         Err(HttpError::Ingest(e)) => e.outcome(),
         Err(HttpError::Stalled(_)) => "stalled",
         Err(_) => "invalid",
@@ -67,7 +67,7 @@ async fn traces(State(acceptor): State<Acceptor>, request: axum::extract::Reques
         })
         .inc();
     match result {
-        Ok(()) => success(encoding),
+        Ok(accepted) => success(encoding, accepted.partial_success()),
         Err(e) => e.into_response(encoding),
     }
 }
@@ -129,24 +129,36 @@ fn encode(encoding: Encoding, status: StatusCode, body: &RpcStatus) -> Response 
     }
 }
 
-fn success(encoding: Encoding) -> Response {
+fn success(
+    encoding: Encoding,
+    partial: Option<opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess>,
+) -> Response {
     match encoding {
         Encoding::Protobuf => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/x-protobuf")],
-            ExportTraceServiceResponse { partial_success: None }.encode_to_vec(),
+            ExportTraceServiceResponse {
+                partial_success: partial,
+            }
+            .encode_to_vec(),
         )
             .into_response(),
-        Encoding::Json => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"partialSuccess":{}}"#,
-        )
-            .into_response(),
+        Encoding::Json => {
+            let body = match partial {
+                Some(p) => serde_json::json!({ "partialSuccess": { "errorMessage": p.error_message } }).to_string(),
+                None => r#"{"partialSuccess":{}}"#.to_owned(),
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
     }
 }
 
-async fn handle(acceptor: &Acceptor, headers: &HeaderMap, body: axum::body::Body) -> (Encoding, Result<(), HttpError>) {
+/// The request's answer encoding, and what was accepted.
+async fn handle(
+    acceptor: &Acceptor,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> (Encoding, Result<crate::acceptor::Accepted, HttpError>) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -198,7 +210,7 @@ async fn decode_and_export(
     headers: &HeaderMap,
     body: Bytes,
     encoding: Encoding,
-) -> Result<(), HttpError> {
+) -> Result<crate::acceptor::Accepted, HttpError> {
     let tenant = acceptor
         .tenant(headers.get("x-scope-orgid").map(|v| v.to_str().unwrap_or("\u{fffd}")))
         .map_err(HttpError::Ingest)?;
@@ -229,11 +241,7 @@ async fn decode_and_export(
         Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
             .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
     };
-    acceptor
-        .export_traces(tenant, request)
-        .await
-        .map(|_| ())
-        .map_err(HttpError::Ingest)
+    acceptor.export_traces(tenant, request).await.map_err(HttpError::Ingest)
 }
 
 /// Decompresses at most `max` bytes: a body that expands further (a

@@ -126,7 +126,7 @@ impl Acceptor {
         &self,
         tenant: TenantId,
         mut request: ExportTraceServiceRequest,
-    ) -> Result<usize, IngestError> {
+    ) -> Result<Accepted, IngestError> {
         let i = &self.inner;
         let limits = validate::Limits {
             max_value: i.config.max_attribute_value_size.as_usize(),
@@ -138,8 +138,13 @@ impl Acceptor {
             validate::Refused::TooLarge(m) => IngestError::TooLarge(m),
         })?;
         i.metrics.attributes_truncated.inc_by(summary.truncated_values);
+        let accepted = Accepted {
+            spans: summary.spans,
+            truncated_values: summary.truncated_values,
+            max_value: i.config.max_attribute_value_size.as_u64(),
+        };
         if summary.spans == 0 {
-            return Ok(0);
+            return Ok(accepted);
         }
         let encoded = Bytes::from(request.encode_to_vec());
         drop(request);
@@ -189,7 +194,34 @@ impl Acceptor {
             // delivered after the restart.
             warn!(seq, "delivery stopped; entry stays in the WAL for the next start");
         }
-        Ok(summary.spans)
+        Ok(accepted)
+    }
+}
+
+/// What an acknowledged request held, and what was changed in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub spans: usize,
+    /// Attribute values cut to `max_value` bytes.
+    pub truncated_values: u64,
+    pub max_value: u64,
+}
+
+impl Accepted {
+    /// OTLP's `partial_success`: none was rejected, and the message says
+    /// what was truncated (OTLP's form of a warning), when anything was.
+    pub fn partial_success(
+        &self,
+    ) -> Option<opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess> {
+        (self.truncated_values > 0).then(|| {
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                rejected_spans: 0,
+                error_message: format!(
+                    "{} attribute values longer than acceptor.max_attribute_value_size ({} bytes) were truncated",
+                    self.truncated_values, self.max_value
+                ),
+            }
+        })
     }
 }
 

@@ -225,3 +225,53 @@ async fn bad_input_is_refused_clearly_and_valid_input_survives() {
     );
     running.shutdown().await;
 }
+
+/// A request whose attribute values are too long is stored with them cut
+/// to `acceptor.max_attribute_value_size`, and the answer says so in
+/// OTLP's `partial_success` (no span rejected, a message), over HTTP and
+/// gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_values_are_reported_in_partial_success() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.acceptor.max_attribute_value_size = signaldb_config::ByteSize(64);
+    let running = start_all(config).await;
+    let long = |mut req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest| {
+        req.resource_spans[0].scope_spans[0].spans[0].attributes.push(KeyValue {
+            key: "long".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(100))),
+            }),
+            ..Default::default()
+        });
+        req
+    };
+    let base = format!("http://{}", running.endpoints.otlp_http.unwrap());
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&long(request(61, 1, 2))).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("1 attribute values longer than acceptor.max_attribute_value_size (64 bytes) were truncated"),
+        "{message}"
+    );
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    let answer = grpc.export(long(request(62, 1, 2))).await.unwrap().into_inner();
+    let partial = answer.partial_success.expect("partial_success");
+    assert_eq!(partial.rejected_spans, 0);
+    assert!(partial.error_message.contains("truncated"), "{}", partial.error_message);
+    // Nothing to report: no partial_success.
+    let answer = grpc.export(request(63, 1, 2)).await.unwrap().into_inner();
+    assert_eq!(answer.partial_success, None);
+    running.shutdown().await;
+}
