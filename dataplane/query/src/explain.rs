@@ -16,8 +16,9 @@ use signaldb_catalog::FileRecord;
 use signaldb_config::TenantId;
 
 use crate::byid::{FileLookup, IndexPruning};
+use crate::candidates::candidate_frame;
 use crate::counting::ReadStats;
-use crate::engine::{QueryEngine, QueryError, candidate_frame};
+use crate::engine::{QueryEngine, QueryError};
 
 /// The DataSourceExec metrics EXPLAIN reports, in this order: the counts
 /// of what pruning and the pushed-down filter ruled out, no timings.

@@ -9,6 +9,7 @@
 
 mod bounds;
 mod byid;
+mod candidates;
 mod counting;
 mod cpu;
 mod distributed;
@@ -20,13 +21,13 @@ mod search;
 
 pub use bounds::{QueryTimedOut, is_timeout};
 pub use byid::DEFAULT_INDEX_CACHE_BYTES;
+pub use candidates::Collect;
 pub use counting::ReadStats;
 pub use cpu::CpuRuntime;
 pub use datafusion::error::DataFusionError;
 pub use distributed::{Peers, WorkerServer};
 pub use engine::{
-    BufferFilter, BufferSource, Collect, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot,
-    dedup_spans,
+    BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot, dedup_spans,
 };
 pub use search::{
     MAX_CANDIDATE_TRACES, SearchParams, SearchTrace, SpanHit, TagScope, condition_columns, intrinsic_values, search,
