@@ -338,9 +338,7 @@ impl FileIndexes {
     /// the cache has room; a file that cannot be read is skipped (a lookup
     /// that needs it reports the error).
     pub(crate) async fn warm(&self, store: &Arc<dyn ObjectStore>, files: &[FileRecord]) {
-        let mut files: Vec<&FileRecord> = files.iter().collect();
-        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
-        for file in files {
+        for file in crate::listing::newest_first(files) {
             if self.bytes() >= self.limit {
                 return;
             }

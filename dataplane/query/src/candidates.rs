@@ -5,7 +5,6 @@
 
 use arrow_array::{Array, RecordBatch};
 use datafusion::dataframe::DataFrame;
-use signaldb_catalog::FileRecord;
 use signaldb_schema::columns;
 
 use crate::counting::ReadStats;
@@ -51,9 +50,7 @@ impl QueryEngine {
             self.scan_candidates(df, range, condition, collect, &mut found).await?;
             return Ok(found.into_newest_first());
         }
-        let mut files: Vec<&FileRecord> = snap.files.iter().collect();
-        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_ns));
-        for file in files {
+        for file in crate::listing::newest_first(&snap.files) {
             // Once the newest `n` are known and a file (and so every older
             // one) holds nothing newer than the oldest of them, reading on
             // cannot change the answer.

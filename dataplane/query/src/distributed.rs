@@ -147,7 +147,7 @@ impl Cluster {
                         .with_runtime_env(runtime)
                         .with_distributed_channel_resolver(channels);
                     if let Some(config) = builder.config().as_mut() {
-                        scan_options(config);
+                        crate::engine::scan_options(config);
                     }
                     Ok(builder.build())
                 }
@@ -229,17 +229,4 @@ impl<T> WorkerServer for T where
         + Sync
         + 'static
 {
-}
-
-/// How every session of the engine reads Parquet, here and on the workers.
-pub(crate) fn scan_options(config: &mut SessionConfig) {
-    let options = config.options_mut();
-    // Keep Utf8/Binary as written (the span schema), not view types.
-    options.execution.parquet.schema_force_view_types = false;
-    options.execution.parquet.pushdown_filters = true;
-    options.execution.parquet.bloom_filter_on_read = true;
-    // Table-level statistics are recomputed from every file's footer on
-    // every query; pruning uses the row-group statistics and bloom filters,
-    // which need none of it.
-    options.execution.collect_statistics = false;
 }

@@ -329,7 +329,7 @@ impl QueryEngine {
 
     pub(crate) fn session_config() -> SessionConfig {
         let mut config = SessionConfig::new().with_target_partitions(2);
-        crate::distributed::scan_options(&mut config);
+        scan_options(&mut config);
         config
     }
 
@@ -537,6 +537,19 @@ impl QueryEngine {
     pub fn spans_schema(&self) -> arrow_schema::SchemaRef {
         signaldb_schema::traces::schema()
     }
+}
+
+/// How every session of the engine reads Parquet, here and on the workers.
+pub(crate) fn scan_options(config: &mut SessionConfig) {
+    let options = config.options_mut();
+    // Keep Utf8/Binary as written (the span schema), not view types.
+    options.execution.parquet.schema_force_view_types = false;
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.bloom_filter_on_read = true;
+    // Table-level statistics are recomputed from every file's footer on
+    // every query; pruning uses the row-group statistics and bloom filters,
+    // which need none of it.
+    options.execution.collect_statistics = false;
 }
 
 /// Spans overlapping `range` (nanoseconds), or all.

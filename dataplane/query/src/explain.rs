@@ -44,10 +44,10 @@ impl QueryEngine {
         range: Option<(i64, i64)>,
     ) -> Result<String, QueryError> {
         let stored = self.files(tenant, None).await?.len();
-        let files = newest_first(self.files(tenant, range).await?);
+        let files = newest_first(&self.files(tenant, range).await?);
         let lookups = self.indexes.explain(&self.store, &files, &trace_id).await?;
         let mut out = String::new();
-        let _ = writeln!(out, "trace by id {}", hex(&trace_id));
+        let _ = writeln!(out, "trace by id {}", hex::encode(trace_id));
         let _ = writeln!(out, "files: {stored} stored, {} overlap the time range", files.len());
         let outside = lookups
             .iter()
@@ -143,7 +143,7 @@ impl QueryEngine {
             }
         );
         let stored = self.files(tenant, None).await?.len();
-        let files = newest_first(self.files(tenant, range).await?);
+        let files = newest_first(&self.files(tenant, range).await?);
         let _ = writeln!(out, "files: {stored} stored, {} overlap the time range", files.len());
         let stats = ReadStats::default();
         let ctx = self.context(&stats)?;
@@ -163,9 +163,9 @@ impl QueryEngine {
     }
 }
 
-fn newest_first(mut files: Vec<FileRecord>) -> Vec<FileRecord> {
-    files.sort_by(|a, b| b.max_time_ns.cmp(&a.max_time_ns).then_with(|| a.path.cmp(&b.path)));
-    files
+/// The files newest first, owned (the index and the scan take slices).
+fn newest_first(files: &[FileRecord]) -> Vec<FileRecord> {
+    crate::listing::newest_first(files).into_iter().cloned().collect()
 }
 
 /// The [`SCAN_METRICS`] of the plan's scans, summed.
@@ -202,8 +202,4 @@ fn collect_scan_metrics(plan: &dyn ExecutionPlan, values: &mut Vec<(&'static str
     for child in plan.children() {
         collect_scan_metrics(child.as_ref(), values);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -74,3 +74,11 @@ impl FileLists {
         self.lists.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// `files` by their latest span, newest first (then by path, so the order
+/// is the same every time): the order searches and index warming read them.
+pub(crate) fn newest_first(files: &[FileRecord]) -> Vec<&FileRecord> {
+    let mut files: Vec<&FileRecord> = files.iter().collect();
+    files.sort_by(|a, b| b.max_time_ns.cmp(&a.max_time_ns).then_with(|| a.path.cmp(&b.path)));
+    files
+}

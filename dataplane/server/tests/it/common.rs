@@ -28,6 +28,35 @@ pub(crate) fn test_config(dir: &Path) -> Config {
     c
 }
 
+/// Several servers of one cluster under `root`: one SQLite catalog, one
+/// local object store and one cluster token (made once), each node with a
+/// data directory and node id of its own, writers flushing only when told.
+pub(crate) struct SharedCluster {
+    root: std::path::PathBuf,
+    pub(crate) token: signaldb::auth::ClusterToken,
+}
+
+impl SharedCluster {
+    pub(crate) fn new(root: &Path) -> Self {
+        let token = signaldb::auth::ClusterToken::create_file(&root.join("cluster-token")).unwrap();
+        Self {
+            root: root.to_path_buf(),
+            token,
+        }
+    }
+
+    /// The configuration of node `name`.
+    pub(crate) fn node(&self, name: &str) -> Config {
+        let mut c = test_config(&self.root.join(name));
+        c.cluster.token_file = Some(self.root.join("cluster-token"));
+        c.node_id = Some(name.into());
+        c.catalog.url = Some(format!("sqlite://{}?mode=rwc", self.root.join("catalog.db").display()));
+        c.storage.url = Some(format!("file://{}", self.root.join("objects").display()));
+        c.writer.flush_max_age = Duration::from_secs(3600);
+        c
+    }
+}
+
 pub(crate) async fn start_all(config: Config) -> Running {
     start(config, Roles::ALL).await.expect("server starts")
 }

@@ -19,20 +19,10 @@ fn keys(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog_url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
-    let objects = format!("file://{}", dir.path().join("objects").display());
     // Every role of the cluster shares the token (role-to-role calls carry it).
-    let token_file = dir.path().join("cluster-token");
-    let token = signaldb::auth::ClusterToken::create_file(&token_file).unwrap();
-    let node = |name: &str| {
-        let mut c = test_config(&dir.path().join(name));
-        c.cluster.token_file = Some(token_file.clone());
-        c.node_id = Some(name.into());
-        c.catalog.url = Some(catalog_url.clone());
-        c.storage.url = Some(objects.clone());
-        c.writer.flush_max_age = Duration::from_secs(3600);
-        c
-    };
+    let cluster = SharedCluster::new(dir.path());
+    let token = cluster.token.clone();
+    let node = |name: &str| cluster.node(name);
     let w1 = start(node("w1"), Roles::WRITER).await.unwrap();
     let acceptor = start(node("acc"), Roles::ACCEPTOR).await.unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
@@ -168,6 +158,7 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
     w2.writer().unwrap().flush().await.unwrap();
 
     let store = signaldb::storage::open(&node("w2")).unwrap();
+    let catalog_url = node("w2").catalog_url();
     let stored = catalog_spans(&catalog_url, &store, "single-tenant").await;
     assert_exactly_once(&acked, &stored);
     assert_eq!(

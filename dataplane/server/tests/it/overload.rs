@@ -12,6 +12,20 @@ use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
+/// A client that announces a 64 KiB OTLP/HTTP body, sends 63 KiB of it and
+/// then sends nothing more.
+async fn stalled_client(http_addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut slow = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {http_addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&vec![0u8; 63 * 1024]).await.unwrap();
+    slow.flush().await.unwrap();
+    slow
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_budget_get_429_then_succeed() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,14 +40,7 @@ async fn requests_past_the_in_flight_budget_get_429_then_succeed() {
     assert!(body.len() > 1024 && body.len() < 4 * 1024);
 
     // A slow client: announces 64 KiB and sends 63 KiB of it, then waits.
-    let mut slow = tokio::net::TcpStream::connect(http_addr).await.unwrap();
-    let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nhost: {http_addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
-        64 * 1024
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&vec![0u8; 63 * 1024]).await.unwrap();
-    slow.flush().await.unwrap();
+    let slow = stalled_client(http_addr).await;
 
     // Once the server holds those bytes, a request of a few KiB no longer fits.
     let started = Instant::now();
@@ -118,14 +125,7 @@ async fn a_stalled_body_is_dropped_and_the_budget_comes_back() {
     let http = reqwest::Client::new();
     let body = request(1, 2, 3).encode_to_vec();
 
-    let mut slow = tokio::net::TcpStream::connect(http_addr).await.unwrap();
-    let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nhost: {http_addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
-        64 * 1024
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&vec![0u8; 63 * 1024]).await.unwrap();
-    slow.flush().await.unwrap();
+    let mut slow = stalled_client(http_addr).await;
 
     let post = || async {
         http.post(format!("{base}/v1/traces"))

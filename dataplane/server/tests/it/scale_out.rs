@@ -24,17 +24,9 @@ async fn trace_ids(http: &reqwest::Client, base: &str, q: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_split_across_four_queriers_answers_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog_url = format!("sqlite://{}?mode=rwc", dir.path().join("catalog.db").display());
-    let objects = format!("file://{}", dir.path().join("objects").display());
-    let token_file = dir.path().join("cluster-token");
-    signaldb::auth::ClusterToken::create_file(&token_file).unwrap();
+    let cluster = SharedCluster::new(dir.path());
     let node = |name: &str| {
-        let mut c = test_config(&dir.path().join(name));
-        c.cluster.token_file = Some(token_file.clone());
-        c.node_id = Some(name.into());
-        c.catalog.url = Some(catalog_url.clone());
-        c.storage.url = Some(objects.clone());
-        c.writer.flush_max_age = Duration::from_secs(3600);
+        let mut c = cluster.node(name);
         c.querier.files_per_task = 1;
         c
     };
