@@ -1,7 +1,9 @@
 //! SignalDB's query engine: DataFusion over the catalog's Parquet files plus
 //! the writers' unflushed buffers, and per-file indexes (footer, page index,
 //! trace-id bloom filters) that let a trace by id, and a search's second
-//! step, read only the pages that can hold their traces.
+//! step, read only the pages that can hold their traces. Queries run on a
+//! runtime of their own ([`CpuRuntime`]); searches that read every file can
+//! split their scan across queriers ([`Peers`], `QueryEngine::with_cluster`).
 //!
 //! Every query is scoped to one tenant: the tables a query sees are built
 //! from that tenant's catalog entries and that tenant's buffers only, so no
