@@ -302,7 +302,7 @@ impl QueryEngine {
         Ok(self)
     }
 
-    /// Ends every query that runs longer than `timeout` with [`QueryTimedOut`].
+    /// Ends every query that runs longer than `timeout` with [`crate::QueryTimedOut`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
