@@ -339,3 +339,91 @@ mod tests {
         assert_eq!(cpu.run(async { 7 }).await.unwrap(), 7);
     }
 }
+
+/// A gRPC service whose calls run on the query runtime: its handler and the
+/// polling of its response body, where a split scan's share is executed.
+/// Hyper still owns the socket on the I/O runtime; frames cross between
+/// the runtimes through a channel a few frames deep.
+#[derive(Clone)]
+pub(crate) struct OnQueryRuntime<S> {
+    inner: S,
+    cpu: Option<Handle>,
+}
+
+impl<S> OnQueryRuntime<S> {
+    /// `inner` run on `cpu`'s query runtime; inline without one.
+    pub(crate) fn new(inner: S, cpu: Option<&CpuRuntime>) -> Self {
+        Self {
+            inner,
+            cpu: cpu.map(|c| c.inner.cpu.clone()),
+        }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for OnQueryRuntime<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+type Frame = Result<http_body::Frame<Bytes>, tonic::Status>;
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for OnQueryRuntime<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let call = self.inner.call(request);
+        let Some(cpu) = self.cpu.clone() else {
+            return Box::pin(call);
+        };
+        Box::pin(async move {
+            let handled = AbortOnDrop(cpu.spawn(async move {
+                let response = match call.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                let (parts, body) = response.into_parts();
+                let (tx, rx) = tokio::sync::mpsc::channel::<Frame>(STREAM_AHEAD);
+                tokio::spawn(forward_frames(body, tx));
+                (parts, rx)
+            }))
+            .await;
+            Ok(match handled {
+                Ok((parts, rx)) => {
+                    let frames = futures::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
+                    http::Response::from_parts(parts, tonic::body::Body::new(http_body_util::StreamBody::new(frames)))
+                }
+                Err(e) => tonic::Status::internal(format!("query task failed: {e}")).into_http(),
+            })
+        })
+    }
+}
+
+/// Polls `body` (on the runtime this runs on) into `tx` until it ends or
+/// the reader is gone.
+async fn forward_frames(mut body: tonic::body::Body, tx: tokio::sync::mpsc::Sender<Frame>) {
+    use http_body_util::BodyExt as _;
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = tx.closed() => return,
+        };
+        let Some(frame) = frame else { return };
+        if tx.send(frame).await.is_err() {
+            return;
+        }
+    }
+}

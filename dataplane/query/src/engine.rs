@@ -209,7 +209,11 @@ impl QueryEngine {
     /// The gRPC service through which peers run their share of a split
     /// scan here (see [`QueryEngine::with_cluster`]).
     pub fn worker_service(&self) -> Option<impl crate::distributed::WorkerServer> {
-        self.cluster.as_ref().map(Cluster::worker_service)
+        let cluster = self.cluster.as_ref()?;
+        Some(crate::cpu::OnQueryRuntime::new(
+            cluster.worker_service(),
+            self.cpu.as_ref(),
+        ))
     }
 
     /// Runs queries given to [`QueryEngine::run`] and [`QueryEngine::run_stream`]

@@ -3,10 +3,10 @@
 //! over a real socket and reading the stored files through its own
 //! counting store, give the same answers as one engine alone.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use signaldb_query::{NoBuffers, Peers, QueryEngine, ReadStats, SearchParams};
+use signaldb_query::{CpuRuntime, NoBuffers, Peers, QueryEngine, ReadStats, SearchParams};
 use url::Url;
 
 use crate::common::{Stored, random_ids};
@@ -19,25 +19,29 @@ const TOKEN: &str = "Bearer test-cluster-token-0123456789";
 struct Querier {
     engine: QueryEngine,
     store: Arc<crate::common::CountingStore>,
+    /// The thread each share this querier's worker ran started on.
+    task_threads: Arc<Mutex<Vec<String>>>,
 }
 
 async fn querier(stored: &Stored, peers: &Arc<Peers>, files_per_task: usize) -> (Querier, Url) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     let store = Arc::new(stored.counting_view());
+    let task_threads = Arc::new(Mutex::new(Vec::new()));
     let engine = QueryEngine::new(
         Arc::clone(&stored.catalog) as _,
         Arc::clone(&store) as _,
         Arc::new(NoBuffers),
     )
     .unwrap()
-    .with_cluster(
-        Arc::clone(peers),
-        Some(TOKEN),
-        url.clone(),
-        files_per_task,
-        Arc::new(|| {}),
-    )
+    .with_cpu_runtime(CpuRuntime::new(1).unwrap())
+    .with_cluster(Arc::clone(peers), Some(TOKEN), url.clone(), files_per_task, {
+        let threads = Arc::clone(&task_threads);
+        Arc::new(move || {
+            let name = std::thread::current().name().unwrap_or("unnamed").to_owned();
+            threads.lock().unwrap().push(name);
+        })
+    })
     .unwrap();
     let worker = engine.worker_service().unwrap();
     // Calls without the cluster token are refused, as on the querier's port.
@@ -52,7 +56,14 @@ async fn querier(stored: &Stored, peers: &Arc<Peers>, files_per_task: usize) -> 
             .add_service(checked)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    (Querier { engine, store }, url)
+    (
+        Querier {
+            engine,
+            store,
+            task_threads,
+        },
+        url,
+    )
 }
 
 async fn search(engine: &QueryEngine, stored: &Stored, q: &str) -> Vec<(String, u64, u32)> {
@@ -61,7 +72,11 @@ async fn search(engine: &QueryEngine, stored: &Stored, q: &str) -> Vec<(String, 
         limit: 1_000,
         spans_per_spanset: 3,
     };
-    let (traces, _, _) = signaldb_query::search(engine, &stored.tenant, None, &params, &ReadStats::default())
+    // On the query runtime, as the querier runs searches.
+    let (engine, tenant) = (engine.clone(), stored.tenant.clone());
+    let (traces, _, _) = engine
+        .clone()
+        .run(async move { signaldb_query::search(&engine, &tenant, None, &params, &ReadStats::default()).await })
         .await
         .unwrap();
     traces
@@ -120,6 +135,15 @@ async fn four_queriers_answer_as_one() {
                 n,
                 "{q}: {n} queriers share the scan, each reads: {reading:?}"
             );
+            // Each share ran on its querier's query runtime, not on the
+            // runtime serving its socket.
+            for querier in &queriers {
+                let threads = std::mem::take(&mut *querier.task_threads.lock().unwrap());
+                assert!(
+                    threads.iter().all(|t| t == "signaldb-query"),
+                    "{q}: shares ran on {threads:?}"
+                );
+            }
         }
         println!("{q}: {}", describe(&took));
     }
