@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role as RbacRole, RoleBinding};
 use kube::Client;
@@ -81,6 +82,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::ServiceAccount => ApiResource::erase::<ServiceAccount>(&()),
         Kind::Role => ApiResource::erase::<RbacRole>(&()),
         Kind::RoleBinding => ApiResource::erase::<RoleBinding>(&()),
+        Kind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
         Kind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),
         Kind::Service => ApiResource::erase::<Service>(&()),
         Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
@@ -361,7 +363,8 @@ impl Applier {
 
     /// Deletes children this cluster owns that are no longer desired (the
     /// HPA when autoscaling is turned off, the managed catalog when an
-    /// external one is configured).
+    /// external one is configured, the NetworkPolicies when
+    /// `networkPolicy.enabled` is false).
     async fn delete_unwanted(&self, desired: &Desired, out: &mut Applied) -> Result<()> {
         let selector = format!("{},{LABEL_MANAGED_BY}={MANAGER}", self.names.instance_selector());
         for kind in Kind::ALL {

@@ -22,6 +22,10 @@ use k8s_openapi::api::core::v1::{
     SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec as NetworkPolicyObjectSpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role as RbacRole, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,7 +37,10 @@ use signaldb_config::{Role, ports};
 
 use crate::config::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, OBJECTS_DIR, WAL_DIR};
 use crate::crd::{PodSpecOptions, SignalDBCluster, SignalDBClusterSpec, WalSpec};
-use crate::names::{ANNOTATION_CONFIG_HASH, CATALOG_DB, CATALOG_PASSWORD_KEY, COMPONENT_CATALOG, Names};
+use crate::names::{
+    ANNOTATION_CONFIG_HASH, CATALOG_DB, CATALOG_PASSWORD_KEY, COMPONENT_CATALOG, LABEL_NAMESPACE_NAME, Names,
+    OPERATOR_POD_LABEL,
+};
 use crate::validate::Validated;
 
 /// Kinds of children, in the order they are applied.
@@ -42,6 +49,7 @@ pub enum Kind {
     ServiceAccount,
     Role,
     RoleBinding,
+    NetworkPolicy,
     ConfigMap,
     Service,
     StatefulSet,
@@ -51,10 +59,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ServiceAccount,
         Kind::Role,
         Kind::RoleBinding,
+        Kind::NetworkPolicy,
         Kind::ConfigMap,
         Kind::Service,
         Kind::StatefulSet,
@@ -68,6 +77,7 @@ impl Kind {
             Kind::ServiceAccount => "ServiceAccount",
             Kind::Role => "Role",
             Kind::RoleBinding => "RoleBinding",
+            Kind::NetworkPolicy => "NetworkPolicy",
             Kind::ConfigMap => "ConfigMap",
             Kind::Service => "Service",
             Kind::StatefulSet => "StatefulSet",
@@ -91,6 +101,7 @@ pub enum Child {
     ServiceAccount(ServiceAccount),
     Role(RbacRole),
     RoleBinding(RoleBinding),
+    NetworkPolicy(NetworkPolicy),
     ConfigMap(ConfigMap),
     Service(Service),
     StatefulSet(StatefulSet),
@@ -105,6 +116,7 @@ impl Child {
             Child::ServiceAccount(_) => Kind::ServiceAccount,
             Child::Role(_) => Kind::Role,
             Child::RoleBinding(_) => Kind::RoleBinding,
+            Child::NetworkPolicy(_) => Kind::NetworkPolicy,
             Child::ConfigMap(_) => Kind::ConfigMap,
             Child::Service(_) => Kind::Service,
             Child::StatefulSet(_) => Kind::StatefulSet,
@@ -119,6 +131,7 @@ impl Child {
             Child::ServiceAccount(o) => o.meta(),
             Child::Role(o) => o.meta(),
             Child::RoleBinding(o) => o.meta(),
+            Child::NetworkPolicy(o) => o.meta(),
             Child::ConfigMap(o) => o.meta(),
             Child::Service(o) => o.meta(),
             Child::StatefulSet(o) => o.meta(),
@@ -152,6 +165,7 @@ impl Serialize for Child {
             Child::ServiceAccount(o) => o.serialize(serializer),
             Child::Role(o) => o.serialize(serializer),
             Child::RoleBinding(o) => o.serialize(serializer),
+            Child::NetworkPolicy(o) => o.serialize(serializer),
             Child::ConfigMap(o) => o.serialize(serializer),
             Child::Service(o) => o.serialize(serializer),
             Child::StatefulSet(o) => o.serialize(serializer),
@@ -180,6 +194,10 @@ pub struct BuildInputs<'a> {
     /// Writer replicas the StatefulSet should have now: `spec.writer.replicas`,
     /// except during a scale-down, when the leaving writers stay until drained.
     pub writer_replicas: i32,
+    /// The namespace the operator runs in, when known: the NetworkPolicies
+    /// admit its drain calls from there only (else from operator pods in any
+    /// namespace).
+    pub operator_namespace: Option<&'a str>,
 }
 
 /// Builds every child of a cluster.
@@ -202,6 +220,7 @@ pub fn build(inputs: &BuildInputs<'_>) -> Result<Desired, BuildError> {
         namespace,
         owner,
         config_hash: &inputs.validated.config.hash,
+        operator_namespace: inputs.operator_namespace,
     };
 
     let mut children = vec![
@@ -242,6 +261,14 @@ pub fn build(inputs: &BuildInputs<'_>) -> Result<Desired, BuildError> {
         children.push(Child::Service(b.catalog_service()));
         children.push(Child::StatefulSet(b.catalog_stateful_set()));
     }
+    if spec.network_policy.enabled {
+        for role in Role::ALL {
+            children.push(Child::NetworkPolicy(b.role_network_policy(role)));
+        }
+        if spec.catalog.managed.is_some() {
+            children.push(Child::NetworkPolicy(b.catalog_network_policy()));
+        }
+    }
     Ok(children.into_iter().map(|c| (c.key(), c)).collect())
 }
 
@@ -258,8 +285,15 @@ pub enum Plan {
     Apply(Desired),
 }
 
-/// Plans a cluster (see [`Plan`]).
+/// Plans a cluster (see [`Plan`]) for an operator whose namespace is not
+/// known (see [`plan_for`]).
 pub fn plan(cluster: &SignalDBCluster) -> Result<Plan, BuildError> {
+    plan_for(cluster, None)
+}
+
+/// Plans a cluster (see [`Plan`]) for an operator running in
+/// `operator_namespace`.
+pub fn plan_for(cluster: &SignalDBCluster, operator_namespace: Option<&str>) -> Result<Plan, BuildError> {
     if cluster.spec.paused {
         return Ok(Plan::Paused);
     }
@@ -271,6 +305,7 @@ pub fn plan(cluster: &SignalDBCluster) -> Result<Plan, BuildError> {
         cluster,
         validated: &validated,
         writer_replicas: cluster.spec.writer.replicas,
+        operator_namespace,
     })
     .map(Plan::Apply)
 }
@@ -304,6 +339,7 @@ struct Builder<'a> {
     namespace: String,
     owner: OwnerReference,
     config_hash: &'a str,
+    operator_namespace: Option<&'a str>,
 }
 
 fn s(v: &str) -> String {
@@ -328,6 +364,53 @@ fn role_ports(role: Role) -> Vec<(String, i32)> {
 }
 
 const ADMIN_PORT_NAME: &str = "admin";
+
+/// Port of the managed catalog's PostgreSQL.
+const CATALOG_PORT: u16 = 5432;
+
+/// The TCP ports of a NetworkPolicy rule.
+fn policy_ports(numbers: &[u16]) -> Vec<NetworkPolicyPort> {
+    numbers
+        .iter()
+        .map(|n| NetworkPolicyPort {
+            port: Some(IntOrString::Int(i32::from(*n))),
+            protocol: Some(s("TCP")),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A rule admitting `ports` from `from`, or from anywhere when `from` is
+/// `None`. Never a rule with an empty `from`, which Kubernetes reads as
+/// "from anywhere".
+fn ingress_rule(ports: &[u16], from: Option<Vec<NetworkPolicyPeer>>) -> Option<NetworkPolicyIngressRule> {
+    if from.as_ref().is_some_and(Vec::is_empty) {
+        return None;
+    }
+    Some(NetworkPolicyIngressRule {
+        from,
+        ports: Some(policy_ports(ports)),
+    })
+}
+
+/// The ports a role serves to clients outside the cluster (none for writers
+/// and queriers, which only the cluster's own pods call).
+fn client_ports(role: Role) -> &'static [u16] {
+    match role {
+        Role::Acceptor => &[ports::OTLP_GRPC, ports::OTLP_HTTP],
+        Role::Router => &[ports::ROUTER_HTTP, ports::ROUTER_FLIGHT_SQL],
+        Role::Writer | Role::Querier => &[],
+    }
+}
+
+/// The ports a role serves to the cluster's other roles: Flight.
+fn internal_ports(role: Role) -> &'static [u16] {
+    match role {
+        Role::Writer => &[ports::WRITER_FLIGHT],
+        Role::Querier => &[ports::QUERIER_FLIGHT],
+        Role::Acceptor | Role::Router => &[],
+    }
+}
 
 fn env_value(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -496,6 +579,94 @@ impl Builder<'_> {
         }
     }
 
+    /// Pods of this cluster (every role and the managed catalog), in its
+    /// namespace.
+    fn cluster_peer(&self) -> NetworkPolicyPeer {
+        NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(self.names.instance_labels()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The operator's pods: in its own namespace when known, else in any.
+    fn operator_peer(&self) -> NetworkPolicyPeer {
+        let (key, value) = OPERATOR_POD_LABEL;
+        NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: self
+                    .operator_namespace
+                    .map(|ns| BTreeMap::from([(s(LABEL_NAMESPACE_NAME), ns.to_owned())])),
+                ..Default::default()
+            }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(s(key), s(value))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Who scrapes `/metrics`: `networkPolicy.metricsFrom`, else every pod
+    /// in the namespace.
+    fn metrics_peers(&self) -> Vec<NetworkPolicyPeer> {
+        match &self.spec.network_policy.metrics_from {
+            Some(peers) => peers.clone(),
+            None => vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector::default()),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn network_policy(&self, component: &str, ingress: Vec<NetworkPolicyIngressRule>) -> NetworkPolicy {
+        NetworkPolicy {
+            metadata: self.meta(self.names.network_policy(component), Some(component)),
+            spec: Some(NetworkPolicyObjectSpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(self.names.selector_labels(component)),
+                    ..Default::default()
+                }),
+                policy_types: Some(vec![s("Ingress")]),
+                ingress: Some(ingress),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// What a role's pods admit: client ports (acceptors, routers) from
+    /// `networkPolicy.ingressFrom` or anywhere; Flight (writers, queriers)
+    /// from the cluster's pods; the admin port from the cluster's pods, the
+    /// metrics peers and, on writers, the operator (drains).
+    fn role_network_policy(&self, role: Role) -> NetworkPolicy {
+        let np = &self.spec.network_policy;
+        let mut rules = Vec::new();
+        let client = client_ports(role);
+        if !client.is_empty() {
+            let from = (!np.ingress_from.is_empty()).then(|| np.ingress_from.clone());
+            rules.extend(ingress_rule(client, from));
+        }
+        let internal = internal_ports(role);
+        if !internal.is_empty() {
+            rules.extend(ingress_rule(internal, Some(vec![self.cluster_peer()])));
+        }
+        let mut admin_from = vec![self.cluster_peer()];
+        if role == Role::Writer {
+            admin_from.push(self.operator_peer());
+        }
+        admin_from.extend(self.metrics_peers());
+        rules.extend(ingress_rule(&[ports::ADMIN_HTTP], Some(admin_from)));
+        self.network_policy(role.as_str(), rules)
+    }
+
+    /// The managed catalog admits PostgreSQL from the cluster's pods only.
+    fn catalog_network_policy(&self) -> NetworkPolicy {
+        let rules = ingress_rule(&[CATALOG_PORT], Some(vec![self.cluster_peer()]));
+        self.network_policy(COMPONENT_CATALOG, rules.into_iter().collect())
+    }
+
     fn pdb(&self, component: &str) -> PodDisruptionBudget {
         PodDisruptionBudget {
             metadata: self.meta(format!("{}-{component}", self.names.cluster()), Some(component)),
@@ -525,7 +696,7 @@ impl Builder<'_> {
                 env_secret("CATALOG_PASSWORD", &self.names.catalog(), CATALOG_PASSWORD_KEY),
                 env_value(
                     "SIGNALDB_CATALOG__URL",
-                    format!("postgres://{CATALOG_DB}:$(CATALOG_PASSWORD)@{host}:5432/{CATALOG_DB}"),
+                    format!("postgres://{CATALOG_DB}:$(CATALOG_PASSWORD)@{host}:{CATALOG_PORT}/{CATALOG_DB}"),
                 ),
             ]
         } else {
@@ -878,7 +1049,7 @@ impl Builder<'_> {
             spec: Some(ServiceSpec {
                 type_: Some(s("ClusterIP")),
                 selector: Some(self.names.selector_labels(COMPONENT_CATALOG)),
-                ports: Some(Self::service_ports(vec![(s("postgres"), 5432)])),
+                ports: Some(Self::service_ports(vec![(s("postgres"), i32::from(CATALOG_PORT))])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -915,7 +1086,7 @@ impl Builder<'_> {
             ]),
             ports: Some(vec![ContainerPort {
                 name: Some(s("postgres")),
-                container_port: 5432,
+                container_port: i32::from(CATALOG_PORT),
                 protocol: Some(s("TCP")),
                 ..Default::default()
             }]),
@@ -1026,6 +1197,7 @@ mod tests {
             cluster: c,
             validated: &v,
             writer_replicas: writers,
+            operator_namespace: Some("signaldb-system"),
         })
         .unwrap()
     }
@@ -1033,7 +1205,7 @@ mod tests {
     #[test]
     fn every_child_is_owned_and_labelled() {
         let d = desired(&cluster(), 3);
-        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 1 + 2);
+        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 1 + 2 + 5);
         for child in d.values() {
             let m = child.meta();
             let owners = m.owner_references.as_ref().unwrap();
@@ -1099,8 +1271,193 @@ mod tests {
             cluster: &c,
             validated: &v,
             writer_replicas: 1,
+            operator_namespace: None,
         })
         .unwrap_err();
         assert_eq!(e, BuildError::MissingMetadata("metadata.uid"));
+    }
+
+    fn policy(d: &Desired, component: &str) -> serde_json::Value {
+        let key = ChildKey {
+            kind: Kind::NetworkPolicy,
+            name: format!("demo-{component}"),
+        };
+        let Child::NetworkPolicy(np) = &d[&key] else {
+            panic!("not a NetworkPolicy")
+        };
+        serde_json::to_value(np).unwrap()
+    }
+
+    /// The rules of a policy as (ports, peers), `None` peers meaning anyone.
+    fn rules(np: &serde_json::Value) -> Vec<(Vec<i64>, Option<Vec<serde_json::Value>>)> {
+        np["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let ports = r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        assert_eq!(p["protocol"], "TCP");
+                        p["port"].as_i64().unwrap()
+                    })
+                    .collect();
+                let from = r.get("from").map(|f| {
+                    let peers = f.as_array().unwrap().clone();
+                    assert!(!peers.is_empty(), "an empty `from` admits anyone: {r}");
+                    peers
+                });
+                (ports, from)
+            })
+            .collect()
+    }
+
+    fn same_cluster() -> serde_json::Value {
+        serde_json::json!({"podSelector": {"matchLabels": {
+            "app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": "signaldb",
+        }}})
+    }
+
+    fn whole_namespace() -> serde_json::Value {
+        serde_json::json!({"podSelector": {}})
+    }
+
+    #[test]
+    fn network_policies_admit_clients_to_acceptors_and_routers_only() {
+        use serde_json::json;
+        let d = desired(&cluster(), 3);
+        for (component, selected) in [
+            ("acceptor", "acceptor"),
+            ("writer", "writer"),
+            ("querier", "querier"),
+            ("router", "router"),
+            ("catalog", "catalog"),
+        ] {
+            let np = policy(&d, component);
+            assert_eq!(np["apiVersion"], "networking.k8s.io/v1");
+            assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+            assert_eq!(
+                np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+                selected
+            );
+            assert_eq!(
+                np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+                "demo"
+            );
+        }
+        assert_eq!(
+            rules(&policy(&d, "acceptor")),
+            [
+                (vec![4317, 4318], None),
+                (vec![9091], Some(vec![same_cluster(), whole_namespace()])),
+            ]
+        );
+        assert_eq!(
+            rules(&policy(&d, "router")),
+            [
+                (vec![3200, 50053], None),
+                (vec![9091], Some(vec![same_cluster(), whole_namespace()])),
+            ]
+        );
+        let operator = json!({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "signaldb-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "signaldb-operator"}},
+        });
+        assert_eq!(
+            rules(&policy(&d, "writer")),
+            [
+                (vec![50051], Some(vec![same_cluster()])),
+                (vec![9091], Some(vec![same_cluster(), operator, whole_namespace()])),
+            ]
+        );
+        assert_eq!(
+            rules(&policy(&d, "querier")),
+            [
+                (vec![50052], Some(vec![same_cluster()])),
+                (vec![9091], Some(vec![same_cluster(), whole_namespace()])),
+            ]
+        );
+        assert_eq!(
+            rules(&policy(&d, "catalog")),
+            [(vec![5432], Some(vec![same_cluster()]))]
+        );
+    }
+
+    #[test]
+    fn network_policy_peers_are_configurable() {
+        use serde_json::json;
+        let mut c = cluster();
+        let lb = json!({"ipBlock": {"cidr": "10.0.0.0/8"}});
+        let monitoring = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}});
+        c.spec.network_policy = serde_json::from_value(json!({
+            "ingressFrom": [lb],
+            "metricsFrom": [monitoring],
+        }))
+        .unwrap();
+        let d = desired(&c, 1);
+        assert_eq!(
+            rules(&policy(&d, "acceptor")),
+            [
+                (vec![4317, 4318], Some(vec![lb.clone()])),
+                (vec![9091], Some(vec![same_cluster(), monitoring.clone()])),
+            ]
+        );
+        assert_eq!(rules(&policy(&d, "router"))[0], (vec![3200, 50053], Some(vec![lb])));
+
+        // No metrics peers: the admin port is the cluster's (and, on writers,
+        // the operator's) alone, never open to anyone.
+        c.spec.network_policy.metrics_from = Some(Vec::new());
+        let d = desired(&c, 1);
+        assert_eq!(
+            rules(&policy(&d, "querier")),
+            [
+                (vec![50052], Some(vec![same_cluster()])),
+                (vec![9091], Some(vec![same_cluster()])),
+            ]
+        );
+        let writer = rules(&policy(&d, "writer"));
+        assert_eq!(writer[1].1.as_ref().unwrap().len(), 2, "{writer:?}");
+
+        // An operator outside any known namespace: operator pods anywhere.
+        let v = validate(&c).unwrap();
+        let d = build(&BuildInputs {
+            cluster: &c,
+            validated: &v,
+            writer_replicas: 1,
+            operator_namespace: None,
+        })
+        .unwrap();
+        assert_eq!(
+            rules(&policy(&d, "writer"))[1].1.as_ref().unwrap()[1],
+            json!({
+                "namespaceSelector": {},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "signaldb-operator"}},
+            })
+        );
+    }
+
+    #[test]
+    fn disabled_network_policy_renders_none() {
+        let mut c = cluster();
+        c.spec.network_policy.enabled = false;
+        let d = desired(&c, 3);
+        assert!(d.keys().all(|k| k.kind != Kind::NetworkPolicy));
+        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 1 + 2);
+        // No managed catalog: no catalog policy.
+        let mut c = cluster();
+        c.spec.catalog =
+            serde_json::from_value(serde_json::json!({"postgres": {"urlSecretRef": {"name": "pg"}}})).unwrap();
+        let d = desired(&c, 3);
+        let policies: Vec<&str> = d
+            .keys()
+            .filter(|k| k.kind == Kind::NetworkPolicy)
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(
+            policies,
+            ["demo-acceptor", "demo-querier", "demo-router", "demo-writer"]
+        );
     }
 }

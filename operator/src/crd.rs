@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -135,6 +136,14 @@ pub struct SignalDBClusterSpec {
     #[serde(default)]
     pub limits: LimitsSpec,
 
+    /// NetworkPolicies that admit client traffic (OTLP, the Tempo API, Flight
+    /// SQL) to acceptors and routers only, and keep writers, queriers and
+    /// the managed catalog reachable from the cluster's own pods (and the
+    /// operator) alone. On by default; they take effect where the network
+    /// plugin enforces NetworkPolicies.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+
     /// Extra `signaldb.yaml` keys, merged over what the operator renders (for
     /// example `{"writer": {"flush_max_age": "10s"}}`). Checked against the
     /// data plane's configuration schema before anything is applied; unknown
@@ -163,6 +172,7 @@ impl Default for SignalDBClusterSpec {
             router: RouterSpec::default(),
             tenancy: TenancySpec::default(),
             limits: LimitsSpec::default(),
+            network_policy: NetworkPolicySpec::default(),
             config_overrides: None,
             paused: false,
         }
@@ -692,6 +702,50 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = BYTE_SIZE_PATTERN))]
     pub writer_max_buffer_size: Option<String>,
+}
+
+/// Which traffic the cluster's NetworkPolicies admit. Every policy admits
+/// ingress only (egress is not restricted), and the kubelet's probes always
+/// pass (Kubernetes admits traffic from a pod's own node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Render one NetworkPolicy per role (and one for the managed catalog).
+    /// Turning it off deletes them: every port of every pod is then open to
+    /// whatever the namespace's other policies allow.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+
+    /// Who may reach the client ports: OTLP gRPC 4317 and HTTP 4318 on
+    /// acceptors, the Tempo API 3200 and Flight SQL 50053 on routers. Empty
+    /// (the default): anyone. Otherwise only these peers (pods, namespaces,
+    /// or `ipBlock`s for traffic from outside the Kubernetes cluster, such as
+    /// a load balancer's source addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress_from: Vec<NetworkPolicyPeer>,
+
+    /// Who may reach every role's admin port 9091 (`/metrics`, `/ready`,
+    /// `/live`) besides the cluster's own pods (and, on writers, the
+    /// operator, for drains). Unset: every pod in the cluster's namespace.
+    /// Set it to admit a Prometheus in another namespace, e.g.
+    /// `[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name:
+    /// monitoring}}}]`; `[]` admits nobody else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_from: Option<Vec<NetworkPolicyPeer>>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ingress_from: Vec::new(),
+            metrics_from: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn pull_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -29,6 +29,14 @@ pub const ANNOTATION_CONFIG_HASH: &str = "signaldb.io/config-hash";
 /// Component label of the operator-run PostgreSQL.
 pub const COMPONENT_CATALOG: &str = "catalog";
 
+/// The label (key, value) every operator pod carries: the Helm chart's
+/// selector label. The clusters' NetworkPolicies admit the operator's drain
+/// calls from pods with it.
+pub const OPERATOR_POD_LABEL: (&str, &str) = (LABEL_NAME, "signaldb-operator");
+
+/// The label Kubernetes puts on every namespace with its name.
+pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+
 /// Key of the generated password in the managed catalog's Secret.
 pub const CATALOG_PASSWORD_KEY: &str = "password";
 
@@ -78,6 +86,11 @@ impl Names {
     /// ServiceAccount, Role and RoleBinding of the pods.
     pub fn service_account(&self) -> String {
         self.cluster.clone()
+    }
+
+    /// NetworkPolicy of a component's pods (a role, or the managed catalog).
+    pub fn network_policy(&self, component: &str) -> String {
+        format!("{}-{component}", self.cluster)
     }
 
     /// HorizontalPodAutoscaler of the writers.

@@ -57,6 +57,12 @@ pub const NAMESPACED_RULES: &[Rule] = &[
         why: "children: the writer HPA when autoscaling is on",
     },
     Rule {
+        api_group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: CHILD_VERBS,
+        why: "children: one NetworkPolicy per role (and the managed catalog) unless networkPolicy.enabled is false",
+    },
+    Rule {
         api_group: "rbac.authorization.k8s.io",
         resources: &["roles", "rolebindings"],
         verbs: CHILD_VERBS,

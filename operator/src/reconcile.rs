@@ -68,6 +68,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    /// The namespace the operator's pods run in, when known: the clusters'
+    /// NetworkPolicies admit drain calls from operator pods there only.
+    pub operator_namespace: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -75,6 +78,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("drain", &self.drain)
             .field("settings", &self.settings)
+            .field("operator_namespace", &self.operator_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +98,7 @@ impl Context {
             clock: Arc::new(Timestamp::now),
             metrics,
             settings: Settings::default(),
+            operator_namespace: None,
         }
     }
 
@@ -106,6 +111,12 @@ impl Context {
     /// The same context with other settings.
     pub fn with_settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The same context for an operator running in `namespace`.
+    pub fn with_operator_namespace(mut self, namespace: Option<String>) -> Self {
+        self.operator_namespace = namespace;
         self
     }
 }
@@ -196,6 +207,7 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
         cluster,
         validated: &validated,
         writer_replicas: decision.writer_replicas,
+        operator_namespace: ctx.operator_namespace.as_deref(),
     })?;
     let uid = cluster
         .meta()

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
@@ -69,6 +70,13 @@ pub struct RunArgs {
     /// POD_NAMESPACE, else the watched namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
+
+    /// The namespace the operator's pods run in (default: POD_NAMESPACE).
+    /// The clusters' NetworkPolicies admit drain calls to writers from pods
+    /// labelled `app.kubernetes.io/name=signaldb-operator` in this namespace;
+    /// unset, from such pods in any namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
 
     /// This replica's name in the Lease and in events (default: the pod
     /// name from POD_NAME, else the host name).
@@ -312,7 +320,8 @@ async fn run(args: RunArgs) -> Result<(), RunError> {
             drain_poll: args.drain_poll_interval,
             resync: args.resync_interval,
             ..Settings::default()
-        }),
+        })
+        .with_operator_namespace(args.operator_namespace.clone()),
     );
     let shutdown_stop = stopped(stop_rx.clone());
     let shutdown_lost = stopped(lost_rx.clone());
@@ -320,7 +329,8 @@ async fn run(args: RunArgs) -> Result<(), RunError> {
         .owns(owned::<StatefulSet>(&client, ns), children.clone())
         .owns(owned::<Deployment>(&client, ns), children.clone())
         .owns(owned::<Service>(&client, ns), children.clone())
-        .owns(owned::<ConfigMap>(&client, ns), children)
+        .owns(owned::<ConfigMap>(&client, ns), children.clone())
+        .owns(owned::<NetworkPolicy>(&client, ns), children)
         .graceful_shutdown_on(async move {
             tokio::select! {
                 () = shutdown_stop => {},

@@ -5,8 +5,10 @@
 //! status says `Degraded` with reason `InvalidSpec` and every problem found.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use kube::ResourceExt;
 
 use crate::config::{self, RenderedConfig};
@@ -125,6 +127,15 @@ pub fn validate(cluster: &SignalDBCluster) -> Result<Validated, ValidationError>
         }
     }
 
+    check_peers(
+        "networkPolicy.ingressFrom",
+        &spec.network_policy.ingress_from,
+        &mut fail,
+    );
+    if let Some(peers) = &spec.network_policy.metrics_from {
+        check_peers("networkPolicy.metricsFrom", peers, &mut fail);
+    }
+
     let drain_timeout = match humantime::parse_duration(&spec.writer.drain_timeout) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
@@ -161,6 +172,71 @@ fn check_wal(field: &str, wal: &WalSpec, fail: &mut impl FnMut(&str, String)) {
     {
         fail(field, "storageClassName may not be empty".to_owned());
     }
+}
+
+/// What the API server would refuse in a NetworkPolicy peer, caught before
+/// anything is applied.
+fn check_peers(field: &str, peers: &[NetworkPolicyPeer], fail: &mut impl FnMut(&str, String)) {
+    for (i, peer) in peers.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        let selects = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
+        match (&peer.ip_block, selects) {
+            (None, false) => fail(
+                &field,
+                "names no peer: set podSelector, namespaceSelector or ipBlock".to_owned(),
+            ),
+            (Some(_), true) => fail(
+                &field,
+                "ipBlock cannot be combined with podSelector or namespaceSelector".to_owned(),
+            ),
+            (Some(block), false) => {
+                let Some(net) = parse_cidr(&block.cidr) else {
+                    fail(
+                        &format!("{field}.ipBlock.cidr"),
+                        format!("{:?} is not a CIDR such as 10.0.0.0/8", block.cidr),
+                    );
+                    continue;
+                };
+                for except in block.except.iter().flatten() {
+                    match parse_cidr(except) {
+                        Some(inner) if contains(net, inner) => {}
+                        _ => fail(
+                            &format!("{field}.ipBlock.except"),
+                            format!("{except:?} is not a CIDR within {}", block.cidr),
+                        ),
+                    }
+                }
+            }
+            (None, true) => {}
+        }
+    }
+}
+
+/// `10.0.0.0/8` or `fd00::/8` as (address, prefix length).
+fn parse_cidr(cidr: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = cidr.split_once('/')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// Whether the network `inner` lies within `outer`.
+fn contains(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
+    let bits = |a: IpAddr| match a {
+        IpAddr::V4(v4) => u128::from(v4.to_bits()) << 96,
+        IpAddr::V6(v6) => v6.to_bits(),
+    };
+    if outer.0.is_ipv4() != inner.0.is_ipv4() || inner.1 < outer.1 {
+        return false;
+    }
+    // IPv4 addresses sit in the top 32 bits, so a prefix counts from the top
+    // for both families.
+    let mask = match outer.1 {
+        0 => 0,
+        len => u128::MAX << (128 - u32::from(len)),
+    };
+    bits(outer.0) & mask == bits(inner.0) & mask
 }
 
 fn check_size(field: &str, size: &str, fail: &mut impl FnMut(&str, String)) {
@@ -229,5 +305,47 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("\"lots\" is not a quantity"), "{text}");
         assert!(text.contains("must be larger than zero"), "{text}");
+    }
+
+    #[test]
+    fn network_policy_peers_are_checked() {
+        let mut c = cluster(minimal());
+        c.spec.network_policy = serde_json::from_value(serde_json::json!({
+            "ingressFrom": [
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+                {"ipBlock": {"cidr": "fd00::/8"}},
+                {"podSelector": {}},
+                {},
+                {"ipBlock": {"cidr": "10.0.0.0/33"}},
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}},
+            ],
+            "metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}],
+        }))
+        .unwrap();
+        let e = validate(&c).unwrap_err();
+        let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "networkPolicy.ingressFrom[3]",
+                "networkPolicy.ingressFrom[4].ipBlock.cidr",
+                "networkPolicy.ingressFrom[5].ipBlock.except",
+                "networkPolicy.metricsFrom[0]",
+            ],
+            "{e}"
+        );
+        assert!(e.to_string().contains("names no peer"), "{e}");
+        assert!(contains(
+            parse_cidr("0.0.0.0/0").unwrap(),
+            parse_cidr("1.2.3.4/32").unwrap()
+        ));
+        assert!(!contains(
+            parse_cidr("10.0.0.0/16").unwrap(),
+            parse_cidr("10.0.0.0/8").unwrap()
+        ));
+        assert!(!contains(
+            parse_cidr("::/0").unwrap(),
+            parse_cidr("10.0.0.0/8").unwrap()
+        ));
     }
 }

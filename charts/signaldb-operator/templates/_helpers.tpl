@@ -16,7 +16,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: signaldb
 {{- end -}}
 
-{{/* Labels that select the operator's pods. */}}
+{{/*
+Labels that select the operator's pods. The clusters' NetworkPolicies admit
+drain calls to writers from pods labelled app.kubernetes.io/name:
+signaldb-operator in the operator's namespace: keep that label.
+*/}}
 {{- define "signaldb-operator.selectorLabels" -}}
 app.kubernetes.io/name: signaldb-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -56,6 +60,9 @@ with operator/src/rbac.rs: a test renders the chart and compares.
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]

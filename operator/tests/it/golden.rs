@@ -1,9 +1,10 @@
 //! Golden tests of the pure builders: `testdata/<case>/input.yaml` (a
 //! SignalDBCluster as the API server hands it over) planned into
-//! `testdata/<case>/expected.yaml`. Set `UPDATE_GOLDEN=1` to rewrite the
-//! expected files, then review the diff.
+//! `testdata/<case>/expected.yaml`, for an operator installed in
+//! `signaldb-system`. Set `UPDATE_GOLDEN=1` to rewrite the expected files,
+//! then review the diff.
 
-use signaldb_operator::build::plan;
+use signaldb_operator::build::plan_for;
 use signaldb_operator::crd::SignalDBCluster;
 
 use crate::{crate_root, update_golden};
@@ -12,7 +13,7 @@ fn golden(case: &str) {
     let dir = crate_root().join("testdata").join(case);
     let input = std::fs::read_to_string(dir.join("input.yaml")).unwrap();
     let cluster: SignalDBCluster = serde_yaml_ng::from_str(&input).unwrap();
-    let actual = plan(&cluster).unwrap().to_text().unwrap();
+    let actual = plan_for(&cluster, Some("signaldb-system")).unwrap().to_text().unwrap();
     let path = dir.join("expected.yaml");
     if update_golden() {
         std::fs::write(&path, &actual).unwrap();
@@ -46,6 +47,11 @@ fn production() {
 #[test]
 fn autoscaling() {
     golden("autoscaling");
+}
+
+#[test]
+fn network_policy() {
+    golden("network-policy");
 }
 
 #[test]

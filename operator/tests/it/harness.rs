@@ -115,7 +115,8 @@ impl Harness {
             Metrics::shared(),
             Some("test".into()),
         )
-        .with_clock(Arc::new(move || *clock_now.lock().unwrap()));
+        .with_clock(Arc::new(move || *clock_now.lock().unwrap()))
+        .with_operator_namespace(Some("signaldb-system".into()));
         Self {
             client,
             name,

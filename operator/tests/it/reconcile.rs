@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
@@ -83,6 +84,16 @@ async fn first_reconcile_creates_every_child_with_owner_references() {
         set(&["demo-acceptor", "demo-querier", "demo-router", "demo-writer"])
     );
     assert!(names_of::<HorizontalPodAutoscaler>(&h).await.is_empty());
+    assert_eq!(
+        names_of::<NetworkPolicy>(&h).await,
+        set(&[
+            "demo-acceptor",
+            "demo-catalog",
+            "demo-querier",
+            "demo-router",
+            "demo-writer"
+        ])
+    );
     // The managed catalog's password and the cluster token, made once.
     assert_eq!(
         names_of::<Secret>(&h).await,
@@ -380,8 +391,9 @@ async fn deletion_is_clean() {
         + names_of::<StatefulSet>(&h).await.len()
         + names_of::<Deployment>(&h).await.len()
         + names_of::<PodDisruptionBudget>(&h).await.len()
+        + names_of::<NetworkPolicy>(&h).await.len()
         + names_of::<Secret>(&h).await.len();
-    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 1 + 4 + 2);
+    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 1 + 4 + 5 + 2);
 
     // A cluster being deleted is not reconciled again: no writes, no
     // recreated children.
@@ -405,6 +417,97 @@ async fn deletion_is_clean() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The (ports, peers) of each ingress rule of a NetworkPolicy.
+async fn policy_rules(h: &Harness, name: &str) -> Vec<(Vec<i32>, Option<serde_json::Value>)> {
+    let np = h.api::<NetworkPolicy>().get(name).await.unwrap();
+    np.spec
+        .unwrap()
+        .ingress
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let ports = r
+                .ports
+                .unwrap()
+                .into_iter()
+                .map(|p| match p.port.unwrap() {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => n,
+                    other => panic!("a named port: {other:?}"),
+                })
+                .collect();
+            (ports, r.from.map(|f| serde_json::to_value(f).unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn network_policies_follow_the_spec_and_go_when_disabled() {
+    let h = Harness::new(cluster("demo", minimal())).await;
+    h.reconcile().await;
+    h.make_ready().await;
+    h.reconcile().await;
+    h.take_writes();
+
+    // OTLP from anyone; the writers' Flight from the cluster's pods only,
+    // their admin port also from the operator and the namespace (metrics).
+    let same_cluster = json!({"podSelector": {"matchLabels": {
+        "app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": "signaldb",
+    }}});
+    let operator = json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "signaldb-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "signaldb-operator"}},
+    });
+    let namespace = json!({"podSelector": {}});
+    assert_eq!(policy_rules(&h, "demo-acceptor").await[0], (vec![4317, 4318], None));
+    assert_eq!(
+        policy_rules(&h, "demo-writer").await,
+        [
+            (vec![50051], Some(json!([same_cluster]))),
+            (vec![9091], Some(json!([same_cluster, operator, namespace]))),
+        ]
+    );
+
+    // Peers for the client ports: only the acceptor and router policies change.
+    let lb = json!({"ipBlock": {"cidr": "203.0.113.0/24"}});
+    h.edit(json!({"networkPolicy": {"ingressFrom": [lb]}})).await;
+    h.take_writes();
+    h.reconcile().await;
+    assert_eq!(
+        h.take_writes(),
+        [
+            "patch NetworkPolicy/demo-acceptor",
+            "patch NetworkPolicy/demo-router",
+            "status demo"
+        ]
+    );
+    assert_eq!(
+        policy_rules(&h, "demo-router").await[0],
+        (vec![3200, 50053], Some(json!([lb])))
+    );
+
+    // Off: every policy is deleted, nothing else is touched.
+    h.edit(json!({"networkPolicy": {"enabled": false}})).await;
+    h.take_writes();
+    h.reconcile().await;
+    let writes = h.take_writes();
+    assert_eq!(writes.len(), 6, "{writes:?}");
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.starts_with("delete demo-") || w == "status demo"),
+        "{writes:?}"
+    );
+    assert!(names_of::<NetworkPolicy>(&h).await.is_empty());
+    assert_eq!(names_of::<StatefulSet>(&h).await.len(), 4);
+    h.reconcile().await;
+    assert_eq!(h.take_writes(), Vec::<String>::new());
+
+    // On again: they come back.
+    h.edit(json!({"networkPolicy": {"enabled": true}})).await;
+    h.reconcile().await;
+    assert_eq!(names_of::<NetworkPolicy>(&h).await.len(), 5);
 }
 
 /// The value in the cluster token Secret, as written or as stored.
