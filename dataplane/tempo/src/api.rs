@@ -18,20 +18,28 @@ use signaldb_config::TenantId;
 /// data and report failures as [`BackendError`].
 #[async_trait::async_trait]
 pub trait TempoBackend: Send + Sync + 'static {
-    /// All spans of one trace, or `None` when the tenant has no such trace.
+    /// All spans of one trace, in pieces as they arrive; a stream that ends
+    /// without a span means the tenant has no such trace.
     ///
     /// `range` is `(start, end)` in unix seconds when the request carried
     /// `start` and/or `end`: a missing `end` is `u64::MAX`, a missing `start`
     /// is `0`. `None` means "no time hint, look everywhere".
+    ///
+    /// The router answers as the pieces come: it holds one at a time. An
+    /// error before the first piece becomes the response's status; after
+    /// it, the response body is cut off (the client sees a failed
+    /// transfer, never a shorter trace).
     async fn trace_by_id(
         &self,
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(u64, u64)>,
-    ) -> Result<Option<Vec<ResourceSpans>>, BackendError>;
+    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError>;
 
-    /// Trace search (`GET /api/search`), by TraceQL (`q`) or by tags.
-    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchResult, BackendError>;
+    /// Trace search (`GET /api/search`), by TraceQL (`q`) or by tags: the
+    /// traces in the order to show them, then the metrics, last. Streamed
+    /// to the client as for [`TempoBackend::trace_by_id`].
+    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<BackendStream<SearchItem>, BackendError>;
 
     /// Attribute names per scope (`GET /api/search/tags`, `GET /api/v2/search/tags`).
     ///
@@ -117,7 +125,30 @@ impl Default for SearchRequest {
     }
 }
 
-/// The answer to a search.
+/// Pieces of an answer as a backend produces them. Dropping the stream
+/// stops the work behind it.
+pub type BackendStream<T> = futures::stream::BoxStream<'static, Result<T, BackendError>>;
+
+/// One piece of a search answer: the traces, then the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchItem {
+    /// A matching trace.
+    Trace(TraceSummary),
+    /// The work counters; the last item.
+    Metrics(SearchMetrics),
+}
+
+impl SearchResult {
+    /// The result as the pieces a backend streams.
+    pub fn into_items(self) -> impl Iterator<Item = SearchItem> {
+        self.traces
+            .into_iter()
+            .map(SearchItem::Trace)
+            .chain(std::iter::once(SearchItem::Metrics(self.metrics)))
+    }
+}
+
+/// The answer to a search, whole.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchResult {
     /// Matching traces, in the order to show them (Tempo: most recent first).

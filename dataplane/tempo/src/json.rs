@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
-use crate::api::{BuildInfo, ScopedTags, SearchMetrics, SearchResult, SpanOut, SpanSetOut, TraceSummary, TypedValue};
+use crate::api::{BuildInfo, ScopedTags, SearchMetrics, SpanOut, SpanSetOut, TraceSummary, TypedValue};
 
 /// Formats a float as Go's `encoding/json` does: shortest round-trip digits,
 /// plain notation in `[1e-6, 1e21)`, otherwise `1e+21` / `1e-7`; NaN and
@@ -306,25 +306,26 @@ fn resource_spans(out: &mut String, rs: &ResourceSpans) {
     obj.end();
 }
 
-/// `GET /api/traces/{id}`: `{"batches":[...]}`.
-pub(crate) fn trace_v1(batches: &[ResourceSpans]) -> String {
-    let mut out = String::new();
-    let mut obj = Obj::new(&mut out);
-    obj.array_nonempty("batches", batches, resource_spans);
-    obj.end();
-    out
-}
+/// `GET /api/traces/{id}`: `{"batches":[` pieces `]}`; not found is 404.
+pub(crate) const TRACE_V1_OPEN: &str = r#"{"batches":["#;
+/// The end of a trace v1 body.
+pub(crate) const TRACE_V1_CLOSE: &str = "]}";
+/// `GET /api/v2/traces/{id}`: `{"trace":{"resourceSpans":[` pieces `]},"metrics":{}}`.
+pub(crate) const TRACE_V2_OPEN: &str = r#"{"trace":{"resourceSpans":["#;
+/// The end of a trace v2 body.
+pub(crate) const TRACE_V2_CLOSE: &str = r#"]},"metrics":{}}"#;
+/// `GET /api/v2/traces/{id}` for a trace that is not there.
+pub(crate) const TRACE_V2_NOT_FOUND: &str = r#"{"trace":{},"metrics":{}}"#;
 
-/// `GET /api/v2/traces/{id}`: `{"trace":{"resourceSpans":[...]},"metrics":{}}`;
-/// `{"trace":{},"metrics":{}}` when not found.
-pub(crate) fn trace_v2(batches: Option<&[ResourceSpans]>) -> String {
+/// A piece of a trace: its resource spans, separated by commas.
+pub(crate) fn batches(batches: &[ResourceSpans]) -> String {
     let mut out = String::new();
-    let mut obj = Obj::new(&mut out);
-    let mut trace = Obj::new(obj.key("trace"));
-    trace.array_nonempty("resourceSpans", batches.unwrap_or_default(), resource_spans);
-    trace.end();
-    obj.key("metrics").push_str("{}");
-    obj.end();
+    for (i, rs) in batches.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        resource_spans(&mut out, rs);
+    }
     out
 }
 
@@ -386,12 +387,24 @@ fn search_metrics(out: &mut String, m: &SearchMetrics) {
     obj.end();
 }
 
-/// `GET /api/search`.
-pub(crate) fn search(result: &SearchResult) -> String {
+/// `GET /api/search`: `{"traces":[` traces `],"metrics":{...}}`.
+pub(crate) const SEARCH_OPEN: &str = r#"{"traces":["#;
+
+/// One trace of a search answer.
+pub(crate) fn search_trace(t: &TraceSummary) -> String {
     let mut out = String::new();
-    let mut obj = Obj::new(&mut out);
-    obj.array("traces", &result.traces, trace_summary);
-    search_metrics(obj.key("metrics"), &result.metrics);
+    trace_summary(&mut out, t);
+    out
+}
+
+/// The end of a search answer: its metrics.
+pub(crate) fn search_close(m: &SearchMetrics) -> String {
+    let mut out = String::from("],");
+    let mut obj = Obj {
+        out: &mut out,
+        empty: true,
+    };
+    search_metrics(obj.key("metrics"), m);
     obj.end();
     out
 }
@@ -562,9 +575,10 @@ mod tests {
 
     #[test]
     fn not_found_v2_and_empty_search() {
-        assert_eq!(trace_v2(None), r#"{"trace":{},"metrics":{}}"#);
-        assert_eq!(trace_v1(&[]), "{}");
-        assert_eq!(search(&SearchResult::default()), r#"{"traces":[],"metrics":{}}"#);
+        assert_eq!(
+            format!("{SEARCH_OPEN}{}", search_close(&SearchMetrics::default())),
+            r#"{"traces":[],"metrics":{}}"#
+        );
         assert_eq!(tag_names_v1(&[]), r#"{"tagNames":[],"metrics":{}}"#);
         assert_eq!(tag_values_v1(&[]), r#"{"tagValues":[],"metrics":{}}"#);
     }

@@ -17,11 +17,12 @@ mod api;
 mod json;
 mod params;
 mod router;
+mod stream;
 pub mod tempopb;
 
 pub use api::{
-    BackendError, BuildInfo, DEFAULT_SEARCH_LIMIT, DEFAULT_SPANS_PER_SPANSET, INTRINSIC_TAG_NAMES, ParseTagScopeError,
-    ScopedTags, SearchMetrics, SearchRequest, SearchResult, ServiceStats, SpanOut, SpanSetOut, TagNamesRequest,
-    TagScope, TagValuesRequest, TempoBackend, TraceSummary, TypedValue,
+    BackendError, BackendStream, BuildInfo, DEFAULT_SEARCH_LIMIT, DEFAULT_SPANS_PER_SPANSET, INTRINSIC_TAG_NAMES,
+    ParseTagScopeError, ScopedTags, SearchItem, SearchMetrics, SearchRequest, SearchResult, ServiceStats, SpanOut,
+    SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceSummary, TypedValue,
 };
 pub use router::{GZIP_MIN_SIZE, ORG_ID_HEADER, router};

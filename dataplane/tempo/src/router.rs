@@ -8,15 +8,18 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
+use futures::StreamExt as _;
 use http::header::{CONTENT_TYPE, VARY};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message as _;
 use signaldb_config::{TenancyConfig, TenantId};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
 
-use crate::api::{BackendError, BuildInfo, TagScope, TempoBackend};
+use crate::api::{BackendError, BackendStream, BuildInfo, SearchItem, TagScope, TempoBackend};
 use crate::params::{self, Query};
+use crate::stream::{self, Framing, Piece, Pieces};
 use crate::{json, tempopb};
 
 /// The tenant header Tempo (and SignalDB) read.
@@ -179,21 +182,51 @@ async fn not_found() -> Response {
     go_http_error(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-/// Parses the id and range and fetches the trace; `Err` is the response.
+/// Parses the id and range and starts fetching the trace: its first piece
+/// (`None`: not found) and the rest. `Err` is the response.
 async fn fetch_trace(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
     raw_query: Option<&str>,
-) -> Result<Option<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>, Response> {
+) -> Result<Option<(Vec<ResourceSpans>, BackendStream<Vec<ResourceSpans>>)>, Response> {
     let tenant = tenant(state, headers)?;
     let trace_id = params::parse_trace_id(id).map_err(bad_request)?;
     let range = params::parse_trace_range(&Query::parse(raw_query)).map_err(bad_request)?;
-    state
+    let mut pieces = state
         .backend
         .trace_by_id(&tenant, trace_id, range)
         .await
-        .map_err(backend_error)
+        .map_err(backend_error)?;
+    loop {
+        match pieces.next().await {
+            Some(Ok(first)) if first.is_empty() => continue,
+            Some(Ok(first)) => return Ok(Some((first, pieces))),
+            Some(Err(e)) => return Err(backend_error(e)),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// A found trace's pieces, each rendered by `render`.
+fn trace_pieces(
+    first: Vec<ResourceSpans>,
+    rest: BackendStream<Vec<ResourceSpans>>,
+    render: fn(&[ResourceSpans]) -> Vec<u8>,
+) -> Pieces {
+    futures::stream::once(futures::future::ready(Ok(first)))
+        .chain(rest)
+        .filter(|piece| futures::future::ready(piece.as_ref().map_or(true, |p| !p.is_empty())))
+        .map(move |piece| piece.map(|p| Piece::Elem(render(&p))))
+        .boxed()
+}
+
+/// A streamed answer, or the error that arrived before its first byte.
+async fn streamed(content_type: &'static str, framing: Framing, pieces: Pieces) -> Response {
+    match stream::body(framing, pieces).await {
+        Ok(body) => respond(StatusCode::OK, Some(content_type), body),
+        Err(e) => backend_error(e),
+    }
 }
 
 async fn trace_v1(
@@ -202,18 +235,33 @@ async fn trace_v1(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let batches = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
-        Ok(Some(batches)) => batches,
+    let (first, rest) = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+        Ok(Some(found)) => found,
         Ok(None) => return respond(StatusCode::NOT_FOUND, None, Body::empty()),
         Err(res) => return res,
     };
     if wants_protobuf(&headers) {
-        let msg = tempopb::Trace {
-            resource_spans: tempopb::tempo_batches(&batches),
+        // `Trace` is one repeated field: its pieces concatenate.
+        let render = |batches: &[ResourceSpans]| {
+            tempopb::Trace {
+                resource_spans: tempopb::tempo_batches(batches),
+            }
+            .encode_to_vec()
         };
-        protobuf_ok(msg.encode_to_vec())
+        let framing = Framing {
+            open: Vec::new(),
+            sep: b"",
+            close: Some(Vec::new()),
+        };
+        streamed(APPLICATION_PROTOBUF, framing, trace_pieces(first, rest, render)).await
     } else {
-        json_ok(json::trace_v1(&batches))
+        let framing = Framing {
+            open: json::TRACE_V1_OPEN.into(),
+            sep: b",",
+            close: Some(json::TRACE_V1_CLOSE.into()),
+        };
+        let render = |batches: &[ResourceSpans]| json::batches(batches).into_bytes();
+        streamed(APPLICATION_JSON, framing, trace_pieces(first, rest, render)).await
     }
 }
 
@@ -223,21 +271,56 @@ async fn trace_v2(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let batches = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+    let found = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
         Ok(found) => found,
         Err(res) => return res,
     };
-    if wants_protobuf(&headers) {
-        let msg = tempopb::TraceByIdResponse {
-            trace: Some(tempopb::Trace {
-                resource_spans: batches.as_deref().map(tempopb::tempo_batches).unwrap_or_default(),
-            }),
-            metrics: Some(tempopb::TraceByIdMetrics::default()),
-            ..Default::default()
+    let protobuf = wants_protobuf(&headers);
+    let Some((first, rest)) = found else {
+        return if protobuf {
+            let msg = tempopb::TraceByIdResponse {
+                trace: Some(tempopb::Trace::default()),
+                metrics: Some(tempopb::TraceByIdMetrics::default()),
+                ..Default::default()
+            };
+            protobuf_ok(msg.encode_to_vec())
+        } else {
+            json_ok(json::TRACE_V2_NOT_FOUND.to_owned())
         };
-        protobuf_ok(msg.encode_to_vec())
+    };
+    if protobuf {
+        // Each piece is a `TraceByIdResponse` holding part of the trace;
+        // concatenated, their `trace` fields merge into one, as protobuf
+        // merges a message field that appears more than once.
+        let render = |batches: &[ResourceSpans]| {
+            tempopb::TraceByIdResponse {
+                trace: Some(tempopb::Trace {
+                    resource_spans: tempopb::tempo_batches(batches),
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let framing = Framing {
+            open: Vec::new(),
+            sep: b"",
+            close: Some(
+                tempopb::TraceByIdResponse {
+                    metrics: Some(tempopb::TraceByIdMetrics::default()),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+        };
+        streamed(APPLICATION_PROTOBUF, framing, trace_pieces(first, rest, render)).await
     } else {
-        json_ok(json::trace_v2(batches.as_deref()))
+        let framing = Framing {
+            open: json::TRACE_V2_OPEN.into(),
+            sep: b",",
+            close: Some(json::TRACE_V2_CLOSE.into()),
+        };
+        let render = |batches: &[ResourceSpans]| json::batches(batches).into_bytes();
+        streamed(APPLICATION_JSON, framing, trace_pieces(first, rest, render)).await
     }
 }
 
@@ -250,14 +333,54 @@ async fn search(State(state): State<AppState>, RawQuery(raw_query): RawQuery, he
         Ok(req) => req,
         Err(text) => return bad_request(text),
     };
-    let result = match state.backend.search(&tenant, req).await {
-        Ok(result) => result,
+    let items = match state.backend.search(&tenant, req).await {
+        Ok(items) => items,
         Err(err) => return backend_error(err),
     };
     if wants_protobuf(&headers) {
-        protobuf_ok(tempopb::SearchResponse::from(&result).encode_to_vec())
+        // `SearchResponse` is its traces then its metrics: one message per
+        // item concatenates into the same bytes as the whole message.
+        let pieces = items
+            .map(|item| {
+                item.map(|item| match item {
+                    SearchItem::Trace(t) => Piece::Elem(
+                        tempopb::SearchResponse {
+                            traces: vec![tempopb::TraceSearchMetadata::from(&t)],
+                            metrics: None,
+                        }
+                        .encode_to_vec(),
+                    ),
+                    SearchItem::Metrics(m) => Piece::Close(
+                        tempopb::SearchResponse {
+                            traces: Vec::new(),
+                            metrics: Some(tempopb::SearchMetrics::from(&m)),
+                        }
+                        .encode_to_vec(),
+                    ),
+                })
+            })
+            .boxed();
+        let framing = Framing {
+            open: Vec::new(),
+            sep: b"",
+            close: None,
+        };
+        streamed(APPLICATION_PROTOBUF, framing, pieces).await
     } else {
-        json_ok(json::search(&result))
+        let pieces = items
+            .map(|item| {
+                item.map(|item| match item {
+                    SearchItem::Trace(t) => Piece::Elem(json::search_trace(&t).into_bytes()),
+                    SearchItem::Metrics(m) => Piece::Close(json::search_close(&m).into_bytes()),
+                })
+            })
+            .boxed();
+        let framing = Framing {
+            open: json::SEARCH_OPEN.into(),
+            sep: b",",
+            close: None,
+        };
+        streamed(APPLICATION_JSON, framing, pieces).await
     }
 }
 

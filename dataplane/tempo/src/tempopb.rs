@@ -275,43 +275,50 @@ fn span_set(set: &api::SpanSetOut) -> SpanSet {
     }
 }
 
-impl From<&api::SearchResult> for SearchResponse {
-    fn from(result: &api::SearchResult) -> Self {
-        let m = &result.metrics;
-        SearchResponse {
-            traces: result
-                .traces
+impl From<&api::TraceSummary> for TraceSearchMetadata {
+    fn from(t: &api::TraceSummary) -> Self {
+        TraceSearchMetadata {
+            trace_id: crate::json::trace_id_hex(&t.trace_id),
+            root_service_name: t.root_service_name.clone(),
+            root_trace_name: t.root_trace_name.clone(),
+            start_time_unix_nano: t.start_time_unix_nano,
+            duration_ms: t.duration_ms,
+            span_set: t.span_sets.first().map(span_set),
+            span_sets: t.span_sets.iter().map(span_set).collect(),
+            service_stats: t
+                .service_stats
                 .iter()
-                .map(|t| TraceSearchMetadata {
-                    trace_id: crate::json::trace_id_hex(&t.trace_id),
-                    root_service_name: t.root_service_name.clone(),
-                    root_trace_name: t.root_trace_name.clone(),
-                    start_time_unix_nano: t.start_time_unix_nano,
-                    duration_ms: t.duration_ms,
-                    span_set: t.span_sets.first().map(span_set),
-                    span_sets: t.span_sets.iter().map(span_set).collect(),
-                    service_stats: t
-                        .service_stats
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                ServiceStats {
-                                    span_count: v.span_count,
-                                    error_count: v.error_count,
-                                },
-                            )
-                        })
-                        .collect(),
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        ServiceStats {
+                            span_count: v.span_count,
+                            error_count: v.error_count,
+                        },
+                    )
                 })
                 .collect(),
-            metrics: Some(SearchMetrics {
-                inspected_traces: m.inspected_traces,
-                inspected_bytes: m.inspected_bytes,
-                completed_jobs: m.completed_jobs,
-                total_jobs: m.total_jobs,
-                ..Default::default()
-            }),
+        }
+    }
+}
+
+impl From<&api::SearchMetrics> for SearchMetrics {
+    fn from(m: &api::SearchMetrics) -> Self {
+        SearchMetrics {
+            inspected_traces: m.inspected_traces,
+            inspected_bytes: m.inspected_bytes,
+            completed_jobs: m.completed_jobs,
+            total_jobs: m.total_jobs,
+            ..Default::default()
+        }
+    }
+}
+
+impl From<&api::SearchResult> for SearchResponse {
+    fn from(result: &api::SearchResult) -> Self {
+        SearchResponse {
+            traces: result.traces.iter().map(TraceSearchMetadata::from).collect(),
+            metrics: Some(SearchMetrics::from(&result.metrics)),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::{Action, FlightData, Ticket};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use signaldb_catalog::Catalog;
@@ -84,13 +85,13 @@ impl QuerierClient {
         Ok(stream)
     }
 
-    /// All spans of a trace.
+    /// All spans of a trace, as the querier streams them.
     pub async fn trace_by_id(
         &self,
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(i64, i64)>,
-    ) -> Result<Vec<RecordBatch>, Status> {
+    ) -> Result<BoxStream<'static, Result<RecordBatch, Status>>, Status> {
         let ticket = QueryTicket {
             tenant: tenant.to_string(),
             kind: Some(QueryKind::TraceById(TraceByIdQuery {
@@ -101,43 +102,48 @@ impl QuerierClient {
             })),
         };
         let stream = self.do_get(ticket).await?;
-        FlightRecordBatchStream::new_from_flight_data(
+        Ok(FlightRecordBatchStream::new_from_flight_data(
             stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
         )
-        .try_collect()
-        .await
         .map_err(|e| match e {
             arrow_flight::error::FlightError::Tonic(s) => *s,
             other => Status::internal(other.to_string()),
         })
+        .boxed())
     }
 
     /// Runs an action on a querier: `request` is its body, and every
-    /// message of its result stream is decoded as `Reply`.
-    pub async fn action<Req: Message, Reply: Message + Default>(
+    /// message of its result stream is decoded as `Reply`, as it arrives.
+    pub async fn action_stream<Req: Message, Reply: Message + Default + 'static>(
         &self,
         name: &str,
         request: &Req,
-    ) -> Result<Vec<Reply>, Status> {
+    ) -> Result<BoxStream<'static, Result<Reply, Status>>, Status> {
         let address = self.pick().await?;
         let mut client = self
             .pool
             .client(&address)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut results = client
+        let results = client
             .do_action(Action {
                 r#type: name.to_owned(),
                 body: request.encode_to_vec().into(),
             })
             .await?
             .into_inner();
-        let mut out = Vec::new();
-        while let Some(result) = results.next().await {
-            out.push(
-                Reply::decode(result?.body)
-                    .map_err(|e| Status::internal(format!("undecodable querier result: {e}")))?,
-            );
-        }
-        Ok(out)
+        Ok(results
+            .map(|result| {
+                Reply::decode(result?.body).map_err(|e| Status::internal(format!("undecodable querier result: {e}")))
+            })
+            .boxed())
+    }
+
+    /// Runs an action on a querier and collects its replies.
+    pub async fn action<Req: Message, Reply: Message + Default + 'static>(
+        &self,
+        name: &str,
+        request: &Req,
+    ) -> Result<Vec<Reply>, Status> {
+        self.action_stream(name, request).await?.try_collect().await
     }
 }

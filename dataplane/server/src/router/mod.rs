@@ -4,11 +4,13 @@
 mod client;
 pub mod flight_sql;
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use signaldb_config::TenantId;
 use signaldb_tempo::{
-    BackendError, INTRINSIC_TAG_NAMES, ScopedTags, SearchMetrics, SearchRequest, SearchResult, ServiceStats, SpanOut,
-    SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceSummary, TypedValue,
+    BackendError, BackendStream, INTRINSIC_TAG_NAMES, ScopedTags, SearchItem, SearchMetrics, SearchRequest,
+    ServiceStats, SpanOut, SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceSummary,
+    TypedValue,
 };
 use tonic::Status;
 
@@ -81,6 +83,58 @@ fn id<const N: usize>(bytes: &[u8]) -> Result<[u8; N], BackendError> {
         .map_err(|_| BackendError::Internal(format!("an id of {} bytes from a querier, not {N}", bytes.len())))
 }
 
+/// One reply of a querier's search as the Tempo API's item; `None` for
+/// an empty reply.
+fn search_item(reply: wire::SearchReply) -> Result<Option<SearchItem>, BackendError> {
+    let t = match reply.item {
+        Some(wire::search_reply::Item::Trace(t)) => t,
+        Some(wire::search_reply::Item::Metrics(m)) => {
+            return Ok(Some(SearchItem::Metrics(SearchMetrics {
+                inspected_traces: u32::try_from(m.inspected_traces).unwrap_or(u32::MAX),
+                inspected_bytes: m.inspected_bytes,
+                completed_jobs: 1,
+                total_jobs: 1,
+            })));
+        }
+        None => return Ok(None),
+    };
+    let mut spans = Vec::with_capacity(t.spans.len());
+    for s in t.spans {
+        spans.push(SpanOut {
+            span_id: id(&s.span_id)?,
+            name: Some(s.name),
+            start_time_unix_nano: s.start_time_unix_nano,
+            duration_nanos: s.duration_nanos,
+            attributes: s.attributes,
+        });
+    }
+    Ok(Some(SearchItem::Trace(TraceSummary {
+        trace_id: id(&t.trace_id)?,
+        root_service_name: t.root_service_name,
+        root_trace_name: t.root_trace_name,
+        start_time_unix_nano: t.start_time_unix_nano,
+        duration_ms: u32::try_from(t.duration_ms).unwrap_or(u32::MAX),
+        span_sets: vec![SpanSetOut {
+            spans,
+            matched: t.matched,
+            attributes: Vec::new(),
+        }],
+        service_stats: t
+            .service_stats
+            .into_iter()
+            .map(|s| {
+                (
+                    s.service,
+                    ServiceStats {
+                        span_count: s.spans,
+                        error_count: s.errors,
+                    },
+                )
+            })
+            .collect(),
+    })))
+}
+
 #[async_trait::async_trait]
 impl TempoBackend for QuerierBackend {
     async fn trace_by_id(
@@ -88,21 +142,22 @@ impl TempoBackend for QuerierBackend {
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(u64, u64)>,
-    ) -> Result<Option<Vec<ResourceSpans>>, BackendError> {
+    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError> {
         let range = range.and_then(|(s, e)| range_ns(Some(s), Some(e)));
         let batches = self
             .queriers
             .trace_by_id(tenant, trace_id, range)
             .await
             .map_err(backend_error)?;
-        let mut out = Vec::new();
-        for b in &batches {
-            out.extend(signaldb_schema::traces::arrow_to_otlp(b).map_err(|e| BackendError::Internal(e.to_string()))?);
-        }
-        Ok((!out.is_empty()).then_some(out))
+        Ok(batches
+            .map(|batch| {
+                signaldb_schema::traces::arrow_to_otlp(&batch.map_err(backend_error)?)
+                    .map_err(|e| BackendError::Internal(e.to_string()))
+            })
+            .boxed())
     }
 
-    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchResult, BackendError> {
+    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<BackendStream<SearchItem>, BackendError> {
         let request = wire::SearchRequest {
             tenant: tenant.to_string(),
             plan: Some(search_query(&req)?.to_plan()),
@@ -110,69 +165,15 @@ impl TempoBackend for QuerierBackend {
             spans_per_spanset: req.spans_per_spanset,
             range: wire::TimeRange::from_pair(range_ns(req.start, req.end)),
         };
-        let replies: Vec<wire::SearchReply> = self
+        let replies = self
             .queriers
-            .action(wire::SEARCH, &request)
+            .action_stream::<_, wire::SearchReply>(wire::SEARCH, &request)
             .await
             .map_err(backend_error)?;
-        let mut traces = Vec::with_capacity(replies.len());
-        let mut metrics = None;
-        for reply in replies {
-            let t = match reply.item {
-                Some(wire::search_reply::Item::Trace(t)) => t,
-                Some(wire::search_reply::Item::Metrics(m)) => {
-                    metrics = Some(m);
-                    continue;
-                }
-                None => continue,
-            };
-            let mut spans = Vec::with_capacity(t.spans.len());
-            for s in t.spans {
-                spans.push(SpanOut {
-                    span_id: id(&s.span_id)?,
-                    name: Some(s.name),
-                    start_time_unix_nano: s.start_time_unix_nano,
-                    duration_nanos: s.duration_nanos,
-                    attributes: s.attributes,
-                });
-            }
-            traces.push(TraceSummary {
-                trace_id: id(&t.trace_id)?,
-                root_service_name: t.root_service_name,
-                root_trace_name: t.root_trace_name,
-                start_time_unix_nano: t.start_time_unix_nano,
-                duration_ms: u32::try_from(t.duration_ms).unwrap_or(u32::MAX),
-                span_sets: vec![SpanSetOut {
-                    spans,
-                    matched: t.matched,
-                    attributes: Vec::new(),
-                }],
-                service_stats: t
-                    .service_stats
-                    .into_iter()
-                    .map(|s| {
-                        (
-                            s.service,
-                            ServiceStats {
-                                span_count: s.spans,
-                                error_count: s.errors,
-                            },
-                        )
-                    })
-                    .collect(),
-            });
-        }
-        let metrics =
-            metrics.ok_or_else(|| BackendError::Internal("the querier's answer ended without its metrics".into()))?;
-        Ok(SearchResult {
-            traces,
-            metrics: SearchMetrics {
-                inspected_traces: u32::try_from(metrics.inspected_traces).unwrap_or(u32::MAX),
-                inspected_bytes: metrics.inspected_bytes,
-                completed_jobs: 1,
-                total_jobs: 1,
-            },
-        })
+        Ok(replies
+            .map_err(backend_error)
+            .try_filter_map(|reply| futures::future::ready(search_item(reply)))
+            .boxed())
     }
 
     async fn tag_names(&self, tenant: &TenantId, req: TagNamesRequest) -> Result<Vec<ScopedTags>, BackendError> {

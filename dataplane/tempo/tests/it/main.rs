@@ -8,12 +8,13 @@ use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use fixtures::{T1, T2, T3};
+use futures::StreamExt as _;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message as _;
 use signaldb_config::{TenancyConfig, TenantId};
 use signaldb_tempo::{
-    BackendError, ScopedTags, SearchRequest, SearchResult, TagNamesRequest, TagValuesRequest, TempoBackend, TypedValue,
-    tempopb,
+    BackendError, BackendStream, ScopedTags, SearchItem, SearchRequest, SearchResult, TagNamesRequest,
+    TagValuesRequest, TempoBackend, TypedValue, tempopb,
 };
 
 /// What the fake was asked.
@@ -38,28 +39,8 @@ impl Fake {
     fn last(&self) -> (String, Call) {
         self.calls.lock().unwrap().last().cloned().unwrap()
     }
-}
 
-#[async_trait::async_trait]
-impl TempoBackend for Fake {
-    async fn trace_by_id(
-        &self,
-        tenant: &TenantId,
-        trace_id: [u8; 16],
-        range: Option<(u64, u64)>,
-    ) -> Result<Option<Vec<ResourceSpans>>, BackendError> {
-        self.record(tenant, Call::Trace(trace_id, range));
-        Ok(match hex::encode(trace_id).as_str() {
-            T1 => Some(fixtures::trace1()),
-            T2 => Some(fixtures::trace2()),
-            T3 => Some(fixtures::trace3()),
-            "000000000000000000000000000000aa" => return Err(BackendError::Unavailable("store is down".into())),
-            "000000000000000000000000000000bb" => return Err(BackendError::Internal("boom".into())),
-            _ => None,
-        })
-    }
-
-    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchResult, BackendError> {
+    fn search_result(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchResult, BackendError> {
         self.record(tenant, Call::Search(req.clone()));
         let q = req.q.as_deref().unwrap_or("");
         if q.starts_with("{ this") {
@@ -76,6 +57,39 @@ impl TempoBackend for Fake {
             }
             _ => SearchResult::default(),
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl TempoBackend for Fake {
+    async fn trace_by_id(
+        &self,
+        tenant: &TenantId,
+        trace_id: [u8; 16],
+        range: Option<(u64, u64)>,
+    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError> {
+        self.record(tenant, Call::Trace(trace_id, range));
+        let pieces = match hex::encode(trace_id).as_str() {
+            T1 => vec![Ok(fixtures::trace1())],
+            T2 => vec![Ok(fixtures::trace2())],
+            T3 => vec![Ok(fixtures::trace3())],
+            "000000000000000000000000000000aa" => return Err(BackendError::Unavailable("store is down".into())),
+            "000000000000000000000000000000bb" => return Err(BackendError::Internal("boom".into())),
+            // T1's batches three times, in pieces, with empty pieces between.
+            PIECES => (0..3).flat_map(|_| [Ok(vec![]), Ok(fixtures::trace1())]).collect(),
+            // A large trace whose backend fails once it has been sent in part.
+            CUT => std::iter::repeat_with(|| Ok(fixtures::trace1()))
+                .take(50)
+                .chain([Err(BackendError::Internal("querier gone".into()))])
+                .collect(),
+            _ => vec![],
+        };
+        Ok(futures::stream::iter(pieces).boxed())
+    }
+
+    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<BackendStream<SearchItem>, BackendError> {
+        let result = self.search_result(tenant, req)?;
+        Ok(futures::stream::iter(result.into_items().map(Ok)).boxed())
     }
 
     async fn tag_names(&self, tenant: &TenantId, req: TagNamesRequest) -> Result<Vec<ScopedTags>, BackendError> {
@@ -197,6 +211,11 @@ impl Server {
     }
 }
 
+/// A trace sent by the backend in pieces.
+const PIECES: &str = "000000000000000000000000000000cc";
+/// A trace whose backend fails after part of it was sent.
+const CUT: &str = "000000000000000000000000000000dd";
+
 const RANGE: &str = "start=1795567827&end=1795567948";
 
 /// A golden body whose trailing `"metrics":{...}` object is emptied: the
@@ -312,6 +331,50 @@ async fn trace_by_id_errors_and_not_found() {
     // Backend failures.
     srv.get("/api/traces/aa").await.assert_text(503, "store is down");
     srv.get("/api/v2/traces/bb").await.assert_text(500, "boom");
+}
+
+/// A trace that arrives in pieces is answered as the pieces come, with
+/// the same body as the trace whole; one whose backend fails after the
+/// answer started is cut off, never answered short.
+#[tokio::test]
+async fn traces_are_streamed_in_pieces() {
+    let srv = serve().await;
+    let whole = srv.get(&format!("/api/traces/{T1}")).await.json();
+    let thrice: Vec<serde_json::Value> = (0..3)
+        .flat_map(|_| whole["batches"].as_array().unwrap().clone())
+        .collect();
+    let pieces = srv.get(&format!("/api/traces/{PIECES}")).await;
+    assert_eq!(pieces.status, 200);
+    assert_eq!(pieces.json(), serde_json::json!({ "batches": thrice }));
+    let v2 = srv.get(&format!("/api/v2/traces/{PIECES}")).await;
+    assert_eq!(
+        v2.json(),
+        serde_json::json!({ "trace": { "resourceSpans": thrice }, "metrics": {} })
+    );
+    // Protobuf pieces concatenate (v1) or merge (v2) into one message.
+    let golden = &include_bytes!("../../testdata/trace_v1_pb.body.pb")[..];
+    let pb = srv.get_pb(&format!("/api/traces/{PIECES}")).await;
+    assert_eq!(pb.body, golden.repeat(3));
+    let pb = srv.get_pb(&format!("/api/v2/traces/{PIECES}")).await;
+    let merged = tempopb::TraceByIdResponse::decode(&pb.body[..]).unwrap();
+    let one = tempopb::Trace::decode(golden).unwrap().resource_spans;
+    assert_eq!(
+        merged.trace.unwrap().resource_spans,
+        [one.clone(), one.clone(), one].concat()
+    );
+    assert_eq!(merged.metrics, Some(tempopb::TraceByIdMetrics::default()));
+
+    for path in [format!("/api/traces/{CUT}"), format!("/api/v2/traces/{CUT}")] {
+        let res = srv.client.get(format!("{}{path}", srv.base)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}: the answer started");
+        assert!(res.headers().get("content-length").is_none(), "{path}: streamed");
+        let body = res.bytes().await;
+        assert!(body.is_err(), "{path}: the body is cut off, not ended: {body:?}");
+    }
+    // The server keeps serving.
+    srv.get(&format!("/api/traces/{T1}"))
+        .await
+        .assert_json(include_bytes!("../../testdata/trace_v1_json.body.json"));
 }
 
 #[tokio::test]
