@@ -97,6 +97,38 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
 
     /// Forgets the batch ids registered before `before_ms`; returns how many.
     async fn prune_batches(&self, before_ms: i64) -> Result<u64>;
+
+    /// Records a new API key (and its tenant, if new). An id that exists
+    /// already is [`Error::InvalidInput`].
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// The API key `id`, revoked or not; `None` when there is none.
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// The API keys of `tenant` (`None`: of every tenant), revoked ones
+    /// included, ordered by tenant, then creation time, then id.
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes the API key `id` at `now_ms`; revoking a revoked key keeps
+    /// its first revocation time. [`Error::NotFound`] for an unknown id.
+    async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<()>;
+}
+
+/// An API key as the catalog holds it: never its secret, only the secret's
+/// SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The key's public id (the part of the key before its secret).
+    pub id: String,
+    /// The tenant requests with this key act as.
+    pub tenant: TenantId,
+    /// SHA-256 of the key's secret, 64 lowercase hex digits.
+    pub secret_sha256: String,
+    /// A label for people (`grafana`, `otel-collector-eu`); may be empty.
+    pub name: String,
+    pub created_at_ms: i64,
+    /// When the key was revoked; `None` while it is valid.
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A running service, as registered in the catalog.

@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "trace ids and file-list versions",
         sql: include_str!("../migrations/0002_trace_ids_and_versions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api keys",
+        sql: include_str!("../migrations/0003_api_keys.sql"),
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises migrations (an

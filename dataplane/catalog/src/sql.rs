@@ -12,7 +12,9 @@ use sqlx::{Any, Transaction};
 use tracing::{debug, warn};
 
 use crate::url::{self, Backend};
-use crate::{BatchId, Capability, Catalog, Error, FileRecord, Result, Role, ServiceRecord, Signal, TenantId};
+use crate::{
+    ApiKeyRecord, BatchId, Capability, Catalog, Error, FileRecord, Result, Role, ServiceRecord, Signal, TenantId,
+};
 
 /// How long a SQLite connection waits for another connection's (or
 /// process's) write lock before failing.
@@ -586,6 +588,102 @@ impl Catalog for SqlCatalog {
             .rows_affected();
         Ok(n)
     }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let action = "recording an API key";
+        let mut tx = self.pool.begin().await.map_err(query_err(action))?;
+        sqlx::query("INSERT INTO signaldb_tenants (id, created_at_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(key.tenant.as_str())
+            .bind(key.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(action))?;
+        let n = sqlx::query(
+            "INSERT INTO signaldb_api_keys (id, tenant, secret_sha256, name, created_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(key.tenant.as_str())
+        .bind(&key.secret_sha256)
+        .bind(&key.name)
+        .bind(key.created_at_ms)
+        .bind(key.revoked_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(action))?
+        .rows_affected();
+        if n == 0 {
+            return Err(Error::InvalidInput {
+                what: "API key id (exists already)",
+                value: key.id.clone(),
+            });
+        }
+        tx.commit().await.map_err(query_err(action))
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!("{API_KEY_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("reading an API key"))?;
+        row.map(api_key_record).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>> {
+        let order = "ORDER BY tenant, created_at_ms, id";
+        let rows: Vec<ApiKeyRow> = match tenant {
+            Some(t) => {
+                sqlx::query_as(&format!("{API_KEY_COLUMNS} WHERE tenant = $1 {order}"))
+                    .bind(t.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query_as(&format!("{API_KEY_COLUMNS} {order}"))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(query_err("listing API keys"))?;
+        rows.into_iter().map(api_key_record).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<()> {
+        let action = "revoking an API key";
+        let n = sqlx::query("UPDATE signaldb_api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(action))?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound {
+                what: format!("API key {id:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+const API_KEY_COLUMNS: &str =
+    "SELECT id, tenant, secret_sha256, name, created_at_ms, revoked_at_ms FROM signaldb_api_keys";
+
+type ApiKeyRow = (String, String, String, String, i64, Option<i64>);
+
+fn api_key_record((id, tenant, secret_sha256, name, created_at_ms, revoked_at_ms): ApiKeyRow) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        tenant: TenantId::new(tenant.clone()).map_err(|_| Error::Corrupt {
+            what: "API key tenant",
+            value: tenant,
+        })?,
+        id,
+        secret_sha256,
+        name,
+        created_at_ms,
+        revoked_at_ms,
+    })
 }
 
 #[cfg(test)]

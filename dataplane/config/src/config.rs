@@ -391,6 +391,15 @@ pub struct TenancyConfig {
     /// belong to `default_tenant`.
     pub multi_tenant: bool,
     pub default_tenant: TenantId,
+    /// Require an API key (`Authorization: Bearer <key>`, made with
+    /// `signaldb keys create`) on OTLP, the Tempo API and Flight SQL. The
+    /// key decides the tenant; an `X-Scope-OrgID` naming another tenant is
+    /// refused with 403.
+    pub api_keys: bool,
+    /// How long a looked-up API key is trusted before the catalog is asked
+    /// again: a revoked key stops working within this time.
+    #[serde(with = "humantime_serde_compat")]
+    pub api_key_cache_ttl: Duration,
 }
 
 impl Default for TenancyConfig {
@@ -398,6 +407,8 @@ impl Default for TenancyConfig {
         Self {
             multi_tenant: false,
             default_tenant: TenantId::default_tenant(),
+            api_keys: false,
+            api_key_cache_ttl: Duration::from_secs(10),
         }
     }
 }

@@ -83,8 +83,7 @@ impl ClusterToken {
 
     /// Whether `presented` is this token, in time independent of where they differ.
     fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        crate::api_keys::same_bytes(self.0.as_bytes(), presented.as_bytes())
     }
 
     /// Checks an `Authorization: Bearer` value (HTTP header or gRPC metadata).

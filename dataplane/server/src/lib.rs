@@ -7,11 +7,13 @@
 
 pub mod acceptor;
 mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod discovery;
 pub mod endpoints;
 pub mod flight;
 pub mod loadgen;
+pub mod manage;
 pub mod metrics;
 pub mod proto;
 pub mod querier;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use signaldb::manage::Manage;
 use signaldb::server::{Roles, start};
 use signaldb_config::Config;
 use tracing::{error, info};
@@ -101,6 +102,48 @@ enum Command {
     CheckConfig,
     /// Sends OTLP/gRPC load and prints throughput, latency and server memory.
     Loadgen(signaldb::loadgen::LoadgenArgs),
+    /// Tenants in the catalog (catalog.url).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// API keys in the catalog (catalog.url): with tenancy.api_keys on,
+    /// clients send `Authorization: Bearer <key>` and act as its tenant.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Records a tenant.
+    Create {
+        /// Tenant id (what X-Scope-OrgID names).
+        tenant: String,
+    },
+    /// Lists the tenants, one per line.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Makes an API key and prints it, once: only its hash is stored.
+    Create {
+        /// The tenant the key acts as (recorded if new).
+        #[arg(long)]
+        tenant: String,
+        /// A label for people, e.g. grafana or otel-collector-eu.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Lists API keys: id, tenant, name, created, revoked.
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revokes an API key by id (the part after `sdb_`, before the secret).
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
 }
 
 /// Environment variables that are flags of this binary, not configuration keys.
@@ -192,6 +235,24 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             };
         }
+        Some(Command::Tenants(cmd)) => {
+            let what = match cmd {
+                TenantsCommand::Create { tenant } => Manage::CreateTenant(tenant.clone()),
+                TenantsCommand::List => Manage::ListTenants,
+            };
+            return manage(&cli, what).await;
+        }
+        Some(Command::Keys(cmd)) => {
+            let what = match cmd {
+                KeysCommand::Create { tenant, name } => Manage::CreateKey {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                },
+                KeysCommand::List { tenant } => Manage::ListKeys { tenant: tenant.clone() },
+                KeysCommand::Revoke { id } => Manage::RevokeKey(id.clone()),
+            };
+            return manage(&cli, what).await;
+        }
         Some(Command::CheckConfig) => {
             return match cli.load_config().and_then(|c| c.to_yaml().map_err(|e| e.to_string())) {
                 Ok(yaml) => {
@@ -228,6 +289,28 @@ async fn run(cli: Cli) -> ExitCode {
     info!("signal received");
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Runs a `tenants` or `keys` command: its output on stdout, errors on
+/// stderr with exit code 1 (2 for a bad configuration).
+async fn manage(cli: &Cli, what: Manage) -> ExitCode {
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("signaldb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match signaldb::manage::run(&config, what).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signaldb: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

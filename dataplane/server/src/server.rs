@@ -272,6 +272,8 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     let cluster_token = cluster_token(&config, roles)?;
     let catalog: Arc<dyn Catalog> =
         Arc::new(signaldb_catalog::connect(&config.catalog_url(), config.catalog.max_connections).await?);
+    // Who external requests act as: their API key's tenant, or their X-Scope-OrgID.
+    let tenants = crate::api_keys::Tenants::new(config.tenancy.clone(), Arc::clone(&catalog));
     let ready = Arc::new(AtomicBool::new(false));
     let (acceptor_stop, acceptor_rx) = watch::channel(false);
     let (writer_stop, writer_rx) = watch::channel(false);
@@ -392,7 +394,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let acceptor = Acceptor::new(
             wal.clone(),
             config.acceptor.clone(),
-            config.tenancy.clone(),
+            tenants.clone(),
             config.limits.clone(),
             metrics.clone(),
             tx,
@@ -546,7 +548,10 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         )
         .with_readiness(readiness.clone());
         let backend = Arc::new(crate::router::QuerierBackend::new(queriers.clone()));
-        let app = signaldb_tempo::router(backend, config.tenancy.clone(), build_info());
+        let app = crate::router::with_api_keys(
+            signaldb_tempo::router(backend, config.tenancy.clone(), build_info()),
+            tenants.clone(),
+        );
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
         query_tasks.push(spawn_server(
@@ -555,7 +560,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         ));
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
-        let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, config.tenancy.clone()).into_server();
+        let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, tenants.clone()).into_server();
         query_tasks.push(spawn_server(
             "router Flight SQL server",
             tonic::transport::Server::builder()

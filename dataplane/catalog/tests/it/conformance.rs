@@ -9,7 +9,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use signaldb_catalog::{BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId};
+use signaldb_catalog::{
+    ApiKeyRecord, BatchId, Capability, Catalog, Error, FileRecord, Role, ServiceRecord, Signal, TenantId,
+};
 
 /// Runs every check against `catalog`.
 pub(crate) async fn run_all(catalog: &dyn Catalog) {
@@ -21,6 +23,53 @@ pub(crate) async fn run_all(catalog: &dyn Catalog) {
     duplicates(catalog, &run).await;
     many_batches(catalog, &run).await;
     prune(catalog, &run).await;
+    api_keys(catalog, &run).await;
+}
+
+async fn api_keys(c: &dyn Catalog, run: &Run) {
+    let t1 = run.tenant("keys-a");
+    let t2 = run.tenant("keys-b");
+    let key = |id: &str, tenant: &TenantId, at: i64| ApiKeyRecord {
+        id: format!("{id}{}", run.sfx),
+        tenant: tenant.clone(),
+        secret_sha256: format!("{:064x}", at),
+        name: format!("name of {id}"),
+        created_at_ms: at,
+        revoked_at_ms: None,
+    };
+    let (a1, a2, b1) = (key("a1", &t1, run.t), key("a2", &t1, run.t + 1), key("b1", &t2, run.t));
+    for k in [&a2, &b1, &a1] {
+        c.create_api_key(k).await.expect("create_api_key");
+    }
+    // The key's tenant is recorded as a tenant too.
+    let tenants = c.list_tenants().await.expect("list_tenants");
+    assert!(tenants.contains(&t1) && tenants.contains(&t2));
+    assert!(
+        matches!(c.create_api_key(&a1).await, Err(Error::InvalidInput { .. })),
+        "an id is unique"
+    );
+    assert_eq!(c.api_key(&a1.id).await.unwrap(), Some(a1.clone()));
+    assert_eq!(c.api_key(&format!("none{}", run.sfx)).await.unwrap(), None);
+    assert_eq!(
+        c.list_api_keys(Some(&t1)).await.unwrap(),
+        vec![a1.clone(), a2.clone()],
+        "by creation time"
+    );
+    let all = c.list_api_keys(None).await.unwrap();
+    let ours: Vec<_> = all.into_iter().filter(|k| k.id.ends_with(&run.sfx)).collect();
+    assert_eq!(ours, vec![a1.clone(), a2.clone(), b1.clone()], "by tenant");
+
+    c.revoke_api_key(&a1.id, run.t + 10).await.expect("revoke");
+    c.revoke_api_key(&a1.id, run.t + 20).await.expect("revoke again");
+    assert_eq!(
+        c.api_key(&a1.id).await.unwrap().unwrap().revoked_at_ms,
+        Some(run.t + 10)
+    );
+    assert_eq!(c.api_key(&a2.id).await.unwrap().unwrap().revoked_at_ms, None);
+    assert!(matches!(
+        c.revoke_api_key(&format!("none{}", run.sfx), run.t).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// Identity and clock of one run.

@@ -49,6 +49,7 @@ pub fn to_status(e: IngestError) -> Status {
     match e {
         IngestError::Invalid(m) | IngestError::TooLarge(m) => Status::invalid_argument(m),
         IngestError::Unauthenticated(m) => Status::unauthenticated(m),
+        IngestError::Forbidden(m) => Status::permission_denied(m),
         IngestError::Overloaded { detail, retry_after } => {
             status_with_retry(tonic::Code::ResourceExhausted, detail, retry_after)
         }
@@ -64,11 +65,10 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let header = request
-            .metadata()
-            .get("x-scope-orgid")
-            .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
-        let result = match self.acceptor.tenant(header.as_deref()) {
+        let md = request.metadata();
+        let text = |name: &str| md.get(name).map(|v| v.to_str().map_err(|_| ()));
+        let tenant = self.acceptor.tenant(text("authorization"), text("x-scope-orgid")).await;
+        let result = match tenant {
             Ok(tenant) => self.acceptor.export_traces(tenant, request.into_inner()).await,
             Err(e) => Err(e),
         };

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
+use signaldb_config::TenantId;
 
 use super::admission::Refusal;
 use super::{Acceptor, IngestError};
@@ -85,6 +86,7 @@ impl HttpError {
             HttpError::Ingest(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, 3, m, None),
             HttpError::Ingest(IngestError::TooLarge(m)) => (StatusCode::PAYLOAD_TOO_LARGE, 3, m, None),
             HttpError::Ingest(IngestError::Unauthenticated(m)) => (StatusCode::UNAUTHORIZED, 16, m, None),
+            HttpError::Ingest(IngestError::Forbidden(m)) => (StatusCode::FORBIDDEN, 7, m, None),
             HttpError::Ingest(IngestError::Overloaded { detail, retry_after }) => {
                 (StatusCode::TOO_MANY_REQUESTS, 8, detail, Some(retry_after))
             }
@@ -181,6 +183,12 @@ async fn handle(
             );
         }
     };
+    // Who is sending, before reading a byte of the body.
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().map_err(|_| ()));
+    let tenant = match acceptor.tenant(text("authorization"), text("x-scope-orgid")).await {
+        Ok(tenant) => tenant,
+        Err(e) => return (encoding, Err(HttpError::Ingest(e))),
+    };
     // Held until the request is logged: its bytes count against
     // acceptor.max_in_flight until then.
     let max = acceptor.config().max_request_size.as_usize();
@@ -188,7 +196,10 @@ async fn handle(
         Ok(collected) => collected,
         Err(refusal) => return (encoding, Err(HttpError::from(refusal))),
     };
-    (encoding, decode_and_export(acceptor, headers, body, encoding).await)
+    (
+        encoding,
+        decode_and_export(acceptor, tenant, headers, body, encoding).await,
+    )
 }
 
 impl From<Refusal> for HttpError {
@@ -207,13 +218,11 @@ impl From<Refusal> for HttpError {
 
 async fn decode_and_export(
     acceptor: &Acceptor,
+    tenant: TenantId,
     headers: &HeaderMap,
     body: Bytes,
     encoding: Encoding,
 ) -> Result<crate::acceptor::Accepted, HttpError> {
-    let tenant = acceptor
-        .tenant(headers.get("x-scope-orgid").map(|v| v.to_str().unwrap_or("\u{fffd}")))
-        .map_err(HttpError::Ingest)?;
     let max = acceptor.config().max_request_size.as_usize();
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)

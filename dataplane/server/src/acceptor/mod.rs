@@ -14,13 +14,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use signaldb_config::{AcceptorConfig, TenancyConfig, TenantId};
+use signaldb_config::{AcceptorConfig, TenantId};
 use signaldb_wal::Wal;
 use tokio::sync::mpsc;
 use tracing::warn;
 
 pub use delivery::{Delivery, Pending};
 
+use crate::api_keys::{AuthError, Tenants};
 use crate::metrics::Metrics;
 use crate::proto::{AcceptorWalRecord, SIGNAL_TRACES};
 
@@ -34,9 +35,12 @@ pub enum IngestError {
     /// (413 / INVALID_ARGUMENT).
     #[error("{0}")]
     TooLarge(String),
-    /// No or a bad tenant (401 / UNAUTHENTICATED).
+    /// No or a bad tenant or API key (401 / UNAUTHENTICATED).
     #[error("{0}")]
     Unauthenticated(String),
+    /// An API key used for another tenant (403 / PERMISSION_DENIED).
+    #[error("{0}")]
+    Forbidden(String),
     /// The WAL holds as much undelivered data as allowed (429 / RESOURCE_EXHAUSTED).
     #[error("{detail}")]
     Overloaded { detail: String, retry_after: Duration },
@@ -51,6 +55,7 @@ impl IngestError {
             IngestError::Invalid(_) => "invalid",
             IngestError::TooLarge(_) => "too_large",
             IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::Forbidden(_) => "forbidden",
             IngestError::Overloaded { .. } => "overloaded",
             IngestError::Unavailable(_) => "unavailable",
         }
@@ -67,7 +72,7 @@ pub struct Acceptor {
 struct Inner {
     wal: Wal,
     config: AcceptorConfig,
-    tenancy: TenancyConfig,
+    tenants: Tenants,
     metrics: Metrics,
     to_delivery: mpsc::UnboundedSender<Pending>,
     in_flight: admission::InFlight,
@@ -78,7 +83,7 @@ impl Acceptor {
     pub fn new(
         wal: Wal,
         config: AcceptorConfig,
-        tenancy: TenancyConfig,
+        tenants: Tenants,
         limits: signaldb_config::LimitsConfig,
         metrics: Metrics,
         to_delivery: mpsc::UnboundedSender<Pending>,
@@ -88,7 +93,7 @@ impl Acceptor {
                 wal,
                 in_flight: admission::InFlight::new(config.max_in_flight.as_u64(), config.body_timeout),
                 rates: rate::Rates::new(limits),
-                tenancy,
+                tenants,
                 metrics,
                 to_delivery,
                 config,
@@ -109,15 +114,22 @@ impl Acceptor {
         &self.inner.in_flight
     }
 
-    /// The tenant of a request from its `X-Scope-OrgID` value.
-    pub fn tenant(&self, header: Option<&str>) -> Result<TenantId, IngestError> {
-        match header.map(str::trim).filter(|h| !h.is_empty()) {
-            Some(h) => TenantId::new(h).map_err(|e| IngestError::Unauthenticated(format!("X-Scope-OrgID: {e}"))),
-            None if self.inner.tenancy.multi_tenant => Err(IngestError::Unauthenticated(
-                "no org id: the X-Scope-OrgID header is required".into(),
-            )),
-            None => Ok(self.inner.tenancy.default_tenant.clone()),
-        }
+    /// The tenant of a request from its `Authorization` and
+    /// `X-Scope-OrgID` values (`Err(())`: not text).
+    pub async fn tenant(
+        &self,
+        authorization: Option<Result<&str, ()>>,
+        org_id: Option<Result<&str, ()>>,
+    ) -> Result<TenantId, IngestError> {
+        self.inner
+            .tenants
+            .resolve(authorization, org_id)
+            .await
+            .map_err(|e| match e {
+                AuthError::Unauthenticated(m) => IngestError::Unauthenticated(m),
+                AuthError::Forbidden(m) => IngestError::Forbidden(m),
+                AuthError::Unavailable(m) => IngestError::Unavailable(m),
+            })
     }
 
     /// Validates, logs durably, and queues for delivery. Returns once the

@@ -1,6 +1,8 @@
 //! Flight SQL on the router (port 50053): any Flight SQL client can list the
 //! `spans` table and run SQL over its own tenant's spans. The tenant is the
-//! `x-scope-orgid` header, as on every other API.
+//! caller's API key's when `tenancy.api_keys` is on (sent on the handshake
+//! as basic auth with the key as the password, or as a bearer token on
+//! every call), else the `x-scope-orgid` header, as on every other API.
 
 use std::pin::Pin;
 
@@ -18,11 +20,12 @@ use arrow_flight::{
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use signaldb_config::{TenancyConfig, TenantId};
+use signaldb_config::TenantId;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::client::QuerierClient;
+use crate::api_keys::{AuthError, Tenants, bearer_of};
 use crate::flight::MAX_MESSAGE_SIZE;
 use crate::proto::{QueryKind, QueryTicket};
 
@@ -43,12 +46,12 @@ struct StatementHandle {
 #[derive(Debug, Clone)]
 pub struct FlightSql {
     queriers: QuerierClient,
-    tenancy: TenancyConfig,
+    tenants: Tenants,
 }
 
 impl FlightSql {
-    pub fn new(queriers: QuerierClient, tenancy: TenancyConfig) -> Self {
-        Self { queriers, tenancy }
+    pub fn new(queriers: QuerierClient, tenants: Tenants) -> Self {
+        Self { queriers, tenants }
     }
 
     pub fn into_server(self) -> FlightServiceServer<Self> {
@@ -57,15 +60,18 @@ impl FlightSql {
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
-    fn tenant(&self, md: &MetadataMap) -> Result<TenantId, Status> {
-        match md.get("x-scope-orgid").map(|v| v.to_str().map(str::trim)) {
-            Some(Ok(v)) if !v.is_empty() => {
-                TenantId::new(v).map_err(|e| Status::unauthenticated(format!("x-scope-orgid: {e}")))
-            }
-            Some(Err(_)) => Err(Status::unauthenticated("x-scope-orgid is not valid text")),
-            _ if self.tenancy.multi_tenant => Err(Status::unauthenticated("no org id: send the x-scope-orgid header")),
-            _ => Ok(self.tenancy.default_tenant.clone()),
-        }
+    /// The caller's tenant: its API key's (`authorization`, bearer or
+    /// basic) when keys are required, else its `x-scope-orgid`.
+    async fn tenant(&self, md: &MetadataMap) -> Result<TenantId, Status> {
+        let text = |name: &str| md.get(name).map(|v| v.to_str().map_err(|_| ()));
+        self.tenants
+            .resolve(text("authorization"), text("x-scope-orgid"))
+            .await
+            .map_err(|e| match e {
+                AuthError::Unauthenticated(m) => Status::unauthenticated(m),
+                AuthError::Forbidden(m) => Status::permission_denied(m),
+                AuthError::Unavailable(m) => Status::unavailable(m),
+            })
     }
 
     fn info(
@@ -98,13 +104,33 @@ impl FlightSqlService for FlightSql {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(response)]))))
+        let mut response =
+            Response::new(Box::pin(futures::stream::iter([Ok(response)])) as Pin<Box<dyn Stream<Item = _> + Send>>);
+        if self.tenants.keys_required() {
+            // Checks the key (basic auth with the key as the password, as
+            // ADBC and JDBC send it, or bearer) and hands it back as the
+            // bearer token the client sends on its next calls.
+            self.tenant(request.metadata()).await?;
+            let presented = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let bearer = bearer_of(presented)?;
+            response.metadata_mut().insert(
+                "authorization",
+                bearer
+                    .parse()
+                    .map_err(|_| Status::unauthenticated("the API key is not a valid header value"))?,
+            );
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_statement(
@@ -112,7 +138,7 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let tenant = self.tenant(request.metadata()).await?;
         let handle = StatementHandle {
             tenant: tenant.to_string(),
             sql: query.query,
@@ -131,7 +157,7 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let tenant = self.tenant(request.metadata())?;
+        let tenant = self.tenant(request.metadata()).await?;
         let handle: StatementHandle = serde_json::from_slice(&ticket.statement_handle)
             .map_err(|e| Status::invalid_argument(format!("undecodable statement handle: {e}")))?;
         if handle.tenant != tenant.as_str() {

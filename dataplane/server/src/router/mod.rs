@@ -16,6 +16,57 @@ use tonic::Status;
 
 pub use client::QuerierClient;
 
+/// The Tempo API with API keys checked (`tenancy.api_keys`): a query
+/// route's request gets its key's tenant as `X-Scope-OrgID` (an
+/// `X-Scope-OrgID` naming another tenant is refused with 403), or 401
+/// without a valid key. `/ready`, `/api/echo` and `/api/status/buildinfo`
+/// stay open, for probes.
+pub fn with_api_keys(app: axum::Router, tenants: Tenants) -> axum::Router {
+    if !tenants.keys_required() {
+        return app;
+    }
+    app.layer(axum::middleware::from_fn_with_state(tenants, check_api_key))
+}
+
+async fn check_api_key(
+    axum::extract::State(tenants): axum::extract::State<Tenants>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = request.uri().path();
+    if !path.starts_with("/api/") || path == "/api/echo" || path == "/api/status/buildinfo" {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().map_err(|_| ()));
+    let resolved = tenants
+        .resolve(text("authorization"), text(signaldb_tempo::ORG_ID_HEADER))
+        .await;
+    let (status, message) = match resolved {
+        Ok(tenant) => match http::HeaderValue::from_str(tenant.as_str()) {
+            Ok(value) => {
+                request.headers_mut().insert(signaldb_tempo::ORG_ID_HEADER, value);
+                return next.run(request).await;
+            }
+            Err(_) => (
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "tenant id is not a header value".to_owned(),
+            ),
+        },
+        Err(AuthError::Unauthenticated(m)) => (http::StatusCode::UNAUTHORIZED, m),
+        Err(AuthError::Forbidden(m)) => (http::StatusCode::FORBIDDEN, m),
+        Err(AuthError::Unavailable(m)) => (http::StatusCode::SERVICE_UNAVAILABLE, m),
+    };
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+use crate::api_keys::{AuthError, Tenants};
 use crate::querier::wire;
 
 /// Answers the Tempo API from queriers.

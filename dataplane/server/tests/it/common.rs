@@ -61,6 +61,19 @@ pub(crate) async fn start_all(config: Config) -> Running {
     start(config, Roles::ALL).await.expect("server starts")
 }
 
+/// Polls the async `f` every 20 ms until it is true or `timeout` passes.
+pub(crate) async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `f` every 20 ms until it is true or `timeout` passes.
 pub(crate) async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();

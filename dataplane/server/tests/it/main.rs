@@ -22,5 +22,6 @@ mod overload;
 mod query;
 mod scale_out;
 mod search;
+mod tenant_auth;
 mod unreachable;
 mod wal_damage;
