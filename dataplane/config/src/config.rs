@@ -56,6 +56,7 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub cluster: ClusterConfig,
     pub limits: LimitsConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -75,6 +76,7 @@ impl Default for Config {
             tenancy: TenancyConfig::default(),
             cluster: ClusterConfig::default(),
             limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -383,6 +385,33 @@ pub struct ClusterConfig {
     pub token_file: Option<PathBuf>,
 }
 
+/// TLS on the listeners clients reach: OTLP gRPC and HTTP, the Tempo API
+/// and Flight SQL. Role-to-role ports are not affected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate chain, leaf first (cert-manager's
+    /// `tls.crt`). Set together with `key_file`; unset: plain TCP.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the certificate's private key (cert-manager's `tls.key`;
+    /// PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// How often the files are checked; a changed pair is presented to
+    /// the connections that follow (renewals need no restart).
+    #[serde(with = "humantime_serde_compat")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            reload_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Tenancy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -511,6 +540,15 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.acceptor.replication_factor == 0 {
             return bad("acceptor.replication_factor must be at least 1".into());
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return bad("tls.cert_file and tls.key_file are set together or not at all".to_owned());
+        }
+        if self.tls.reload_interval < Duration::from_millis(100) {
+            return bad(format!(
+                "tls.reload_interval is {}; at least 100ms is needed",
+                humantime::format_duration(self.tls.reload_interval)
+            ));
         }
         if self.acceptor.max_request_size.as_u64() < 1024 {
             return bad(format!(

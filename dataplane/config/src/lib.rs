@@ -12,7 +12,7 @@ mod vocab;
 pub use config::{
     AcceptorConfig, AdminConfig, CatalogConfig, ClusterConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
     KubernetesDiscovery, LimitsConfig, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig,
-    TenantLimits, WalConfig, WriterConfig, env_overrides,
+    TenantLimits, TlsConfig, WalConfig, WriterConfig, env_overrides,
 };
 pub use size::{ByteSize, ParseByteSizeError};
 pub use vocab::{Capability, ParseCapabilityError, ParseRoleError, Role, Signal, TenantId, TenantIdError, ports};

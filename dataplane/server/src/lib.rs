@@ -21,6 +21,7 @@ pub mod querybench;
 pub mod router;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod writer;
 
 /// Makes `ring` the process's TLS crypto provider (S3 over HTTPS, and any

@@ -42,6 +42,8 @@ pub enum StartError {
     ClusterToken(#[from] crate::auth::TokenError),
     #[error("restoring the writer buffer from its WAL: {0}")]
     Restore(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -295,6 +297,18 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     let mut writer_tasks = Vec::new();
     let mut acceptor_tasks = Vec::new();
     let heartbeat = config.discovery.heartbeat_interval;
+    // TLS on the listeners clients reach, when configured; its files are
+    // checked for renewals until the query roles stop.
+    let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) if roles.acceptor || roles.router => {
+            let tls = crate::tls::Tls::from_files(cert, key)?;
+            query_tasks.push(tokio::spawn(
+                tls.clone().watch(config.tls.reload_interval, query_rx.clone()),
+            ));
+            Some(tls)
+        }
+        _ => None,
+    };
 
     // In Kubernetes, the role Services' EndpointSlices filter the registry.
     let readiness = match &config.discovery.kubernetes {
@@ -409,23 +423,39 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             max_body: config.acceptor.max_request_size.as_usize().saturating_add(5),
             metrics: metrics.clone(),
         };
-        acceptor_tasks.push(spawn_server(
-            "OTLP gRPC server",
-            tonic::transport::Server::builder()
-                .layer(admission)
-                .add_service(grpc.clone().trace_service())
-                .add_service(grpc.clone().logs_service())
-                .add_service(grpc.metrics_service())
-                .serve_with_incoming_shutdown(incoming(grpc_listener), stopped(acceptor_rx.clone())),
-        ));
+        let otlp = tonic::transport::Server::builder()
+            .layer(admission)
+            .add_service(grpc.clone().trace_service())
+            .add_service(grpc.clone().logs_service())
+            .add_service(grpc.metrics_service());
+        acceptor_tasks.push(match &tls {
+            Some(tls) => spawn_server(
+                "OTLP gRPC server",
+                otlp.serve_with_incoming_shutdown(
+                    tls.listen(grpc_listener, "OTLP gRPC").into_stream(),
+                    stopped(acceptor_rx.clone()),
+                ),
+            ),
+            None => spawn_server(
+                "OTLP gRPC server",
+                otlp.serve_with_incoming_shutdown(incoming(grpc_listener), stopped(acceptor_rx.clone())),
+            ),
+        });
 
         let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
         endpoints.otlp_http = local_addr(&http_listener);
         let app = crate::acceptor::http::router(acceptor);
-        acceptor_tasks.push(spawn_server(
-            "OTLP HTTP server",
-            axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
-        ));
+        acceptor_tasks.push(match &tls {
+            Some(tls) => spawn_server(
+                "OTLP HTTP server",
+                axum::serve(tls.listen(http_listener, "OTLP HTTP"), app)
+                    .with_graceful_shutdown(stopped(acceptor_rx.clone())),
+            ),
+            None => spawn_server(
+                "OTLP HTTP server",
+                axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
+            ),
+        });
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
         let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
         acceptor_tasks.push(tokio::spawn(run_registration(
@@ -554,19 +584,34 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         );
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
-        query_tasks.push(spawn_server(
-            "router HTTP server",
-            axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(query_rx.clone())),
-        ));
+        query_tasks.push(match &tls {
+            Some(tls) => spawn_server(
+                "router HTTP server",
+                axum::serve(tls.listen(http_listener, "Tempo API"), app)
+                    .with_graceful_shutdown(stopped(query_rx.clone())),
+            ),
+            None => spawn_server(
+                "router HTTP server",
+                axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(query_rx.clone())),
+            ),
+        });
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
         let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, tenants.clone()).into_server();
-        query_tasks.push(spawn_server(
-            "router Flight SQL server",
-            tonic::transport::Server::builder()
-                .add_service(flight_sql)
-                .serve_with_incoming_shutdown(incoming(sql_listener), stopped(query_rx.clone())),
-        ));
+        let sql = tonic::transport::Server::builder().add_service(flight_sql);
+        query_tasks.push(match &tls {
+            Some(tls) => spawn_server(
+                "router Flight SQL server",
+                sql.serve_with_incoming_shutdown(
+                    tls.listen(sql_listener, "Flight SQL").into_stream(),
+                    stopped(query_rx.clone()),
+                ),
+            ),
+            None => spawn_server(
+                "router Flight SQL server",
+                sql.serve_with_incoming_shutdown(incoming(sql_listener), stopped(query_rx.clone())),
+            ),
+        });
         let address = endpoints.router_http.map(reachable).unwrap_or_default();
         let svc = service_record(
             format!("{node}-router"),

@@ -23,5 +23,6 @@ mod query;
 mod scale_out;
 mod search;
 mod tenant_auth;
+mod tls;
 mod unreachable;
 mod wal_damage;
