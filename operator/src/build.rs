@@ -35,7 +35,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use signaldb_config::{Role, ports};
 
-use crate::config::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, OBJECTS_DIR, WAL_DIR};
+use crate::config::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, OBJECTS_DIR, TLS_DIR, WAL_DIR};
 use crate::crd::{PodSpecOptions, SignalDBCluster, SignalDBClusterSpec, WalSpec};
 use crate::names::{
     ANNOTATION_CONFIG_HASH, CATALOG_DB, CATALOG_PASSWORD_KEY, COMPONENT_CATALOG, LABEL_NAMESPACE_NAME, Names,
@@ -403,6 +403,16 @@ fn client_ports(role: Role) -> &'static [u16] {
     }
 }
 
+/// `appProtocol` of the client ports when they speak TLS. All four carry
+/// HTTP over TLS (gRPC is HTTP/2), so `https`, the IANA name. It also
+/// overrides the router port's name `http`, which meshes such as Istio would
+/// otherwise take for plain HTTP. Without TLS no `appProtocol` is set.
+const TLS_APP_PROTOCOL: &str = "https";
+
+/// Mode of the files of the TLS Secret: the pods' group (`fsGroup`) reads
+/// the private key, nobody else.
+const TLS_FILE_MODE: i32 = 0o440;
+
 /// The ports a role serves to the cluster's other roles: Flight.
 fn internal_ports(role: Role) -> &'static [u16] {
     match role {
@@ -449,6 +459,8 @@ fn env_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// A probe of the admin port, which is plain HTTP even with `spec.tls`
+/// (TLS covers the client ports only).
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -547,6 +559,27 @@ impl Builder<'_> {
             .collect()
     }
 
+    /// The `spec.tls` Secret, for the roles that serve clients (acceptors
+    /// and routers); `None` for the others, or without TLS.
+    fn tls_secret(&self, role: Role) -> Option<&str> {
+        let tls = self.spec.tls.as_ref()?;
+        (!client_ports(role).is_empty()).then_some(tls.secret_name.as_str())
+    }
+
+    /// A role's Service ports; with TLS, the client ports say so in
+    /// `appProtocol` (the admin port stays plain HTTP, as the probes use it).
+    fn role_service_ports(&self, role: Role, ports: Vec<(String, i32)>) -> Vec<ServicePort> {
+        let mut out = Self::service_ports(ports);
+        if self.tls_secret(role).is_some() {
+            for p in &mut out {
+                if client_ports(role).iter().any(|n| i32::from(*n) == p.port) {
+                    p.app_protocol = Some(s(TLS_APP_PROTOCOL));
+                }
+            }
+        }
+        out
+    }
+
     /// Gives every pod a stable DNS name and publishes its readiness in
     /// EndpointSlices, which the data plane watches for routing.
     fn headless_service(&self, role: Role) -> Service {
@@ -557,7 +590,7 @@ impl Builder<'_> {
             spec: Some(ServiceSpec {
                 cluster_ip: Some(s("None")),
                 selector: Some(self.names.selector_labels(role.as_str())),
-                ports: Some(Self::service_ports(ports)),
+                ports: Some(self.role_service_ports(role, ports)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -572,7 +605,7 @@ impl Builder<'_> {
             spec: Some(ServiceSpec {
                 type_: Some(s("ClusterIP")),
                 selector: Some(self.names.selector_labels(role.as_str())),
-                ports: Some(Self::service_ports(role_ports(role))),
+                ports: Some(self.role_service_ports(role, role_ports(role))),
                 ..Default::default()
             }),
             ..Default::default()
@@ -785,6 +818,15 @@ impl Builder<'_> {
             read_only: Some(true),
             ..Default::default()
         });
+        // The whole Secret, never a `subPath` (which would not see renewals).
+        if self.tls_secret(role).is_some() {
+            mounts.push(VolumeMount {
+                name: s("tls"),
+                mount_path: s(TLS_DIR),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         if stateful {
             mounts.push(VolumeMount {
                 name: s("wal"),
@@ -876,6 +918,17 @@ impl Builder<'_> {
                 ..Default::default()
             },
         ];
+        if let Some(secret) = self.tls_secret(role) {
+            volumes.push(Volume {
+                name: s("tls"),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.to_owned()),
+                    default_mode: Some(TLS_FILE_MODE),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
         if uses_storage(role)
             && let Some(fs) = &self.spec.storage.filesystem
         {
@@ -1260,6 +1313,194 @@ mod tests {
                 "Deployment/demo-router",
             ]
         );
+    }
+
+    fn with_tls() -> SignalDBCluster {
+        let mut c = cluster();
+        c.spec.tls = Some(crate::crd::TlsSpec {
+            secret_name: "demo-tls".into(),
+        });
+        c.spec.tenancy.api_keys = true;
+        c
+    }
+
+    fn pod_spec(d: &Desired, role: Role) -> &PodSpec {
+        let kind = match role {
+            Role::Router => Kind::Deployment,
+            Role::Acceptor | Role::Writer | Role::Querier => Kind::StatefulSet,
+        };
+        let key = ChildKey {
+            kind,
+            name: format!("demo-{}", role.as_str()),
+        };
+        let template = match &d[&key] {
+            Child::StatefulSet(o) => &o.spec.as_ref().unwrap().template,
+            Child::Deployment(o) => &o.spec.as_ref().unwrap().template,
+            other => panic!("not a workload: {other:?}"),
+        };
+        template.spec.as_ref().unwrap()
+    }
+
+    fn config_of(d: &Desired) -> signaldb_config::Config {
+        let key = ChildKey {
+            kind: Kind::ConfigMap,
+            name: "demo-config".into(),
+        };
+        let Child::ConfigMap(cm) = &d[&key] else {
+            panic!("not a ConfigMap")
+        };
+        signaldb_config::Config::from_yaml(&cm.data.as_ref().unwrap()[CONFIG_FILE]).unwrap()
+    }
+
+    #[test]
+    fn tls_secret_is_mounted_whole_on_acceptors_and_routers_only() {
+        let d = desired(&with_tls(), 3);
+        for role in Role::ALL {
+            let pod = pod_spec(&d, role);
+            let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "tls");
+            let container = &pod.containers[0];
+            let mount = container
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|m| m.name == "tls");
+            if matches!(role, Role::Acceptor | Role::Router) {
+                let secret = volume.unwrap().secret.as_ref().unwrap();
+                assert_eq!(secret.secret_name.as_deref(), Some("demo-tls"));
+                assert_eq!(secret.items, None, "the whole Secret, so renewals arrive");
+                assert_eq!(secret.default_mode, Some(0o440));
+                assert_eq!(secret.optional, None, "pods wait for the Secret");
+                let mount = mount.unwrap();
+                assert_eq!(mount.mount_path, "/var/run/signaldb/tls");
+                assert_eq!(mount.read_only, Some(true));
+                assert_eq!(mount.sub_path, None, "a subPath mount never sees a renewal");
+                assert_eq!(mount.sub_path_expr, None);
+            } else {
+                assert!(volume.is_none(), "{role:?} has the TLS volume");
+                assert!(mount.is_none(), "{role:?} mounts the TLS Secret");
+            }
+            // The probes keep talking plain HTTP to the admin port, which
+            // TLS does not cover.
+            for probe in [
+                &container.readiness_probe,
+                &container.liveness_probe,
+                &container.startup_probe,
+            ] {
+                let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+                assert_eq!(get.port, IntOrString::String(s(ADMIN_PORT_NAME)));
+                assert_eq!(get.scheme, None);
+            }
+        }
+        // The one signaldb.yaml names the Secret's files where they are
+        // mounted; only acceptors and routers load them.
+        let config = config_of(&d);
+        assert_eq!(
+            config.tls.cert_file,
+            Some(std::path::PathBuf::from("/var/run/signaldb/tls/tls.crt"))
+        );
+        assert_eq!(
+            config.tls.key_file,
+            Some(std::path::PathBuf::from("/var/run/signaldb/tls/tls.key"))
+        );
+        assert!(config.tenancy.api_keys);
+    }
+
+    #[test]
+    fn tls_client_ports_say_https() {
+        for (c, tls) in [(with_tls(), true), (cluster(), false)] {
+            let d = desired(&c, 3);
+            for role in Role::ALL {
+                for name in [
+                    format!("demo-{}", role.as_str()),
+                    format!("demo-{}-headless", role.as_str()),
+                ] {
+                    let key = ChildKey {
+                        kind: Kind::Service,
+                        name: name.clone(),
+                    };
+                    let Child::Service(svc) = &d[&key] else {
+                        panic!("not a Service")
+                    };
+                    for p in svc.spec.as_ref().unwrap().ports.as_ref().unwrap() {
+                        let client = client_ports(role).iter().any(|n| i32::from(*n) == p.port);
+                        assert_eq!(
+                            p.app_protocol.as_deref(),
+                            (tls && client).then_some("https"),
+                            "{name} port {}",
+                            p.port
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_changes_acceptors_routers_and_the_config_only() {
+        let (plain, tls) = (desired(&cluster(), 3), desired(&with_tls(), 3));
+        assert_eq!(plain.keys().collect::<Vec<_>>(), tls.keys().collect::<Vec<_>>());
+        let changed: Vec<String> = plain
+            .iter()
+            .filter(|(k, v)| tls.get(*k) != Some(*v))
+            .map(|(k, _)| format!("{}/{}", k.kind.as_str(), k.name))
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                "ConfigMap/demo-config",
+                "Service/demo-acceptor",
+                "Service/demo-acceptor-headless",
+                "Service/demo-router",
+                "Service/demo-router-headless",
+                "StatefulSet/demo-acceptor",
+                "StatefulSet/demo-querier",
+                "StatefulSet/demo-writer",
+                "Deployment/demo-router",
+            ]
+        );
+        // Writers and queriers only through the configuration hash.
+        let tls_hash = validate(&with_tls()).unwrap().config.hash;
+        for name in ["demo-writer", "demo-querier"] {
+            let key = ChildKey {
+                kind: Kind::StatefulSet,
+                name: name.into(),
+            };
+            let (Child::StatefulSet(a), Child::StatefulSet(b)) = (&plain[&key], &tls[&key]) else {
+                panic!("not StatefulSets")
+            };
+            let mut a = a.clone();
+            a.spec
+                .as_mut()
+                .unwrap()
+                .template
+                .metadata
+                .as_mut()
+                .unwrap()
+                .annotations
+                .as_mut()
+                .unwrap()
+                .insert(s(ANNOTATION_CONFIG_HASH), tls_hash.clone());
+            assert_eq!(&a, b, "{name}");
+        }
+    }
+
+    #[test]
+    fn without_tls_nothing_is_mounted_or_rendered() {
+        let d = desired(&cluster(), 3);
+        let text = to_yaml(&d).unwrap();
+        for absent in [
+            "appProtocol",
+            "/var/run/signaldb/tls",
+            "name: tls",
+            "api_keys",
+            "cert_file",
+        ] {
+            assert!(!text.contains(absent), "{absent:?} without spec.tls");
+        }
+        let config = config_of(&d);
+        assert_eq!(config.tls, signaldb_config::TlsConfig::default());
+        assert!(!config.tenancy.api_keys);
     }
 
     #[test]

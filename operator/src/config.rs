@@ -24,6 +24,9 @@ pub const OBJECTS_DIR: &str = "/var/lib/signaldb/objects";
 pub const CONFIG_DIR: &str = "/etc/signaldb";
 /// Where pods mount the cluster token Secret (read-only).
 pub const CLUSTER_TOKEN_DIR: &str = "/var/run/signaldb/cluster-token";
+/// Where acceptor and router pods mount the `spec.tls` Secret (read-only,
+/// the whole volume, so that a renewed certificate reaches running pods).
+pub const TLS_DIR: &str = "/var/run/signaldb/tls";
 /// File name of the configuration in the ConfigMap.
 pub const CONFIG_FILE: &str = "signaldb.yaml";
 
@@ -49,7 +52,18 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "admin.addr",
     "discovery.kubernetes",
     "cluster.token_file",
+    "tls.cert_file",
+    "tls.key_file",
 ];
+
+/// What to use instead of an operator-owned key, where the spec has a field
+/// for it.
+fn owned_key_hint(key: &str) -> &'static str {
+    match key {
+        "tls.cert_file" | "tls.key_file" => " (set spec.tls.secretName)",
+        _ => "",
+    }
+}
 
 /// The rendered configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +147,18 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
     c.tenancy.multi_tenant = spec.tenancy.multi_tenant;
     c.tenancy.default_tenant =
         TenantId::new(spec.tenancy.default_tenant.clone()).map_err(|e| err("tenancy.defaultTenant", e.to_string()))?;
+    c.tenancy.api_keys = spec.tenancy.api_keys;
+
+    // One file for every role: writers and queriers serve no client port and
+    // never load these files (nor mount the Secret); acceptors and routers
+    // find them where the Secret is mounted.
+    if spec.tls.is_some() {
+        c.tls.cert_file = Some(PathBuf::from(format!("{TLS_DIR}/{}", crate::names::TLS_CERT_KEY)));
+        c.tls.key_file = Some(PathBuf::from(format!(
+            "{TLS_DIR}/{}",
+            crate::names::TLS_PRIVATE_KEY_KEY
+        )));
+    }
 
     let mut tree =
         serde_yaml_ng::to_value(&c).map_err(|e| err("spec", format!("cannot serialise the configuration: {e}")))?;
@@ -146,7 +172,10 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
             if has_path(&map, key) {
                 return Err(err(
                     "configOverrides",
-                    format!("{key} is set by the operator and may not be overridden"),
+                    format!(
+                        "{key} is set by the operator and may not be overridden{}",
+                        owned_key_hint(key)
+                    ),
                 ));
             }
         }
@@ -273,6 +302,65 @@ mod tests {
         assert!(r.config.tenancy.multi_tenant);
         assert_eq!(r.config.writer.flush_max_age, std::time::Duration::from_secs(10));
         assert_ne!(r.hash, render(&spec()).unwrap().hash);
+    }
+
+    #[test]
+    fn tls_and_api_keys() {
+        let mut s = spec();
+        s.tls = Some(crate::crd::TlsSpec {
+            secret_name: "signaldb-tls".into(),
+        });
+        s.tenancy.api_keys = true;
+        let r = render(&s).unwrap();
+        assert_eq!(
+            r.config.tls.cert_file.as_deref(),
+            Some(std::path::Path::new("/var/run/signaldb/tls/tls.crt"))
+        );
+        assert_eq!(
+            r.config.tls.key_file.as_deref(),
+            Some(std::path::Path::new("/var/run/signaldb/tls/tls.key"))
+        );
+        assert!(r.config.tenancy.api_keys);
+        assert!(r.yaml.contains("tenancy:\n  api_keys: true\n"), "{}", r.yaml);
+        assert!(
+            r.yaml.contains(
+                "tls:\n  cert_file: /var/run/signaldb/tls/tls.crt\n  key_file: /var/run/signaldb/tls/tls.key\n"
+            ),
+            "{}",
+            r.yaml
+        );
+        // The reload interval stays the data plane's, and may be overridden.
+        assert!(!r.yaml.contains("reload_interval"), "{}", r.yaml);
+        s.config_overrides = Some(serde_json::json!({"tls": {"reload_interval": "1m"}}));
+        let r = render(&s).unwrap();
+        assert_eq!(r.config.tls.reload_interval, std::time::Duration::from_secs(60));
+
+        // Without them nothing is written.
+        let r = render(&spec()).unwrap();
+        assert_eq!(r.config.tls, signaldb_config::TlsConfig::default());
+        assert!(!r.config.tenancy.api_keys);
+        assert!(!r.yaml.contains("tls") && !r.yaml.contains("api_keys"), "{}", r.yaml);
+
+        // The same configuration as the old `configOverrides` way: no rollout
+        // when a cluster moves to the field.
+        let mut old = spec();
+        old.config_overrides = Some(serde_json::json!({"tenancy": {"api_keys": true}}));
+        let mut new = spec();
+        new.tenancy.api_keys = true;
+        assert_eq!(render(&old).unwrap().hash, render(&new).unwrap().hash);
+    }
+
+    #[test]
+    fn tls_files_are_the_operators() {
+        for key in ["cert_file", "key_file"] {
+            let mut s = spec();
+            let tls = serde_json::Map::from_iter([(key.to_owned(), serde_json::json!("/etc/certs/x.pem"))]);
+            s.config_overrides = Some(serde_json::json!({"tls": tls}));
+            let e = render(&s).unwrap_err();
+            assert_eq!(e.field, "configOverrides");
+            assert!(e.reason.contains(&format!("tls.{key} is set by the operator")), "{e}");
+            assert!(e.reason.contains("spec.tls.secretName"), "{e}");
+        }
     }
 
     #[test]

@@ -128,9 +128,16 @@ pub struct SignalDBClusterSpec {
     #[serde(default)]
     pub router: RouterSpec,
 
-    /// Tenancy: whether requests must name their tenant.
+    /// Tenancy: whether requests must name their tenant, and whether they
+    /// must carry an API key.
     #[serde(default)]
     pub tenancy: TenancySpec,
+
+    /// TLS on the ports clients reach: OTLP gRPC 4317 and HTTP 4318 on
+    /// acceptors, the Tempo API 3200 and Flight SQL 50053 on routers. Unset:
+    /// plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 
     /// Limits that protect the cluster from oversized or excessive input.
     #[serde(default)]
@@ -171,6 +178,7 @@ impl Default for SignalDBClusterSpec {
             querier: QuerierSpec::default(),
             router: RouterSpec::default(),
             tenancy: TenancySpec::default(),
+            tls: None,
             limits: LimitsSpec::default(),
             network_policy: NetworkPolicySpec::default(),
             config_overrides: None,
@@ -658,6 +666,13 @@ pub struct TenancySpec {
         "message": "tenancy.defaultTenant may not be '.' or '..'"
     }]))]
     pub default_tenant: String,
+
+    /// Require an API key (`Authorization: Bearer <key>`) on OTLP, the Tempo
+    /// API and Flight SQL; the key decides the tenant. Make keys with
+    /// `signaldb keys create --tenant T` against the cluster's catalog.
+    /// Without TLS (`spec.tls`) keys travel in clear text.
+    #[serde(default)]
+    pub api_keys: bool,
 }
 
 impl Default for TenancySpec {
@@ -665,8 +680,31 @@ impl Default for TenancySpec {
         Self {
             multi_tenant: false,
             default_tenant: default_tenant(),
+            api_keys: false,
         }
     }
+}
+
+/// A DNS subdomain name (RFC 1123), as Kubernetes requires of a Secret's
+/// name; at most 253 characters.
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// TLS on the client ports of acceptors and routers: they then speak TLS
+/// only. Role-to-role ports and the admin port 9091 (probes, `/metrics`,
+/// drains) stay plain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A Secret in this namespace of type `kubernetes.io/tls`: the PEM
+    /// certificate chain (leaf first) in `tls.crt` and its private key in
+    /// `tls.key`, as cert-manager writes the Secret named by a Certificate's
+    /// `secretName`. Acceptor and router pods mount the whole Secret
+    /// read-only at `/var/run/signaldb/tls`; a renewed certificate reaches
+    /// the running pods (the kubelet refreshes the files within a minute or
+    /// two) and is presented to new connections without a restart. Pods wait
+    /// in ContainerCreating until the Secret exists.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub secret_name: String,
 }
 
 fn default_tenant() -> String {

@@ -43,6 +43,13 @@ pub const CATALOG_PASSWORD_KEY: &str = "password";
 /// Key of the cluster token in its Secret.
 pub const CLUSTER_TOKEN_KEY: &str = "token";
 
+/// Key of the PEM certificate chain in a `kubernetes.io/tls` Secret (as
+/// cert-manager writes it).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+
+/// Key of the PEM private key in a `kubernetes.io/tls` Secret.
+pub const TLS_PRIVATE_KEY_KEY: &str = "tls.key";
+
 /// Database, user of the managed catalog.
 pub const CATALOG_DB: &str = "signaldb";
 

@@ -127,6 +127,18 @@ pub fn validate(cluster: &SignalDBCluster) -> Result<Validated, ValidationError>
         }
     }
 
+    if let Some(tls) = &spec.tls
+        && !is_dns_subdomain(&tls.secret_name)
+    {
+        fail(
+            "tls.secretName",
+            format!(
+                "{:?} is not a Secret name: lowercase letters, digits, '-' and '.', at most 253 characters, each dot-separated part starting and ending with a letter or digit",
+                tls.secret_name
+            ),
+        );
+    }
+
     check_peers(
         "networkPolicy.ingressFrom",
         &spec.network_policy.ingress_from,
@@ -163,6 +175,21 @@ pub fn validate(cluster: &SignalDBCluster) -> Result<Validated, ValidationError>
         Some(config) if errors.is_empty() => Ok(Validated { config, drain_timeout }),
         _ => Err(ValidationError(errors)),
     }
+}
+
+/// Whether `name` is a DNS subdomain name (RFC 1123), as the names of
+/// Secrets and most other Kubernetes objects must be; the same rule as the
+/// CRD's pattern (`crd::DNS_SUBDOMAIN_PATTERN`), checked again for an older
+/// installed CRD.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+            bytes.first().is_some_and(alnum)
+                && bytes.last().is_some_and(alnum)
+                && bytes.iter().all(|b| alnum(b) || *b == b'-')
+        })
 }
 
 fn check_wal(field: &str, wal: &WalSpec, fail: &mut impl FnMut(&str, String)) {
@@ -305,6 +332,37 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("\"lots\" is not a quantity"), "{text}");
         assert!(text.contains("must be larger than zero"), "{text}");
+    }
+
+    #[test]
+    fn tls_secret_name_must_be_a_secret_name() {
+        let mut c = cluster(minimal());
+        for good in ["signaldb-tls", "a", "tls.example.com", "0-x.y9", &"a".repeat(253)] {
+            c.spec.tls = Some(crate::crd::TlsSpec {
+                secret_name: good.to_owned(),
+            });
+            assert!(validate(&c).is_ok(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "Signaldb-TLS",
+            "tls_cert",
+            "-tls",
+            "tls-",
+            "a..b",
+            ".a",
+            "a.",
+            "tls/x",
+            &"a".repeat(254),
+        ] {
+            c.spec.tls = Some(crate::crd::TlsSpec {
+                secret_name: bad.to_owned(),
+            });
+            let e = validate(&c).unwrap_err();
+            let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(fields, ["tls.secretName"], "{bad:?}: {e}");
+            assert!(e.to_string().contains("is not a Secret name"), "{e}");
+        }
     }
 
     #[test]

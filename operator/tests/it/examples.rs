@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use signaldb_operator::build::{Plan, plan};
 use signaldb_operator::crd::SignalDBCluster;
-use signaldb_operator::validate::validate;
+use signaldb_operator::validate::{is_dns_subdomain, validate};
 
 use crate::{crate_root, workspace_root};
 
@@ -134,6 +134,10 @@ fn the_schema_refuses_broken_manifests() {
         ("/spec/limits", serde_json::json!({"maxRequestSize": "12 parsecs"})),
         ("/spec/imagePullPolicy", serde_json::json!("Sometimes")),
         ("/spec/tenancy", serde_json::json!({"defaultTenant": "a/b"})),
+        ("/spec/tenancy", serde_json::json!({"apiKeys": "yes"})),
+        ("/spec/tls", serde_json::json!({})),
+        ("/spec/tls", serde_json::json!({"secretName": ""})),
+        ("/spec/tls", serde_json::json!({"secretName": "My_Cert"})),
     ];
     for (pointer, value) in broken {
         let mut doc = base.clone();
@@ -145,6 +149,52 @@ fn the_schema_refuses_broken_manifests() {
         assert!(
             !schema_errors(&validator, &doc).is_empty(),
             "{pointer} = {value} was accepted"
+        );
+    }
+}
+
+/// The schema's pattern for `tls.secretName` and the operator's own check
+/// (for an older installed CRD) accept the same names.
+#[test]
+fn tls_secret_name_schema_and_operator_agree() {
+    let validator = schema_validator();
+    let long = "a".repeat(253);
+    let too_long = "a".repeat(254);
+    for name in [
+        "signaldb-tls",
+        "a",
+        "0",
+        "a.b",
+        "x.y-z.q9",
+        long.as_str(),
+        "",
+        "A",
+        "a_b",
+        "-a",
+        "a-",
+        "a..b",
+        ".a",
+        "a.",
+        "a.-b",
+        "a-.b",
+        "tls/x",
+        "é",
+        too_long.as_str(),
+    ] {
+        let doc = serde_json::json!({
+            "apiVersion": "signaldb.io/v1alpha1",
+            "kind": "SignalDBCluster",
+            "metadata": {"name": "x"},
+            "spec": {
+                "catalog": {"managed": {}},
+                "storage": {"s3": {"bucket": "traces"}},
+                "tls": {"secretName": name},
+            }
+        });
+        assert_eq!(
+            schema_errors(&validator, &doc).is_empty(),
+            is_dns_subdomain(name),
+            "{name:?}"
         );
     }
 }

@@ -55,6 +55,11 @@ fn network_policy() {
 }
 
 #[test]
+fn tls() {
+    golden("tls");
+}
+
+#[test]
 fn paused() {
     golden("paused");
 }

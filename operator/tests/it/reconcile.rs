@@ -188,6 +188,81 @@ async fn a_spec_change_touches_only_what_changed() {
     assert_eq!(after.observed_generation, h.cluster().await.metadata.generation);
 }
 
+/// Names of the volumes of a StatefulSet's pod template.
+async fn volumes_of(h: &Harness, name: &str) -> Vec<String> {
+    let sts = h.api::<StatefulSet>().get(name).await.unwrap();
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    pod.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect()
+}
+
+/// `appProtocol` of a Service's ports.
+async fn app_protocols(h: &Harness, name: &str) -> Vec<Option<String>> {
+    let svc = h.api::<Service>().get(name).await.unwrap();
+    svc.spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.app_protocol)
+        .collect()
+}
+
+#[tokio::test]
+async fn tls_goes_on_and_off_with_the_spec() {
+    let h = Harness::new(cluster("demo", minimal())).await;
+    h.reconcile().await;
+    h.make_ready().await;
+    h.reconcile().await;
+    h.take_writes();
+
+    h.edit(json!({"tls": {"secretName": "demo-tls"}, "tenancy": {"apiKeys": true}}))
+        .await;
+    h.take_writes();
+    h.reconcile().await;
+    assert_eq!(
+        h.take_writes(),
+        [
+            "patch ConfigMap/demo-config",
+            "patch Service/demo-acceptor",
+            "patch Service/demo-acceptor-headless",
+            "patch Service/demo-router",
+            "patch Service/demo-router-headless",
+            "patch StatefulSet/demo-acceptor",
+            "patch StatefulSet/demo-querier",
+            "patch StatefulSet/demo-writer",
+            "patch Deployment/demo-router",
+            "status demo",
+        ]
+    );
+    assert!(volumes_of(&h, "demo-acceptor").await.contains(&"tls".to_owned()));
+    assert!(!volumes_of(&h, "demo-writer").await.contains(&"tls".to_owned()));
+    let https = Some("https".to_owned());
+    assert_eq!(app_protocols(&h, "demo-router").await, [https.clone(), https.clone()]);
+    assert_eq!(
+        app_protocols(&h, "demo-acceptor-headless").await,
+        [https.clone(), https, None]
+    );
+    let config = h.api::<ConfigMap>().get("demo-config").await.unwrap();
+    let yaml = &config.data.unwrap()["signaldb.yaml"];
+    assert!(yaml.contains("cert_file: /var/run/signaldb/tls/tls.crt"), "{yaml}");
+    assert!(yaml.contains("api_keys: true"), "{yaml}");
+
+    // Off again: the volume, its mount, appProtocol and the keys go.
+    h.edit(json!({"tls": null, "tenancy": {"apiKeys": false}})).await;
+    h.reconcile().await;
+    assert!(!volumes_of(&h, "demo-acceptor").await.contains(&"tls".to_owned()));
+    let sts = h.api::<StatefulSet>().get("demo-acceptor").await.unwrap();
+    let mounts = sts.spec.unwrap().template.spec.unwrap().containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap();
+    assert!(mounts.iter().all(|m| m.name != "tls"), "{mounts:?}");
+    assert_eq!(app_protocols(&h, "demo-router").await, [None, None]);
+    let config = h.api::<ConfigMap>().get("demo-config").await.unwrap();
+    let yaml = &config.data.unwrap()["signaldb.yaml"];
+    assert!(!yaml.contains("tls") && !yaml.contains("api_keys"), "{yaml}");
+}
+
 #[tokio::test]
 async fn an_edit_by_hand_is_undone() {
     let h = Harness::new(cluster("demo", minimal())).await;
