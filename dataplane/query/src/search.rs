@@ -64,10 +64,43 @@ pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
     cols
 }
 
-/// Adds the columns that hold `fields` to `cols`, each once.
+/// The column of its own of an attribute, if it has one: a span's
+/// dedicated attributes ([`columns::DEDICATED`]) and the resource's
+/// `service.name`.
+fn own_column(a: &signaldb_traceql::AttributeRef) -> Option<&'static str> {
+    use signaldb_traceql::AttributeScope;
+    match a.scope {
+        AttributeScope::Span => columns::DEDICATED
+            .iter()
+            .find(|d| d.attribute == a.name)
+            .map(|d| d.column),
+        AttributeScope::Resource => (a.name == "service.name").then_some(columns::SERVICE_NAME),
+        AttributeScope::Unscoped => None,
+    }
+}
+
+/// Adds the columns that hold `fields` to `cols`, each once. When every
+/// attribute among them has a column of its own, those columns are read
+/// instead of the attribute lists (a fraction of the bytes to decode); the
+/// evaluator reads the same attributes from them.
 fn add_field_columns(cols: &mut Vec<&'static str>, fields: &[signaldb_traceql::FieldRef]) {
     use signaldb_traceql::{AttributeScope, FieldRef, Intrinsic};
+    let own_columns = fields.iter().all(|f| match f {
+        FieldRef::Attribute(a) => own_column(a).is_some(),
+        // Read from the resource attributes of the root span.
+        FieldRef::Intrinsic(Intrinsic::RootServiceName) => false,
+        FieldRef::Intrinsic(_) => true,
+    });
     for field in fields {
+        if own_columns
+            && let FieldRef::Attribute(a) = field
+            && let Some(column) = own_column(a)
+        {
+            if !cols.contains(&column) {
+                cols.push(column);
+            }
+            continue;
+        }
         let needed: &[&'static str] = match field {
             FieldRef::Intrinsic(Intrinsic::Name) => &[columns::NAME],
             FieldRef::Intrinsic(Intrinsic::Status) => &[columns::STATUS_CODE],

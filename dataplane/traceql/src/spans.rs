@@ -245,6 +245,9 @@ pub(crate) struct Spans<'a> {
     span_ids: OnceCell<FixedSizeBinaryArray>,
     event_names: OnceCell<ListItems>,
     link_trace_ids: OnceCell<ListItems>,
+    services: OnceCell<StringArray>,
+    dedicated_strings: [OnceCell<StringArray>; columns::DEDICATED.len()],
+    dedicated_numbers: [OnceCell<Float64Array>; columns::DEDICATED.len()],
 }
 
 /// One field of the struct items of a list column (event names, link
@@ -324,6 +327,47 @@ impl<'a> Spans<'a> {
             span_ids: OnceCell::new(),
             event_names: OnceCell::new(),
             link_trace_ids: OnceCell::new(),
+            services: OnceCell::new(),
+            dedicated_strings: std::array::from_fn(|_| OnceCell::new()),
+            dedicated_numbers: std::array::from_fn(|_| OnceCell::new()),
+        }
+    }
+
+    /// A batch read without an attribute list answers for the attributes
+    /// with columns of their own: a span's dedicated attributes
+    /// ([`columns::DEDICATED`]) from their columns, the resource's
+    /// `service.name` from [`columns::SERVICE_NAME`]. The columns hold the
+    /// values of their type only (strings; numbers), which is all a
+    /// condition on them can match; a number with no fraction is read as
+    /// an integer, as the attribute was sent.
+    fn dedicated(&self, attr: &AttributeRef) -> Result<Option<FieldColumn<'_>>, EvalError> {
+        let has = |name: &str| self.batch.column_by_name(name).is_some();
+        match attr.scope {
+            AttributeScope::Resource if attr.name == "service.name" && !has(columns::RESOURCE_ATTRIBUTES) => {
+                if !has(columns::SERVICE_NAME) {
+                    return Ok(None);
+                }
+                let services = cached(&self.services, || self.column(columns::SERVICE_NAME, &DataType::Utf8))?;
+                Ok(Some(FieldColumn::Str(services)))
+            }
+            AttributeScope::Span if !has(columns::ATTRIBUTES) => {
+                let Some(i) = columns::DEDICATED.iter().position(|d| d.attribute == attr.name) else {
+                    return Ok(None);
+                };
+                let d = &columns::DEDICATED[i];
+                if !has(d.column) {
+                    return Ok(None);
+                }
+                Ok(Some(match d.kind {
+                    columns::DedicatedType::String => FieldColumn::Str(cached(&self.dedicated_strings[i], || {
+                        self.column(d.column, &DataType::Utf8)
+                    })?),
+                    columns::DedicatedType::Number => FieldColumn::Number(cached(&self.dedicated_numbers[i], || {
+                        self.column(d.column, &DataType::Float64)
+                    })?),
+                }))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -543,18 +587,34 @@ impl<'a> Spans<'a> {
                 Intrinsic::EventName => FieldColumn::Items(self.event_names()?),
                 Intrinsic::LinkTraceId => FieldColumn::Items(self.link_trace_ids()?),
             },
-            FieldRef::Attribute(a) => FieldColumn::Attribute {
-                attr: a.clone(),
-                span: match a.scope {
-                    AttributeScope::Span | AttributeScope::Unscoped => Some(self.span_attrs()?),
-                    AttributeScope::Resource => None,
-                },
-                resource: match a.scope {
-                    AttributeScope::Resource | AttributeScope::Unscoped => Some(self.resource_attrs()?),
-                    AttributeScope::Span => None,
+            FieldRef::Attribute(a) => match self.dedicated(a)? {
+                Some(column) => column,
+                None => FieldColumn::Attribute {
+                    attr: a.clone(),
+                    span: match a.scope {
+                        AttributeScope::Span | AttributeScope::Unscoped => Some(self.span_attrs()?),
+                        AttributeScope::Resource => None,
+                    },
+                    resource: match a.scope {
+                        AttributeScope::Resource | AttributeScope::Unscoped => Some(self.resource_attrs()?),
+                        AttributeScope::Span => None,
+                    },
                 },
             },
         })
+    }
+}
+
+/// A number of a dedicated column as a value: an integer when it has no
+/// fraction and is exact as one (|x| < 2^53), a float otherwise.
+fn number(x: f64) -> Value<'static> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() < EXACT {
+        // Exact: an integer below 2^53 in magnitude.
+        #[allow(clippy::cast_possible_truncation)]
+        Value::Int(x as i64)
+    } else {
+        Value::Float(x)
     }
 }
 
@@ -562,6 +622,8 @@ impl<'a> Spans<'a> {
 #[derive(Debug)]
 pub(crate) enum FieldColumn<'s> {
     Str(&'s StringArray),
+    /// A dedicated number column: integers when they have no fraction.
+    Number(&'s Float64Array),
     Status(&'s Int32Array),
     Kind(&'s Int32Array),
     Duration(&'s Int64Array),
@@ -595,6 +657,10 @@ impl<'s> FieldColumn<'s> {
         match self {
             FieldColumn::Str(a) => match a.is_valid(row) {
                 true => Value::Str(Cow::Borrowed(a.value(row))),
+                false => Value::Nil,
+            },
+            FieldColumn::Number(a) => match a.is_valid(row) {
+                true => number(a.value(row)),
                 false => Value::Nil,
             },
             FieldColumn::Status(a) => match a.is_valid(row) {

@@ -223,7 +223,21 @@ fn resource_spans(traces: &[[u8; 16]], base: u64) -> ResourceSpans {
                 name: format!("op-{s}"),
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 500,
-                attributes: vec![str_attr("attr.str5", format!("value-{}", t % 100))],
+                attributes: vec![
+                    str_attr("attr.str5", format!("value-{}", t % 100)),
+                    // 500 on the first span of every 20th trace.
+                    KeyValue {
+                        key: "http.response.status_code".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::IntValue(if t % 20 == 0 && s == 0 {
+                                500
+                            } else {
+                                200
+                            })),
+                        }),
+                        ..Default::default()
+                    },
+                ],
                 ..Default::default()
             });
         }

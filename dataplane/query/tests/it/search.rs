@@ -82,6 +82,78 @@ async fn a_search_stops_reading_once_it_has_limit_traces() {
     }));
 }
 
+/// A condition on attributes with columns of their own (a span's
+/// dedicated attributes, the resource's `service.name`) reads those
+/// columns, not the attribute lists: the same traces and spans as a query
+/// that needs the lists, each shown attribute with the type it was sent
+/// with, from fewer bytes.
+#[tokio::test]
+async fn dedicated_attributes_are_read_from_their_own_columns() {
+    let (stored, _) = stored().await;
+    let engine = QueryEngine::new(
+        Arc::clone(&stored.catalog) as _,
+        Arc::clone(&stored.store) as _,
+        Arc::new(NoBuffers),
+    )
+    .unwrap();
+    let run = |query: &'static str| {
+        let (engine, stored) = (&engine, &stored);
+        async move {
+            let params = SearchParams {
+                query: signaldb_traceql::Query::parse(query).unwrap(),
+                limit: 50,
+                spans_per_spanset: 3,
+            };
+            let stats = ReadStats::default();
+            let (found, _, _) = signaldb_query::search(engine, &stored.tenant, None, &params, &stats)
+                .await
+                .unwrap();
+            (found, stats.bytes())
+        }
+    };
+    let own = r#"{ resource.service.name = "svc-00" && span.http.response.status_code = 500 }"#;
+    // The same matches; `attr.str5` has no column of its own.
+    let lists =
+        r#"{ resource.service.name = "svc-00" && span.http.response.status_code = 500 && span.attr.str5 != "none" }"#;
+    // Every file's footer and index loaded once (as earlier queries would
+    // have), so both searches read only the pages they decode.
+    for q in [own, lists] {
+        run(q).await;
+    }
+    let ((from_columns, column_bytes), (from_lists, list_bytes)) = (run(own).await, run(lists).await);
+    assert_eq!(from_columns.len(), 50);
+    let spans = |found: &[SearchTrace]| -> Vec<([u8; 16], Vec<[u8; 8]>)> {
+        found
+            .iter()
+            .map(|t| (t.trace_id, t.spans.iter().map(|s| s.span_id).collect()))
+            .collect()
+    };
+    assert_eq!(spans(&from_columns), spans(&from_lists));
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    for t in &from_columns {
+        for s in &t.spans {
+            let value = |key: &str| {
+                s.attributes
+                    .iter()
+                    .find(|a| a.key == key)
+                    .and_then(|a| a.value.clone()?.value)
+            };
+            assert_eq!(
+                value("http.response.status_code"),
+                Some(Value::IntValue(500)),
+                "an int, as sent"
+            );
+            assert_eq!(value("service.name"), Some(Value::StringValue("svc-00".into())));
+        }
+    }
+    // Here each span has two attributes and its resource one; with the
+    // ten or more of real spans the lists are most of the bytes.
+    assert!(
+        column_bytes < list_bytes,
+        "own columns: {column_bytes} bytes read; attribute lists: {list_bytes}"
+    );
+}
+
 /// `with(most_recent=true)`: exactly the newest matches, and a search
 /// without the hint finds as many.
 #[tokio::test]

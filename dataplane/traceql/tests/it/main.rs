@@ -741,3 +741,59 @@ fn nesting_up_to_the_bound_is_accepted() {
     let chain = vec!["span.a = 1"; signaldb_traceql::MAX_OPERATORS + 1].join(" && ");
     assert!(Query::parse(&format!("{{{chain}}}")).is_ok());
 }
+
+/// A batch read without the attribute lists (as searches read it when
+/// every attribute they touch has a column of its own) answers conditions
+/// on a span's dedicated attributes and on the resource's `service.name`
+/// from those columns, with the same matches, and shows integers as
+/// integers.
+#[test]
+fn attributes_with_their_own_columns_answer_without_the_lists() {
+    let batch = batch();
+    let keep: Vec<usize> = batch
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != columns::ATTRIBUTES && f.name() != columns::RESOURCE_ATTRIBUTES)
+        .map(|(i, _)| i)
+        .collect();
+    let without = batch.project(&keep).unwrap();
+    for q in [
+        "{ span.http.response.status_code >= 200 && kind = server }",
+        "{ span.http.response.status_code = 201 }",
+        "{ resource.service.name = \"golden-grpc-svc\" }",
+        "{ span.db.system = \"postgresql\" && resource.service.name =~ \"golden-.*\" }",
+        "{ span.http.request.method = \"GET\" } && { span.db.system != \"redis\" }",
+    ] {
+        let query = Query::parse(q).unwrap();
+        let rows = |b: &RecordBatch| -> Vec<(Vec<u8>, Vec<usize>)> {
+            evaluate(&query, b)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.trace_id.to_vec(), m.matched_rows))
+                .collect()
+        };
+        let expected = rows(&batch);
+        assert!(!expected.is_empty(), "{q} matches");
+        assert_eq!(rows(&without), expected, "{q}");
+    }
+    let (full, own) = (FieldReader::new(&batch), FieldReader::new(&without));
+    let status = FieldRef::Attribute(AttributeRef::new(AttributeScope::Span, "http.response.status_code"));
+    let service = FieldRef::Attribute(AttributeRef::new(AttributeScope::Resource, "service.name"));
+    for row in 0..batch.num_rows() {
+        assert_eq!(
+            own.value(row, &status).unwrap(),
+            full.value(row, &status).unwrap(),
+            "row {row}"
+        );
+        assert_eq!(
+            own.value(row, &service).unwrap(),
+            full.value(row, &service).unwrap(),
+            "row {row}"
+        );
+    }
+    // Attributes without a column of their own need the lists.
+    let err = evaluate(&Query::parse("{ span.shadow = \"x\" }").unwrap(), &without).unwrap_err();
+    assert!(matches!(err, EvalError::MissingColumn { .. }), "{err}");
+}
