@@ -156,6 +156,11 @@ pub struct WriterConfig {
     pub flush_max_age: Duration,
     /// Refuse new data (RESOURCE_EXHAUSTED) while the buffer holds this much.
     pub max_buffer_size: ByteSize,
+    /// Parquet objects that no catalog row names (left by a crash between
+    /// upload and registration) are deleted once they are this old; checked
+    /// when the writer starts and then this often.
+    #[serde(with = "humantime_serde_compat")]
+    pub orphan_grace: Duration,
 }
 
 impl Default for WriterConfig {
@@ -166,6 +171,7 @@ impl Default for WriterConfig {
             flush_max_size: ByteSize::mib(64),
             flush_max_age: Duration::from_secs(30),
             max_buffer_size: ByteSize::mib(512),
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -572,6 +578,12 @@ impl Config {
             return bad(format!(
                 "writer.flush_max_size ({}) must not exceed writer.max_buffer_size ({})",
                 self.writer.flush_max_size, self.writer.max_buffer_size
+            ));
+        }
+        if self.writer.orphan_grace < Duration::from_secs(60) {
+            return bad(format!(
+                "writer.orphan_grace is {}; at least 1m is needed (an upload is registered within seconds)",
+                humantime::format_duration(self.writer.orphan_grace)
             ));
         }
         if self.writer.flush_max_age.is_zero() {

@@ -15,6 +15,7 @@ pub mod flight;
 pub mod loadgen;
 pub mod manage;
 pub mod metrics;
+pub mod orphans;
 pub mod proto;
 pub mod querier;
 pub mod querybench;

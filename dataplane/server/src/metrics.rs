@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Shares of split scans this querier's worker ran for a peer (or for
     /// itself as coordinator).
     pub querier_scan_tasks: Counter,
+    /// Parquet objects no catalog row named, deleted by the writer.
+    pub writer_orphans_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             writer_flushes: Counter::default(),
             writer_flush_failures: Counter::default(),
             querier_scan_tasks: Counter::default(),
+            writer_orphans_deleted: Counter::default(),
             writer_flushed_rows: Counter::default(),
             writer_flushed_bytes: Counter::default(),
             writer_flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -169,6 +172,11 @@ impl Metrics {
             "writer_flush_failures",
             "Parquet flushes that failed (retried)",
             m.writer_flush_failures.clone(),
+        );
+        r.register(
+            "writer_orphans_deleted",
+            "Parquet objects no catalog row named (left by a crash between upload and registration), deleted",
+            m.writer_orphans_deleted.clone(),
         );
         r.register(
             "querier_scan_tasks",

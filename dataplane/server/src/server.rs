@@ -323,6 +323,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let store = crate::storage::open(&config)?;
         let (wal, replay) = open_wal(&config, Role::Writer, u64::MAX, &metrics)?;
         let id = format!("{node}-writer");
+        writer_tasks.push(tokio::spawn(collect_orphans(
+            Arc::clone(&store),
+            Arc::clone(&catalog),
+            config.writer.orphan_grace,
+            metrics.writer_orphans_deleted.clone(),
+            writer_rx.clone(),
+        )));
         let w = Writer::new(
             id.clone(),
             wal.clone(),
@@ -685,6 +692,36 @@ fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Io = tokio::net
     listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     })
+}
+
+/// Deletes orphan Parquet objects now and then every `grace`, until
+/// `stop` fires.
+async fn collect_orphans(
+    store: Arc<dyn object_store::ObjectStore>,
+    catalog: Arc<dyn Catalog>,
+    grace: Duration,
+    deleted: prometheus_client::metrics::counter::Counter,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match crate::orphans::collect(&store, &catalog, grace, chrono::Utc::now()).await {
+            Ok(found) => {
+                deleted.inc_by(found.deleted);
+                if found.deleted > 0 {
+                    info!(
+                        deleted = found.deleted,
+                        bytes = found.bytes,
+                        "orphan Parquet objects deleted"
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "orphan collection failed; retried later"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(grace) => {}
+        }
+    }
 }
 
 /// Resolves when `stop` fires (or its sender is gone).
