@@ -707,7 +707,7 @@ async fn tenants() {
 
     let srv = serve_with(TenancyConfig {
         multi_tenant: true,
-        default_tenant: TenantId::default_tenant(),
+        ..TenancyConfig::default()
     })
     .await;
     for path in [
