@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of SignalDB on a fresh machine: starts (installing when
 # missing) PostgreSQL and an S3 API server on loopback, fetches helm for the
-# chart tests, then checks formatting, lints and runs the whole test suite.
+# chart tests, then checks formatting, lints and runs the whole test suite,
+# and last runs every fuzz target of fuzz/ for a short time (scripts/fuzz.sh).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p signaldb-wal   # extra args go to `cargo test`
+#   SIGNALDB_FUZZ_SECONDS=60 scripts/test.sh   # each fuzz target 60 s (default 20; 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +37,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked "$@"
+
+echo "== fuzz (${SIGNALDB_FUZZ_SECONDS:-20} s per target)"
+scripts/fuzz.sh

@@ -450,12 +450,33 @@ fn encode_ipc(batches: &[RecordBatch]) -> Result<Bytes, arrow_schema::ArrowError
     Ok(Bytes::from(w.into_inner()?))
 }
 
-fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), String> {
+/// Decodes one record of the writer's WAL (a [`WriterWalRecord`]: the
+/// batch's metadata and its Arrow IPC stream), as [`Writer::restore`] does
+/// for each replayed entry. Public for the `writer_wal_record` fuzz target;
+/// a damaged record is an error, never a panic.
+pub fn decode_record(payload: &[u8]) -> Result<(PutMetadata, Vec<RecordBatch>), String> {
     let record = WriterWalRecord::decode(payload).map_err(|e| e.to_string())?;
     let meta = record.meta.ok_or("record has no metadata")?;
-    let reader =
-        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(record.ipc), None).map_err(|e| e.to_string())?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    // The stream is decoded from the record's bytes in place: what it
+    // allocates is bounded by the record, whatever lengths a damaged header
+    // claims (a StreamReader allocates a claimed body length up front). And
+    // arrow-ipc panics, instead of failing, on some malformed streams (a
+    // buffer that reaches past the message body). Both found by fuzzing:
+    // restore runs at every start, so a record it cannot read must be
+    // skipped with a warning, never crash the writer at every start.
+    let batches = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut ipc = arrow::buffer::Buffer::from(record.ipc);
+        let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+        let mut batches = Vec::new();
+        while !ipc.is_empty() {
+            if let Some(batch) = decoder.decode(&mut ipc).map_err(|e| e.to_string())? {
+                batches.push(batch);
+            }
+        }
+        decoder.finish().map_err(|e| e.to_string())?;
+        Ok::<_, String>(batches)
+    }))
+    .map_err(|_| "malformed Arrow IPC stream (the decoder panicked)".to_owned())??;
     Ok((meta, batches))
 }
 
@@ -485,6 +506,76 @@ mod tests {
             "{counted} vs {original}"
         );
         assert!(naive > counted * 5, "the naive count over-counts: {naive} vs {counted}");
+    }
+
+    /// A record whose IPC stream names a buffer past the end of its message
+    /// body (arrow-ipc panics on it) is refused, not a panic.
+    #[test]
+    fn a_record_with_a_buffer_past_its_body_is_refused() {
+        let values: arrow_array::ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![7_i64]));
+        let batch = RecordBatch::try_from_iter([("x", values)]).unwrap();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let mut ipc = w.into_inner().unwrap();
+        // The values buffer's entry in the batch's metadata: offset 0, 8 bytes.
+        let entry: Vec<u8> = [0_i64.to_le_bytes(), 8_i64.to_le_bytes()].concat();
+        let at = ipc.windows(16).rposition(|w| w == entry.as_slice()).unwrap();
+        ipc[at + 8..at + 16].copy_from_slice(&(8_i64 + (1 << 31)).to_le_bytes());
+        let meta = PutMetadata {
+            tenant: "t".into(),
+            source: "acceptor".into(),
+            seq: 1,
+            ..Default::default()
+        };
+        let record = WriterWalRecord {
+            meta: Some(meta),
+            ipc: Bytes::from(ipc),
+        };
+        let err = decode_record(&record.encode_to_vec()).unwrap_err();
+        assert!(err.contains("Arrow IPC"), "{err}");
+    }
+
+    /// What `put` logs, `restore` reads back: every batch, every row.
+    #[test]
+    fn a_logged_record_decodes_to_its_batches() {
+        let mut f = crate::loadgen::RequestFactory::new(3, 10, 4);
+        let batches: Vec<RecordBatch> = [f.request(30), f.request(7)]
+            .iter()
+            .map(|r| signaldb_schema::traces::otlp_to_arrow(&r.resource_spans).unwrap())
+            .collect();
+        let meta = PutMetadata {
+            tenant: "t".into(),
+            source: "acceptor".into(),
+            seq: 9,
+            part: 2,
+            ..Default::default()
+        };
+        let record = WriterWalRecord {
+            meta: Some(meta.clone()),
+            ipc: encode_ipc(&batches).unwrap(),
+        };
+        let (decoded_meta, decoded) = decode_record(&record.encode_to_vec()).unwrap();
+        assert_eq!(decoded_meta, meta);
+        assert_eq!(decoded, batches);
+    }
+
+    /// A stream cut short, or whose first message claims 2 GiB, is refused.
+    #[test]
+    fn a_record_with_a_short_or_overlong_stream_is_refused() {
+        let mut f = crate::loadgen::RequestFactory::new(4, 10, 4);
+        let batch = signaldb_schema::traces::otlp_to_arrow(&f.request(5).resource_spans).unwrap();
+        let ipc = encode_ipc(std::slice::from_ref(&batch)).unwrap();
+        let mut claims_2gib = ipc.to_vec();
+        // After the continuation marker: the schema message's length.
+        claims_2gib[4..8].copy_from_slice(&0x7fff_fff0_u32.to_le_bytes());
+        for ipc in [ipc.slice(..ipc.len() / 2), Bytes::from(claims_2gib)] {
+            let record = WriterWalRecord {
+                meta: Some(PutMetadata::default()),
+                ipc,
+            };
+            assert!(decode_record(&record.encode_to_vec()).is_err());
+        }
     }
 
     /// A held batch knows its traces: a lookup passes over the batches
