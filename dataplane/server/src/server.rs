@@ -452,17 +452,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         let http_listener = bind("OTLP HTTP", config.acceptor.http_addr).await?;
         endpoints.otlp_http = local_addr(&http_listener);
         let app = crate::acceptor::http::router(acceptor);
-        acceptor_tasks.push(match &tls {
-            Some(tls) => spawn_server(
-                "OTLP HTTP server",
-                axum::serve(tls.listen(http_listener, "OTLP HTTP"), app)
-                    .with_graceful_shutdown(stopped(acceptor_rx.clone())),
-            ),
-            None => spawn_server(
-                "OTLP HTTP server",
-                axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(acceptor_rx.clone())),
-            ),
-        });
+        acceptor_tasks.push(spawn_http(
+            "OTLP HTTP server",
+            http_listener,
+            tls.as_ref(),
+            app,
+            acceptor_rx.clone(),
+        ));
         let address = endpoints.otlp_grpc.map(reachable).unwrap_or_default();
         let svc = service_record(id, Role::Acceptor, address, vec![Capability::TraceIngestion]);
         acceptor_tasks.push(tokio::spawn(run_registration(
@@ -591,17 +587,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         );
         let http_listener = bind("router HTTP", config.router.http_addr).await?;
         endpoints.router_http = local_addr(&http_listener);
-        query_tasks.push(match &tls {
-            Some(tls) => spawn_server(
-                "router HTTP server",
-                axum::serve(tls.listen(http_listener, "Tempo API"), app)
-                    .with_graceful_shutdown(stopped(query_rx.clone())),
-            ),
-            None => spawn_server(
-                "router HTTP server",
-                axum::serve(no_delay(http_listener), app).with_graceful_shutdown(stopped(query_rx.clone())),
-            ),
-        });
+        query_tasks.push(spawn_http(
+            "router HTTP server",
+            http_listener,
+            tls.as_ref(),
+            app,
+            query_rx.clone(),
+        ));
         let sql_listener = bind("router Flight SQL", config.router.flight_sql_addr).await?;
         endpoints.router_flight_sql = local_addr(&sql_listener);
         let flight_sql = crate::router::flight_sql::FlightSql::new(queriers, tenants.clone()).into_server();
@@ -721,6 +713,27 @@ async fn collect_orphans(
             _ = stop.changed() => return,
             () = tokio::time::sleep(grace) => {}
         }
+    }
+}
+
+/// Serves `app` on `listener` until `stop` fires: over TLS when the
+/// process has a certificate, plain TCP (without Nagle's delay) otherwise.
+fn spawn_http(
+    what: &'static str,
+    listener: TcpListener,
+    tls: Option<&crate::tls::Tls>,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    match tls {
+        Some(tls) => spawn_server(
+            what,
+            axum::serve(tls.listen(listener, what), app).with_graceful_shutdown(stopped(stop)),
+        ),
+        None => spawn_server(
+            what,
+            axum::serve(no_delay(listener), app).with_graceful_shutdown(stopped(stop)),
+        ),
     }
 }
 

@@ -314,15 +314,6 @@ impl From<&api::SearchMetrics> for SearchMetrics {
     }
 }
 
-impl From<&api::SearchResult> for SearchResponse {
-    fn from(result: &api::SearchResult) -> Self {
-        SearchResponse {
-            traces: result.traces.iter().map(TraceSearchMetadata::from).collect(),
-            metrics: Some(SearchMetrics::from(&result.metrics)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use prost::Message as _;

@@ -186,7 +186,14 @@ impl Writer {
     pub async fn restore(&self, replay: Vec<signaldb_wal::ReplayEntry>) -> Result<usize, WriterError> {
         let mut decoded = Vec::with_capacity(replay.len());
         for entry in replay {
-            match decode_record(&entry.payload) {
+            // A record put refuses (not the span schema) would fail every
+            // flush of the buffer it joined.
+            let decoded_record =
+                decode_record(&entry.payload).and_then(|(meta, batches)| match check_schema(&batches) {
+                    Ok(()) => Ok((meta, batches)),
+                    Err(e) => Err(e.to_string()),
+                });
+            match decoded_record {
                 Ok((meta, batches)) => match TenantId::new(meta.tenant.clone()) {
                     Ok(tenant) => decoded.push((entry.seq, tenant, batch_id(&self.inner.id, &meta), batches)),
                     Err(e) => {
@@ -230,20 +237,7 @@ impl Writer {
         if meta.source.is_empty() {
             return Err(WriterError::BadMetadata("source is empty".into()));
         }
-        let expected = signaldb_schema::traces::schema();
-        for b in &batches {
-            if b.schema().fields() != expected.fields() {
-                return Err(WriterError::BadSchema(format!(
-                    "got columns [{}]",
-                    b.schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
+        check_schema(&batches)?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let id = batch_id(&self.inner.id, &meta);
         let ack = |duplicate| PutAck {
@@ -450,6 +444,26 @@ fn encode_ipc(batches: &[RecordBatch]) -> Result<Bytes, arrow_schema::ArrowError
     Ok(Bytes::from(w.into_inner()?))
 }
 
+/// Whether every batch has the span schema (what `put` takes and a flush
+/// can write).
+fn check_schema(batches: &[RecordBatch]) -> Result<(), WriterError> {
+    let expected = signaldb_schema::traces::schema();
+    for b in batches {
+        if b.schema().fields() != expected.fields() {
+            return Err(WriterError::BadSchema(format!(
+                "got columns [{}]",
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes one record of the writer's WAL (a [`WriterWalRecord`]: the
 /// batch's metadata and its Arrow IPC stream), as [`Writer::restore`] does
 /// for each replayed entry. Public for the `writer_wal_record` fuzz target;
@@ -506,6 +520,17 @@ mod tests {
             "{counted} vs {original}"
         );
         assert!(naive > counted * 5, "the naive count over-counts: {naive} vs {counted}");
+    }
+
+    /// Only span-schema batches pass, on `put` and on restore alike.
+    #[test]
+    fn only_span_batches_pass_the_schema_check() {
+        let mut f = crate::loadgen::RequestFactory::new(1, 10, 10);
+        let batch = signaldb_schema::traces::otlp_to_arrow(&f.request(5).resource_spans).unwrap();
+        assert!(check_schema(std::slice::from_ref(&batch)).is_ok());
+        let narrower = batch.project(&[0, 1]).unwrap();
+        let err = check_schema(&[batch, narrower]).unwrap_err();
+        assert!(matches!(err, WriterError::BadSchema(_)), "{err}");
     }
 
     /// A record whose IPC stream names a buffer past the end of its message
