@@ -9,6 +9,11 @@ use signaldb::server::{Roles, start};
 use signaldb_config::Config;
 use tracing::{error, info};
 
+/// jemalloc serves the process's allocations (see the dependency's note).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// SignalDB: OpenTelemetry in, Parquet on object storage, Grafana Tempo's API out.
 ///
 /// With no command, every role runs in one process on the embedded defaults:

@@ -48,6 +48,12 @@ pub enum EncodeError {
 #[derive(Debug, Clone)]
 pub struct EncodedFile {
     pub bytes: Vec<u8>,
+    pub summary: FileSummary,
+}
+
+/// What the catalog records of a file of spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSummary {
     pub rows: usize,
     /// Earliest start and latest end of the spans, unix nanoseconds.
     pub min_time_ns: i64,
@@ -59,20 +65,72 @@ pub struct EncodedFile {
 /// The smallest and largest trace id of a file.
 pub type TraceIdRange = ([u8; 16], [u8; 16]);
 
-/// Sorts and encodes spans as one Parquet file; None when there are no rows.
+/// Rows gathered into one sorted piece before it goes to the Parquet
+/// writer: what the encoder holds beyond its input is this piece and the
+/// encoded pages of one row group.
+const PIECE_ROWS: usize = 8 * 1024;
+
+/// Sorts and encodes spans as one Parquet file in memory; None when there
+/// are no rows. For files of any size, [`write_parquet`] writes to a sink.
 pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, EncodeError> {
+    let mut bytes = Vec::new();
+    Ok(write_parquet(batches, &mut bytes)?.map(|summary| EncodedFile { bytes, summary }))
+}
+
+/// Sorts spans by trace id, then start time, and writes them to `sink` as
+/// one Parquet file; None (and nothing written) when there are no rows.
+///
+/// The input is never copied whole: only the sort keys (trace id and start
+/// time, 24 bytes a row) are gathered and sorted, and the rows are then
+/// taken from the input batches [`PIECE_ROWS`] at a time, in order, and
+/// written. The sink receives each row group as it is finished.
+pub fn write_parquet<W: std::io::Write + Send>(
+    batches: &[RecordBatch],
+    sink: W,
+) -> Result<Option<FileSummary>, EncodeError> {
     let schema = super::schema();
-    let all = arrow::compute::concat_batches(&schema, batches).map_err(EncodeError::Sort)?;
-    if all.num_rows() == 0 {
+    let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if rows == 0 {
         return Ok(None);
     }
-    let sorted = sort_spans(&all).map_err(EncodeError::Sort)?;
-    let (min_time_ns, max_time_ns) = time_range(&sorted);
-    let (trace_ids, traces) = trace_id_range(&sorted);
+    let order = SortOrder::of(&batches).map_err(EncodeError::Sort)?;
     let trace_id_idx = schema.index_of(columns::TRACE_ID).map_err(EncodeError::Sort)?;
     let start_idx = schema
         .index_of(columns::START_TIME_UNIX_NANO)
         .map_err(EncodeError::Sort)?;
+    let props = writer_properties(trace_id_idx, start_idx, order.traces)?;
+    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&schema), Some(props)).map_err(EncodeError::Parquet)?;
+    let starts: Vec<usize> = batches
+        .iter()
+        .scan(0usize, |at, b| {
+            let start = *at;
+            *at += b.num_rows();
+            Some(start)
+        })
+        .collect();
+    let mut pairs = Vec::with_capacity(PIECE_ROWS);
+    for piece in order.indices.values().chunks(PIECE_ROWS) {
+        pairs.clear();
+        pairs.extend(piece.iter().map(|&row| {
+            let row = row as usize;
+            let batch = starts.partition_point(|&s| s <= row) - 1;
+            (batch, row - starts[batch])
+        }));
+        let sorted = arrow::compute::interleave_record_batch(&batches, &pairs).map_err(EncodeError::Sort)?;
+        writer.write(&sorted).map_err(EncodeError::Parquet)?;
+    }
+    writer.close().map_err(EncodeError::Parquet)?;
+    Ok(Some(FileSummary {
+        rows,
+        min_time_ns: order.min_time_ns,
+        max_time_ns: order.max_time_ns,
+        trace_ids: order.trace_ids,
+    }))
+}
+
+/// The Parquet layout of a file of spans holding `traces` distinct traces.
+fn writer_properties(trace_id_idx: usize, start_idx: usize, traces: usize) -> Result<WriterProperties, EncodeError> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(EncodeError::Parquet)?))
         // Reading one page of a column means reading and decompressing its
@@ -112,35 +170,91 @@ pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Option<EncodedFile>, En
         props = props
             .set_column_dictionary_enabled(ColumnPath::new(column.iter().map(|p| (*p).to_owned()).collect()), false);
     }
-    let props = props.build();
-    let mut out = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props)).map_err(EncodeError::Parquet)?;
-    writer.write(&sorted).map_err(EncodeError::Parquet)?;
-    writer.close().map_err(EncodeError::Parquet)?;
-    Ok(Some(EncodedFile {
-        bytes: out,
-        rows: sorted.num_rows(),
-        min_time_ns,
-        max_time_ns,
-        trace_ids,
-    }))
+    Ok(props.build())
 }
 
-/// The first and last trace id of spans sorted by trace id, and how many
-/// distinct trace ids there are.
-fn trace_id_range(sorted: &RecordBatch) -> (Option<TraceIdRange>, usize) {
-    let Some(ids) = sorted
-        .column_by_name(columns::TRACE_ID)
-        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-    else {
-        return (None, sorted.num_rows());
+/// The order of the rows of several batches (numbered across them, first
+/// batch first) by trace id, then start time, and what the catalog keeps
+/// of them.
+struct SortOrder {
+    indices: arrow_array::UInt32Array,
+    traces: usize,
+    min_time_ns: i64,
+    max_time_ns: i64,
+    trace_ids: Option<TraceIdRange>,
+}
+
+impl SortOrder {
+    fn of(batches: &[&RecordBatch]) -> Result<Self, arrow_schema::ArrowError> {
+        use arrow::compute::{SortColumn, concat, lexsort_to_indices};
+        let column = |name: &str| -> Result<Vec<&dyn Array>, arrow_schema::ArrowError> {
+            batches
+                .iter()
+                .map(|b| {
+                    b.column_by_name(name)
+                        .map(|c| c.as_ref())
+                        .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("missing column {name}")))
+                })
+                .collect()
+        };
+        let ids = concat(&column(columns::TRACE_ID)?)?;
+        let starts = concat(&column(columns::START_TIME_UNIX_NANO)?)?;
+        if ids.len() > u32::MAX as usize {
+            return Err(arrow_schema::ArrowError::InvalidArgumentError(format!(
+                "{} spans do not fit one file",
+                ids.len()
+            )));
+        }
+        let indices = lexsort_to_indices(
+            &[
+                SortColumn {
+                    values: Arc::clone(&ids),
+                    options: None,
+                },
+                SortColumn {
+                    values: Arc::clone(&starts),
+                    options: None,
+                },
+            ],
+            None,
+        )?;
+        let (trace_ids, traces) = trace_id_range(&ids, &indices);
+        let min_time_ns = starts
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .and_then(arrow::compute::min)
+            .unwrap_or(0);
+        let max_end = column(columns::END_TIME_UNIX_NANO)?
+            .into_iter()
+            .filter_map(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .filter(|a| a.null_count() < a.len())
+            .filter_map(arrow::compute::max)
+            .max();
+        Ok(Self {
+            indices,
+            traces,
+            min_time_ns,
+            max_time_ns: max_end.unwrap_or(min_time_ns).max(min_time_ns),
+            trace_ids,
+        })
+    }
+}
+
+/// The first and last trace id of `ids` taken in `order` (sorted by trace
+/// id), and how many distinct trace ids there are.
+fn trace_id_range(ids: &dyn Array, order: &arrow_array::UInt32Array) -> (Option<TraceIdRange>, usize) {
+    let Some(ids) = ids.as_any().downcast_ref::<FixedSizeBinaryArray>() else {
+        return (None, order.len());
     };
-    let id = |i: usize| <[u8; 16]>::try_from(ids.value(i)).ok();
-    let n = ids.len();
-    let distinct = (0..n).filter(|&i| i == 0 || ids.value(i) != ids.value(i - 1)).count();
+    let order = order.values();
+    let value = |k: usize| ids.value(order[k] as usize);
+    let n = order.len();
+    let distinct = (0..n).filter(|&k| k == 0 || value(k) != value(k - 1)).count();
     let range = match (n, ids.null_count()) {
         (0, _) => None,
-        (_, 0) => id(0).zip(id(n - 1)),
+        (_, 0) => <[u8; 16]>::try_from(value(0))
+            .ok()
+            .zip(<[u8; 16]>::try_from(value(n - 1)).ok()),
         _ => None,
     };
     (range, distinct)
@@ -169,22 +283,6 @@ pub fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::Arro
         None,
     )?;
     take_record_batch(batch, &indices)
-}
-
-fn time_range(batch: &RecordBatch) -> (i64, i64) {
-    let get = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>().cloned())
-    };
-    let min = get(columns::START_TIME_UNIX_NANO)
-        .and_then(|a| arrow::compute::min(&a))
-        .unwrap_or(0);
-    let max = get(columns::END_TIME_UNIX_NANO)
-        .and_then(|a| (a.null_count() < a.len()).then(|| arrow::compute::max(&a)).flatten())
-        .unwrap_or(min)
-        .max(min);
-    (min, max)
 }
 
 #[cfg(test)]
@@ -243,12 +341,64 @@ mod tests {
     fn records_the_id_range_and_time_range_of_sorted_rows() {
         let traces = ids(7, 300);
         let file = encode_parquet(&[spans_of(&traces, 3)]).unwrap().unwrap();
-        assert_eq!(file.rows, 900);
-        let (min, max) = file.trace_ids.unwrap();
+        assert_eq!(file.summary.rows, 900);
+        let (min, max) = file.summary.trace_ids.unwrap();
         assert_eq!(min, *traces.iter().min().unwrap());
         assert_eq!(max, *traces.iter().max().unwrap());
-        assert_eq!((file.min_time_ns, file.max_time_ns), (1_000_000 - 299 * 10, 2_000_000));
+        assert_eq!(
+            (file.summary.min_time_ns, file.summary.max_time_ns),
+            (1_000_000 - 299 * 10, 2_000_000)
+        );
         assert!(encode_parquet(&[]).is_err() || encode_parquet(&[spans_of(&[], 1)]).unwrap().is_none());
+    }
+
+    /// Spans spread over many batches come out as one file sorted by trace
+    /// id, then start time, in full row groups, however the pieces fell.
+    #[test]
+    fn many_batches_are_sorted_into_full_row_groups() {
+        let traces = ids(3, 30_000);
+        // Each batch holds every third trace, so every piece interleaves all.
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|k| {
+                let mine: Vec<[u8; 16]> = traces.iter().skip(k).step_by(3).copied().collect();
+                spans_of(&mine, 3)
+            })
+            .collect();
+        let file = encode_parquet(&batches).unwrap().unwrap();
+        assert_eq!(file.summary.rows, 90_000);
+        let reader = SerializedFileReader::new(Bytes::from(file.bytes.clone())).unwrap();
+        let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![ROW_GROUP_ROWS as i64, 90_000 - ROW_GROUP_ROWS as i64]);
+        let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file.bytes))
+            .unwrap()
+            .with_batch_size(100_000)
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let id = rows
+            .column_by_name(columns::TRACE_ID)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .unwrap();
+        let start = rows
+            .column_by_name(columns::START_TIME_UNIX_NANO)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(rows.num_rows(), 90_000);
+        for i in 1..rows.num_rows() {
+            let (a, b) = ((id.value(i - 1), start.value(i - 1)), (id.value(i), start.value(i)));
+            assert!(a <= b, "row {i} out of order");
+        }
+        let mut expected = traces.clone();
+        expected.sort();
+        assert_eq!(id.value(0), expected[0]);
+        assert_eq!(id.value(89_999), expected[29_999]);
+        assert_eq!(file.summary.trace_ids, Some((expected[0], expected[29_999])));
     }
 
     /// No dictionary page over the bound, and none for ids and times: a

@@ -1,11 +1,11 @@
-//! Flushing the buffer: per tenant, concatenate, sort by trace id and start
-//! time, write Parquet (zstd, bloom filter on trace id, page statistics),
-//! upload, register in the catalog with the batch names, trim the WAL.
+//! Flushing the buffer: per tenant, sort by trace id and start time, write
+//! Parquet (zstd, bloom filter on trace id, page statistics) while uploading
+//! it part by part, register it in the catalog with the batch names, trim
+//! the WAL.
 
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use object_store::{ObjectStoreExt, PutPayload};
 use signaldb_catalog::FileRecord;
 use signaldb_config::{Signal, TenantId};
 use tracing::info;
@@ -120,23 +120,40 @@ impl Writer {
 
     async fn flush_tenant(&self, tenant: &TenantId, buf: &TenantBuffer) -> Result<(usize, usize), FlushError> {
         let batches: Vec<RecordBatch> = buf.batches.iter().map(|h| h.batch.clone()).collect();
-        let encoded = tokio::task::spawn_blocking(move || signaldb_schema::traces::parquet::encode_parquet(&batches))
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok((0, 0));
+        }
+        let name = uuid::Uuid::new_v4().to_string();
+        // Named by the flush's oldest span, before the file is written: the
+        // file goes to storage part by part while it is encoded.
+        let min_time_ns = batches.iter().filter_map(oldest_start).min().unwrap_or(0);
+        let path = file_path(tenant, Signal::Traces, min_time_ns, &name);
+        let (sink, parts) = super::upload::channel();
+        let encoder = tokio::task::spawn_blocking(move || {
+            let mut sink = sink;
+            let summary = signaldb_schema::traces::parquet::write_parquet(&batches, &mut sink)?;
+            sink.finish()
+                .map_err(|e| signaldb_schema::traces::parquet::EncodeError::Parquet(e.into()))?;
+            Ok::<_, signaldb_schema::traces::parquet::EncodeError>(summary)
+        });
+        let encoded = async {
+            match encoder.await {
+                Ok(r) => r.map_err(FlushError::from),
+                Err(e) => Err(FlushError::Join(e.to_string())),
+            }
+        };
+        let (size, summary) = super::upload::upload(&self.inner.store, &path, parts, encoded)
             .await
-            .map_err(|e| FlushError::Join(e.to_string()))??;
-        let Some(file) = encoded else {
+            .map_err(|e| match e {
+                super::upload::UploadError::Store(source) => FlushError::Upload {
+                    path: path.to_string(),
+                    source,
+                },
+                super::upload::UploadError::Encode(e) => e,
+            })?;
+        let Some(file) = summary else {
             return Ok((0, 0));
         };
-        let name = uuid::Uuid::new_v4().to_string();
-        let path = file_path(tenant, Signal::Traces, file.min_time_ns, &name);
-        let size = file.bytes.len();
-        self.inner
-            .store
-            .put(&path, PutPayload::from(bytes::Bytes::from(file.bytes)))
-            .await
-            .map_err(|source| FlushError::Upload {
-                path: path.to_string(),
-                source,
-            })?;
         if let Some(root) = self.inner.local_root.clone() {
             let location = path.clone();
             tokio::task::spawn_blocking(move || crate::storage::sync_local(&root, &location))
@@ -187,4 +204,12 @@ impl Writer {
             })?;
         Ok((file.rows, size))
     }
+}
+
+/// The earliest span start of a batch of spans.
+fn oldest_start(batch: &RecordBatch) -> Option<i64> {
+    batch
+        .column_by_name(signaldb_schema::columns::START_TIME_UNIX_NANO)
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::TimestampNanosecondArray>())
+        .and_then(arrow::compute::min)
 }

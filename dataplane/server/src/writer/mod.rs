@@ -7,6 +7,7 @@
 mod flush;
 pub(crate) mod select;
 pub mod service;
+mod upload;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
