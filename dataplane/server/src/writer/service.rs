@@ -1,6 +1,9 @@
 //! The writer's Arrow Flight service (port 50051).
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+
+use arrow_array::RecordBatch;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -10,7 +13,7 @@ use arrow_flight::{
     PollInfo, PutResult, SchemaResult, Ticket,
 };
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -64,24 +67,13 @@ impl FlightService for WriterFlight {
     type DoExchangeStream = BoxStream<FlightData>;
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let stream = request
-            .into_inner()
-            .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
-        let mut decoder = FlightDataDecoder::new(stream);
-        let mut meta: Option<PutMetadata> = None;
-        let mut batches = Vec::new();
-        while let Some(item) = decoder.next().await {
-            let item = item.map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
-            if meta.is_none() && !item.inner.app_metadata.is_empty() {
-                meta = Some(
-                    PutMetadata::decode(item.inner.app_metadata.clone())
-                        .map_err(|e| Status::invalid_argument(format!("undecodable app_metadata: {e}")))?,
-                );
-            }
-            if let DecodedPayload::RecordBatch(b) = item.payload {
-                batches.push(b);
-            }
-        }
+        // arrow-ipc has panicked, instead of failing, on malformed IPC
+        // (fuzzing found it in the writer's WAL decoder): should a put make
+        // it panic, the put is refused and the connection and writer go on.
+        let (meta, batches) = AssertUnwindSafe(read_put(request.into_inner()))
+            .catch_unwind()
+            .await
+            .map_err(|_| Status::invalid_argument("malformed Arrow IPC message (the decoder panicked)"))??;
         let meta = meta.ok_or_else(|| {
             Status::invalid_argument("DoPut needs app_metadata with tenant, source, seq and part on its first message")
         })?;
@@ -151,4 +143,25 @@ impl FlightService for WriterFlight {
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("the writer has no exchanges"))
     }
+}
+
+/// The metadata and record batches of one `DoPut`.
+async fn read_put(stream: Streaming<FlightData>) -> Result<(Option<PutMetadata>, Vec<RecordBatch>), Status> {
+    let stream = stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
+    let mut decoder = FlightDataDecoder::new(stream);
+    let mut meta: Option<PutMetadata> = None;
+    let mut batches = Vec::new();
+    while let Some(item) = decoder.next().await {
+        let item = item.map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
+        if meta.is_none() && !item.inner.app_metadata.is_empty() {
+            meta = Some(
+                PutMetadata::decode(item.inner.app_metadata.clone())
+                    .map_err(|e| Status::invalid_argument(format!("undecodable app_metadata: {e}")))?,
+            );
+        }
+        if let DecodedPayload::RecordBatch(b) = item.payload {
+            batches.push(b);
+        }
+    }
+    Ok((meta, batches))
 }

@@ -275,3 +275,81 @@ async fn truncated_values_are_reported_in_partial_success() {
     assert_eq!(answer.partial_success, None);
     running.shutdown().await;
 }
+
+/// A writer `DoPut` whose Arrow IPC message names a buffer past the end of
+/// its body gets `INVALID_ARGUMENT` with a message (no panic, no allocation
+/// of the claimed length), and the writer stores the next, valid put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_writer_put_is_refused_and_the_writer_goes_on() {
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use futures::TryStreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SharedCluster::new(dir.path());
+    let writer = signaldb::server::start(cluster.node("w"), signaldb::server::Roles::WRITER)
+        .await
+        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", writer.endpoints.writer_flight.unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+    let batch = signaldb_schema::traces::otlp_to_arrow(&request(1, 2, 3).resource_spans).unwrap();
+    let put = |seq: u64| {
+        let batch = batch.clone();
+        async move {
+            let meta = signaldb::proto::PutMetadata {
+                tenant: "single-tenant".into(),
+                source: "test".into(),
+                seq,
+                ..Default::default()
+            };
+            FlightDataEncoderBuilder::new()
+                .with_metadata(bytes::Bytes::from(meta.encode_to_vec()))
+                .build(futures::stream::iter([Ok(batch.clone())]))
+                .try_collect::<Vec<arrow_flight::FlightData>>()
+                .await
+                .unwrap()
+        }
+    };
+    let send = |messages: Vec<arrow_flight::FlightData>| {
+        let mut request = tonic::Request::new(futures::stream::iter(messages));
+        request
+            .metadata_mut()
+            .insert("authorization", cluster.token.bearer().parse().unwrap());
+        request
+    };
+
+    // The record batch message's first buffer with a length: made to reach
+    // 2 GiB past the body.
+    let mut bad = put(1).await;
+    let message = bad.last_mut().unwrap();
+    let mut header = message.data_header.to_vec();
+    let body = message.data_body.len() as i64;
+    let at = (0..header.len().saturating_sub(16))
+        .step_by(8)
+        .find(|&i| {
+            let offset = i64::from_le_bytes(header[i..i + 8].try_into().unwrap());
+            let length = i64::from_le_bytes(header[i + 8..i + 16].try_into().unwrap());
+            offset == 0 && length > 0 && length <= body
+        })
+        .expect("a buffer entry at offset 0");
+    header[at + 8..at + 16].copy_from_slice(&(body + (1 << 31)).to_le_bytes());
+    message.data_header = bytes::Bytes::from(header);
+    let status = flight.do_put(send(bad)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("Arrow IPC") || status.message().contains("Flight data"),
+        "{}",
+        status.message()
+    );
+
+    // The same connection and writer store a valid put.
+    let mut acks = flight.do_put(send(put(2).await)).await.unwrap().into_inner();
+    let ack = acks.message().await.unwrap().expect("an acknowledgement");
+    let ack = signaldb::proto::PutAck::decode(ack.app_metadata).unwrap();
+    assert_eq!((ack.seq, ack.rows, ack.duplicate), (2, 6, false));
+    assert!(writer.writer().unwrap().buffered().0 > 0);
+}
