@@ -100,6 +100,11 @@ pub struct AcceptorConfig {
     /// bounded however many clients send. Decoded requests take a few times
     /// their wire size on top of this.
     pub max_in_flight: ByteSize,
+    /// Bytes of logged requests (as received) being converted and sent to
+    /// writers at once. Each takes about three times its size while it is
+    /// converted and waits for the writers; the others wait in the WAL
+    /// (counted in `max_pending`) until there is room.
+    pub max_delivering: ByteSize,
     /// Longest a request body may go without sending a byte; past it the
     /// request is dropped (408 / DEADLINE_EXCEEDED) and its bytes leave the
     /// in-flight budget, so stalled clients cannot hold it.
@@ -130,6 +135,7 @@ impl Default for AcceptorConfig {
             max_request_size: ByteSize::mib(16),
             max_pending: ByteSize::mib(256),
             max_in_flight: ByteSize::mib(256),
+            max_delivering: ByteSize::mib(32),
             body_timeout: Duration::from_secs(15),
             replication_factor: 1,
             max_retry_backoff: Duration::from_secs(5),

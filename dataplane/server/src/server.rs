@@ -405,7 +405,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             metrics: metrics.clone(),
             replication_factor: usize::from(config.acceptor.replication_factor),
             max_backoff: config.acceptor.max_retry_backoff,
-            max_in_flight: 256,
+            max_delivering: config.acceptor.max_delivering.as_usize(),
             shutdown_grace: Duration::from_secs(10),
         };
         delivery_tasks.push(tokio::spawn(delivery.run(rx, delivery_rx.clone())));

@@ -51,7 +51,8 @@ struct Part {
     held_by: Vec<String>,
 }
 
-/// Delivers pending entries, up to `max_in_flight` at once.
+/// Delivers pending entries, up to `max_delivering` bytes of them (as
+/// logged) at once.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub source: String,
@@ -61,7 +62,7 @@ pub struct Delivery {
     pub metrics: Metrics,
     pub replication_factor: usize,
     pub max_backoff: Duration,
-    pub max_in_flight: usize,
+    pub max_delivering: usize,
     /// How long shutdown waits for queued deliveries.
     pub shutdown_grace: Duration,
 }
@@ -71,7 +72,10 @@ impl Delivery {
     /// for up to `shutdown_grace`; whatever is left stays in the WAL and is
     /// delivered after the next start.
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>, shutdown: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        // One permit per KiB; an entry larger than the whole budget waits
+        // for all of it and is delivered alone.
+        let budget = u32::try_from(self.max_delivering / 1024).unwrap_or(u32::MAX).max(1);
+        let permits = Arc::new(Semaphore::new(budget as usize));
         let mut tasks = tokio::task::JoinSet::new();
         let mut stop = shutdown.clone();
         let deadline = Arc::new(std::sync::OnceLock::new());
@@ -96,8 +100,11 @@ impl Delivery {
                     }
                 }
             };
+            let cost = u32::try_from(pending.request.len() / 1024)
+                .unwrap_or(u32::MAX)
+                .clamp(1, budget);
             let permit = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                p = Arc::clone(&permits).acquire_many_owned(cost) => match p { Ok(p) => p, Err(_) => break },
                 _ = stop.changed(), if !stopping => {
                     stopping = true;
                     let _ = deadline.set(Instant::now() + self.shutdown_grace);

@@ -16,6 +16,7 @@ mod bounds;
 mod crash;
 mod drain;
 mod endpoint_slices;
+mod memory;
 mod multiprocess;
 mod otel_sdk;
 mod overload;
