@@ -488,6 +488,13 @@ pub struct TenantLimits {
     /// the single-tenant case): no limit of its own; set it when tenants
     /// share queriers.
     pub max_concurrent_queries: usize,
+    /// OTLP bytes one trace may gather (Tempo's `max_bytes_per_trace`),
+    /// counted by each acceptor over the spans it received while the trace
+    /// is active (a minute since its last span). Spans that would take a
+    /// trace past it are refused before the acknowledgement and reported in
+    /// `partial_success` (413 / INVALID_ARGUMENT when no span is left).
+    /// 0: no limit.
+    pub max_bytes_per_trace: ByteSize,
 }
 
 impl Default for TenantLimits {
@@ -496,6 +503,7 @@ impl Default for TenantLimits {
             ingestion_rate: ByteSize::mib(64),
             ingestion_burst: ByteSize::mib(128),
             max_concurrent_queries: 0,
+            max_bytes_per_trace: ByteSize::mib(5),
         }
     }
 }

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub spans_accepted: Counter,
     pub attributes_truncated: Counter,
+    pub spans_refused_trace_too_large: Counter,
     /// Acknowledged WAL entries that could not be converted and were set
     /// aside; validation before the acknowledgement keeps this at zero.
     pub entries_dropped: Counter,
@@ -70,6 +71,7 @@ impl Metrics {
             requests: Family::default(),
             spans_accepted: Counter::default(),
             attributes_truncated: Counter::default(),
+            spans_refused_trace_too_large: Counter::default(),
             entries_dropped: Counter::default(),
             delivery_attempts_failed: Counter::default(),
             deliveries: Counter::default(),
@@ -105,6 +107,11 @@ impl Metrics {
             "acceptor_attributes_truncated",
             "Attribute values cut to acceptor.max_attribute_value_size",
             m.attributes_truncated.clone(),
+        );
+        r.register(
+            "acceptor_spans_refused_trace_too_large",
+            "Spans refused before the acknowledgement because their trace grew past limits max_bytes_per_trace",
+            m.spans_refused_trace_too_large.clone(),
         );
         r.register(
             "acceptor_entries_dropped",

@@ -6,6 +6,7 @@ mod delivery;
 pub mod grpc;
 pub mod http;
 pub mod rate;
+pub mod trace_size;
 pub mod validate;
 
 use std::sync::Arc;
@@ -77,6 +78,7 @@ struct Inner {
     to_delivery: mpsc::UnboundedSender<Pending>,
     in_flight: admission::InFlight,
     rates: rate::Rates,
+    trace_sizes: trace_size::TraceSizes,
 }
 
 impl Acceptor {
@@ -92,6 +94,7 @@ impl Acceptor {
             inner: Arc::new(Inner {
                 wal,
                 in_flight: admission::InFlight::new(config.max_in_flight.as_u64(), config.body_timeout),
+                trace_sizes: trace_size::TraceSizes::new(limits.clone()),
                 rates: rate::Rates::new(limits),
                 tenants,
                 metrics,
@@ -150,13 +153,30 @@ impl Acceptor {
             validate::Refused::TooLarge(m) => IngestError::TooLarge(m),
         })?;
         i.metrics.attributes_truncated.inc_by(summary.truncated_values);
+        if summary.spans == 0 {
+            return Ok(Accepted {
+                spans: 0,
+                truncated_values: summary.truncated_values,
+                max_value: i.config.max_attribute_value_size.as_u64(),
+                too_large: None,
+            });
+        }
+        // Spans of traces grown past the tenant's limit, before anything is
+        // logged.
+        let sized = i.trace_sizes.admit(&tenant, &mut request);
+        i.metrics.spans_refused_trace_too_large.inc_by(sized.spans as u64);
         let accepted = Accepted {
-            spans: summary.spans,
+            spans: summary.spans - sized.spans,
             truncated_values: summary.truncated_values,
             max_value: i.config.max_attribute_value_size.as_u64(),
+            too_large: (sized.spans > 0).then_some((sized.spans, sized.traces, sized.limit)),
         };
-        if summary.spans == 0 {
-            return Ok(accepted);
+        if accepted.spans == 0 {
+            return Err(IngestError::TooLarge(format!(
+                "every span of the request belongs to a trace past tenant {tenant}'s limit of {} bytes \
+                 (limits max_bytes_per_trace): {} spans of {} traces refused",
+                sized.limit, sized.spans, sized.traces
+            )));
         }
         let encoded = Bytes::from(request.encode_to_vec());
         drop(request);
@@ -164,6 +184,7 @@ impl Acceptor {
         match i.rates.take(&tenant, encoded.len()) {
             Ok(()) => {}
             Err(rate::RateRefusal::Later { retry_after, rate }) => {
+                i.trace_sizes.give_back(&tenant, &sized);
                 return Err(IngestError::Overloaded {
                     detail: format!(
                         "tenant {tenant} is sending faster than its ingestion rate (limits ingestion_rate: {rate} bytes/s); retry later"
@@ -172,6 +193,7 @@ impl Acceptor {
                 });
             }
             Err(rate::RateRefusal::TooLarge { burst }) => {
+                i.trace_sizes.give_back(&tenant, &sized);
                 return Err(IngestError::TooLarge(format!(
                     "request of {} bytes is larger than tenant {tenant}'s ingestion burst (limits ingestion_burst: {burst} bytes)",
                     encoded.len()
@@ -186,6 +208,7 @@ impl Acceptor {
         let seq = match i.wal.append(Bytes::from(record.encode_to_vec())).await {
             Ok(seq) => seq,
             Err(signaldb_wal::Error::Full { pending_bytes, limit }) => {
+                i.trace_sizes.give_back(&tenant, &sized);
                 return Err(IngestError::Overloaded {
                     detail: format!(
                         "writers are behind: {pending_bytes} bytes wait for delivery (limit {limit}); retry later"
@@ -194,11 +217,12 @@ impl Acceptor {
                 });
             }
             Err(e) => {
+                i.trace_sizes.give_back(&tenant, &sized);
                 warn!(error = %e, "WAL append failed");
                 return Err(IngestError::Unavailable(format!("cannot log the request durably: {e}")));
             }
         };
-        i.metrics.spans_accepted.inc_by(summary.spans as u64);
+        i.metrics.spans_accepted.inc_by(accepted.spans as u64);
         i.metrics.set_wal_pending("acceptor", i.wal.stats().pending_bytes);
         let pending = Pending::new(seq, tenant, encoded, false);
         if i.to_delivery.send(pending).is_err() {
@@ -217,23 +241,37 @@ pub struct Accepted {
     /// Attribute values cut to `max_value` bytes.
     pub truncated_values: u64,
     pub max_value: u64,
+    /// Spans refused because their trace grew past the tenant's bytes per
+    /// trace: (spans, traces, limit).
+    pub too_large: Option<(usize, usize, u64)>,
 }
 
 impl Accepted {
-    /// OTLP's `partial_success`: none was rejected, and the message says
-    /// what was truncated (OTLP's form of a warning), when anything was.
+    /// OTLP's `partial_success`, when anything was refused or changed: the
+    /// spans refused (their traces past `max_bytes_per_trace`) and what was
+    /// truncated (OTLP's form of a warning).
     pub fn partial_success(
         &self,
     ) -> Option<opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess> {
-        (self.truncated_values > 0).then(|| {
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
-                rejected_spans: 0,
-                error_message: format!(
-                    "{} attribute values longer than acceptor.max_attribute_value_size ({} bytes) were truncated",
-                    self.truncated_values, self.max_value
-                ),
-            }
-        })
+        let mut said = Vec::new();
+        if let Some((spans, traces, limit)) = self.too_large {
+            said.push(format!(
+                "{spans} spans of {traces} traces past the tenant's limit of {limit} bytes per trace \
+                 (limits max_bytes_per_trace) were refused"
+            ));
+        }
+        if self.truncated_values > 0 {
+            said.push(format!(
+                "{} attribute values longer than acceptor.max_attribute_value_size ({} bytes) were truncated",
+                self.truncated_values, self.max_value
+            ));
+        }
+        (!said.is_empty()).then(
+            || opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                rejected_spans: self.too_large.map_or(0, |(spans, _, _)| spans as i64),
+                error_message: said.join("; "),
+            },
+        )
     }
 }
 

@@ -466,3 +466,85 @@ async fn a_tenant_cannot_take_every_query_slot() {
     assert_eq!(resp.status().as_u16(), 200, "served again once its slot is free");
     running.shutdown().await;
 }
+
+/// Spans in a Tempo trace-by-id answer (any version of it).
+fn span_count(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(m) => {
+            usize::from(m.contains_key("spanId")) + m.values().map(span_count).sum::<usize>()
+        }
+        serde_json::Value::Array(a) => a.iter().map(span_count).sum(),
+        _ => 0,
+    }
+}
+
+/// A trace that grows past its tenant's `max_bytes_per_trace` loses only
+/// the spans past it, refused before the acknowledgement and counted in
+/// `partial_success`; the other traces of the same request are stored, and
+/// a request left with no span gets `INVALID_ARGUMENT` / 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_past_its_byte_limit_loses_only_the_spans_past_it() {
+    use signaldb_config::ByteSize;
+    let dir = tempfile::tempdir().unwrap();
+    let first = request(41, 1, 20);
+    let trace = first.resource_spans[0].scope_spans[0].spans[0].trace_id.clone();
+    let size: usize = first.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(Message::encoded_len)
+        .sum();
+    let mut config = test_config(dir.path());
+    config.limits.defaults.max_bytes_per_trace = ByteSize((size + size / 2) as u64);
+    let running = start_all(config).await;
+    let (mut grpc, api) = clients(&running).await;
+
+    // The same trace again, with new span ids: past the limit.
+    let more = |flip: u8| {
+        let mut r = first.clone();
+        for s in &mut r.resource_spans[0].scope_spans[0].spans {
+            s.span_id[0] ^= flip;
+        }
+        r
+    };
+    let answer = grpc.export(first.clone()).await.unwrap().into_inner();
+    assert!(answer.partial_success.is_none(), "{answer:?}");
+    let mut second = more(0x80);
+    let other = request(42, 1, 5);
+    let other_trace = other.resource_spans[0].scope_spans[0].spans[0].trace_id.clone();
+    second.resource_spans.extend(other.resource_spans);
+    let answer = grpc.export(second).await.unwrap().into_inner();
+    let partial = answer.partial_success.expect("partial_success says what was refused");
+    assert_eq!(partial.rejected_spans, 20);
+    assert!(
+        partial.error_message.contains("max_bytes_per_trace"),
+        "{}",
+        partial.error_message
+    );
+
+    let err = grpc.export(more(0x40)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("max_bytes_per_trace"), "{}", err.message());
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("http://{}/v1/traces", running.endpoints.otlp_http.unwrap()))
+        .header("content-type", "application/x-protobuf")
+        .body(more(0x20).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+
+    // Stored: the trace as first sent, and the other trace whole.
+    deliver_and_flush(&running).await;
+    let got = get_json(&http, &format!("{api}/api/traces/{}", hex::encode(&trace))).await;
+    assert_eq!(span_count(&got), 20);
+    let got = get_json(&http, &format!("{api}/api/traces/{}", hex::encode(&other_trace))).await;
+    assert_eq!(span_count(&got), 5);
+    assert_eq!(
+        metric(
+            &running.metrics.render(),
+            "signaldb_acceptor_spans_refused_trace_too_large_total"
+        ),
+        Some(60.0)
+    );
+}
