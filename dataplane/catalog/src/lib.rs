@@ -87,6 +87,12 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
     async fn list_files(&self, tenant: &TenantId, signal: Signal, range: Option<(i64, i64)>)
     -> Result<Vec<FileRecord>>;
 
+    /// In one transaction: removes the files of `tenant` and `signal` whose
+    /// spans all ended before `before_ns` (`max_time_ns < before_ns`), and
+    /// bumps the tenant's file-list version when any went. Returns the
+    /// files removed (their objects are the caller's to delete).
+    async fn remove_files_before(&self, tenant: &TenantId, signal: Signal, before_ns: i64) -> Result<Vec<FileRecord>>;
+
     /// The version of `tenant`'s file list: it changes whenever a file of
     /// the tenant is registered (or removed), so a cached listing taken at
     /// this version or later is current. 0 for an unknown tenant.

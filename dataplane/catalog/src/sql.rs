@@ -549,6 +549,43 @@ impl Catalog for SqlCatalog {
         Ok(files)
     }
 
+    async fn remove_files_before(&self, tenant: &TenantId, signal: Signal, before_ns: i64) -> Result<Vec<FileRecord>> {
+        let action = "removing expired files";
+        let mut tx = self.pool.begin().await.map_err(query_err(action))?;
+        // The write first, as in register_file: on SQLite the transaction
+        // then holds the write lock from its start.
+        let bumped = sqlx::query("UPDATE signaldb_tenants SET files_version = files_version + 1 WHERE id = $1")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(action))?
+            .rows_affected();
+        if bumped == 0 {
+            tx.rollback().await.map_err(query_err(action))?;
+            return Ok(Vec::new());
+        }
+        let rows: Vec<FileRow> = sqlx::query_as(
+            "DELETE FROM signaldb_files WHERE tenant = $1 AND signal = $2 AND max_time_ns < $3 \
+             RETURNING path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, \
+             writer_id, created_at_ms, min_trace_id, max_trace_id",
+        )
+        .bind(tenant.as_str())
+        .bind(signal.as_str())
+        .bind(before_ns)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query_err(action))?;
+        if rows.is_empty() {
+            // Nothing went: the version stays as it was.
+            tx.rollback().await.map_err(query_err(action))?;
+            return Ok(Vec::new());
+        }
+        tx.commit().await.map_err(query_err(action))?;
+        let mut files = rows.into_iter().map(file_from_row).collect::<Result<Vec<_>>>()?;
+        files.sort_by(|a, b| a.min_time_ns.cmp(&b.min_time_ns).then_with(|| a.path.cmp(&b.path)));
+        Ok(files)
+    }
+
     async fn batches_seen(&self, batches: &[BatchId]) -> Result<Vec<BatchId>> {
         let mut distinct = HashSet::with_capacity(batches.len());
         let mut ids = Vec::with_capacity(batches.len());

@@ -495,6 +495,18 @@ pub struct TenantLimits {
     /// `partial_success` (413 / INVALID_ARGUMENT when no span is left).
     /// 0: no limit.
     pub max_bytes_per_trace: ByteSize,
+    /// How long the tenant's spans are kept (Tempo's `block_retention`):
+    /// files whose spans all ended longer ago leave the catalog, and their
+    /// objects are deleted a little later, once queries that may have
+    /// planned on them are over. 0: kept forever.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// The tenant's largest attribute value (string or bytes); longer ones
+    /// are truncated and counted. Unset: `acceptor.max_attribute_value_size`.
+    pub max_attribute_value_size: Option<ByteSize>,
+    /// The most attributes the tenant may put on one resource, scope, span,
+    /// event or link. Unset: `acceptor.max_attributes`.
+    pub max_attributes: Option<usize>,
 }
 
 impl Default for TenantLimits {
@@ -504,6 +516,9 @@ impl Default for TenantLimits {
             ingestion_burst: ByteSize::mib(128),
             max_concurrent_queries: 0,
             max_bytes_per_trace: ByteSize::mib(5),
+            retention: Duration::from_secs(14 * 24 * 3600),
+            max_attribute_value_size: None,
+            max_attributes: None,
         }
     }
 }

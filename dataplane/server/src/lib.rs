@@ -19,6 +19,7 @@ pub mod orphans;
 pub mod proto;
 pub mod querier;
 pub mod querybench;
+pub mod retention;
 pub mod router;
 pub mod server;
 pub mod storage;

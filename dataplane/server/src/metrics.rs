@@ -55,6 +55,7 @@ pub struct Metrics {
     pub querier_scan_tasks: Counter,
     /// Parquet objects no catalog row named, deleted by the writer.
     pub writer_orphans_deleted: Counter,
+    pub writer_files_expired: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,7 @@ impl Metrics {
             writer_flush_failures: Counter::default(),
             querier_scan_tasks: Counter::default(),
             writer_orphans_deleted: Counter::default(),
+            writer_files_expired: Counter::default(),
             writer_flushed_rows: Counter::default(),
             writer_flushed_bytes: Counter::default(),
             writer_flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -184,6 +186,11 @@ impl Metrics {
             "writer_orphans_deleted",
             "Parquet objects no catalog row named (left by a crash between upload and registration), deleted",
             m.writer_orphans_deleted.clone(),
+        );
+        r.register(
+            "writer_files_expired",
+            "Parquet files removed from the catalog (and then from storage) for being past their tenant's retention",
+            m.writer_files_expired.clone(),
         );
         r.register(
             "querier_scan_tasks",

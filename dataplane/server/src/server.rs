@@ -330,6 +330,13 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             metrics.writer_orphans_deleted.clone(),
             writer_rx.clone(),
         )));
+        writer_tasks.push(tokio::spawn(crate::retention::run(
+            Arc::clone(&store),
+            Arc::clone(&catalog),
+            config.limits.clone(),
+            metrics.writer_files_expired.clone(),
+            writer_rx.clone(),
+        )));
         let w = Writer::new(
             id.clone(),
             wal.clone(),

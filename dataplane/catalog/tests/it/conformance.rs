@@ -24,6 +24,57 @@ pub(crate) async fn run_all(catalog: &dyn Catalog) {
     many_batches(catalog, &run).await;
     prune(catalog, &run).await;
     api_keys(catalog, &run).await;
+    expire(catalog, &run).await;
+}
+
+/// Retention: files that ended before the cut-off go, in one step, with a
+/// new file-list version; the rest, other signals and other tenants stay.
+async fn expire(c: &dyn Catalog, run: &Run) {
+    let t = run.tenant("expire1");
+    let other = run.tenant("expire2");
+    let old = run.file("old", &t, Signal::Traces, 100, 199);
+    let edge = run.file("edge", &t, Signal::Traces, 150, 200);
+    let new = run.file("new", &t, Signal::Traces, 300, 400);
+    let logs = run.file("logs", &t, Signal::Logs, 100, 150);
+    let theirs = run.file("theirs", &other, Signal::Traces, 100, 150);
+    for (i, f) in [&old, &edge, &new, &logs, &theirs].into_iter().enumerate() {
+        c.register_file(f, &[run.batch("expire", 1, u32::try_from(i).expect("small"))])
+            .await
+            .expect("register_file");
+    }
+    assert!(
+        c.remove_files_before(&run.tenant("expire-none"), Signal::Traces, 1_000)
+            .await
+            .expect("unknown tenant")
+            .is_empty()
+    );
+    let before = c.files_version(&t).await.expect("files_version");
+    assert!(
+        c.remove_files_before(&t, Signal::Traces, 199)
+            .await
+            .expect("nothing yet")
+            .is_empty()
+    );
+    assert_eq!(
+        c.files_version(&t).await.expect("files_version"),
+        before,
+        "nothing removed, same version"
+    );
+    let removed = c
+        .remove_files_before(&t, Signal::Traces, 200)
+        .await
+        .expect("remove_files_before");
+    assert_eq!(removed, vec![old.clone()], "only the file that ended before 200");
+    assert!(c.files_version(&t).await.expect("files_version") > before);
+    assert_eq!(list_traces(c, &t, None).await, vec![edge.clone(), new.clone()]);
+    assert_eq!(c.list_files(&t, Signal::Logs, None).await.expect("logs"), vec![logs]);
+    assert_eq!(list_traces(c, &other, None).await, vec![theirs]);
+    let removed = c
+        .remove_files_before(&t, Signal::Traces, i64::MAX)
+        .await
+        .expect("remove all");
+    assert_eq!(removed, vec![edge, new]);
+    assert!(list_traces(c, &t, None).await.is_empty());
 }
 
 async fn api_keys(c: &dyn Catalog, run: &Run) {

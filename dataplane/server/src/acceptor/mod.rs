@@ -79,6 +79,7 @@ struct Inner {
     in_flight: admission::InFlight,
     rates: rate::Rates,
     trace_sizes: trace_size::TraceSizes,
+    limits: signaldb_config::LimitsConfig,
 }
 
 impl Acceptor {
@@ -95,7 +96,8 @@ impl Acceptor {
                 wal,
                 in_flight: admission::InFlight::new(config.max_in_flight.as_u64(), config.body_timeout),
                 trace_sizes: trace_size::TraceSizes::new(limits.clone()),
-                rates: rate::Rates::new(limits),
+                rates: rate::Rates::new(limits.clone()),
+                limits,
                 tenants,
                 metrics,
                 to_delivery,
@@ -143,9 +145,14 @@ impl Acceptor {
         mut request: ExportTraceServiceRequest,
     ) -> Result<Accepted, IngestError> {
         let i = &self.inner;
+        // The tenant's own attribute limits, else the acceptor's.
+        let tenant_limits = i.limits.of(&tenant);
+        let max_value = tenant_limits
+            .max_attribute_value_size
+            .unwrap_or(i.config.max_attribute_value_size);
         let limits = validate::Limits {
-            max_value: i.config.max_attribute_value_size.as_usize(),
-            max_attributes: i.config.max_attributes,
+            max_value: max_value.as_usize(),
+            max_attributes: tenant_limits.max_attributes.unwrap_or(i.config.max_attributes),
             max_converted: i.config.max_converted_request_size.as_usize(),
         };
         let summary = validate::validate_traces(&mut request, limits).map_err(|e| match e {
@@ -157,7 +164,7 @@ impl Acceptor {
             return Ok(Accepted {
                 spans: 0,
                 truncated_values: summary.truncated_values,
-                max_value: i.config.max_attribute_value_size.as_u64(),
+                max_value: max_value.as_u64(),
                 too_large: None,
             });
         }
@@ -168,7 +175,7 @@ impl Acceptor {
         let accepted = Accepted {
             spans: summary.spans - sized.spans,
             truncated_values: summary.truncated_values,
-            max_value: i.config.max_attribute_value_size.as_u64(),
+            max_value: max_value.as_u64(),
             too_large: (sized.spans > 0).then_some((sized.spans, sized.traces, sized.limit)),
         };
         if accepted.spans == 0 {
@@ -262,7 +269,8 @@ impl Accepted {
         }
         if self.truncated_values > 0 {
             said.push(format!(
-                "{} attribute values longer than acceptor.max_attribute_value_size ({} bytes) were truncated",
+                "{} attribute values longer than {} bytes (acceptor.max_attribute_value_size, or the tenant's \
+                 limits max_attribute_value_size) were truncated",
                 self.truncated_values, self.max_value
             ));
         }

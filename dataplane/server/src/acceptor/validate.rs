@@ -42,7 +42,8 @@ fn attributes_size(attrs: &[KeyValue]) -> usize {
 fn count_attributes(attrs: &[KeyValue], max: usize, at: impl FnOnce() -> String) -> Result<(), Refused> {
     if attrs.len() > max {
         return Err(Refused::TooLarge(format!(
-            "{}: {} attributes; at most {max} are accepted (acceptor.max_attributes)",
+            "{}: {} attributes; at most {max} are accepted (acceptor.max_attributes, or the tenant's limits \
+             max_attributes)",
             at(),
             attrs.len()
         )));
@@ -214,7 +215,7 @@ mod tests {
             e,
             Refused::TooLarge(
                 "resource_spans[0].scope_spans[0].spans[0]: 9 attributes; at most 8 are accepted \
-                 (acceptor.max_attributes)"
+                 (acceptor.max_attributes, or the tenant's limits max_attributes)"
                     .into()
             )
         );

@@ -548,3 +548,56 @@ async fn a_trace_past_its_byte_limit_loses_only_the_spans_past_it() {
         Some(60.0)
     );
 }
+
+/// A tenant's own attribute limits (`limits.overrides.<tenant>`) apply to
+/// it alone: the same request is refused or truncated for the strict
+/// tenant and stored whole for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_attribute_limits_apply_to_it_alone() {
+    use signaldb_config::{ByteSize, TenantId, TenantLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.tenancy.multi_tenant = true;
+    config.limits.overrides.insert(
+        TenantId::new("strict").unwrap(),
+        TenantLimits {
+            max_attributes: Some(2),
+            max_attribute_value_size: Some(ByteSize(8)),
+            ..TenantLimits::default()
+        },
+    );
+    let running = start_all(config).await;
+    let (mut grpc, _) = clients(&running).await;
+    let export = |tenant: &str, req: ExportTraceServiceRequest| {
+        let mut req = tonic::Request::new(req);
+        req.metadata_mut().insert("x-scope-orgid", tenant.parse().unwrap());
+        req
+    };
+    // Four attributes on each span: past the strict tenant's two.
+    let many = request(51, 1, 2);
+    let err = grpc.export(export("strict", many.clone())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("at most 2 are accepted"), "{}", err.message());
+    let answer = grpc.export(export("other", many)).await.unwrap().into_inner();
+    assert!(answer.partial_success.is_none(), "{answer:?}");
+
+    // One long value: truncated to 8 bytes for the strict tenant only.
+    let mut long = request(52, 1, 1);
+    long.resource_spans[0].resource = Some(Resource {
+        attributes: vec![string_kv("service.name".into(), "svc".into())],
+        ..Default::default()
+    });
+    let span = &mut long.resource_spans[0].scope_spans[0].spans[0];
+    span.events.clear();
+    span.links.clear();
+    span.attributes = vec![string_kv("long".into(), "x".repeat(100))];
+    let answer = grpc.export(export("strict", long.clone())).await.unwrap().into_inner();
+    let partial = answer.partial_success.expect("the truncation is reported");
+    assert!(
+        partial.error_message.contains("longer than 8 bytes"),
+        "{}",
+        partial.error_message
+    );
+    let answer = grpc.export(export("other", long)).await.unwrap().into_inner();
+    assert!(answer.partial_success.is_none(), "{answer:?}");
+}

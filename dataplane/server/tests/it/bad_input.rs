@@ -260,7 +260,7 @@ async fn truncated_values_are_reported_in_partial_success() {
     let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
     assert!(
-        message.contains("1 attribute values longer than acceptor.max_attribute_value_size (64 bytes) were truncated"),
+        message.contains("1 attribute values longer than 64 bytes (acceptor.max_attribute_value_size"),
         "{message}"
     );
     let mut grpc = TraceServiceClient::connect(format!("http://{}", running.endpoints.otlp_grpc.unwrap()))
