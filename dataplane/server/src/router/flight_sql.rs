@@ -178,6 +178,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        // Even the fixed names are shown only to an authenticated caller.
+        self.tenant(request.metadata()).await?;
         let schema = query.into_builder().schema();
         Self::info(query, request.into_inner(), &schema)
     }
@@ -185,8 +187,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.tenant(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append(CATALOG);
         Ok(Self::batch_stream(
@@ -199,6 +202,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        // Even the fixed names are shown only to an authenticated caller.
+        self.tenant(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         Self::info(query, request.into_inner(), &schema)
     }
@@ -206,8 +211,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.tenant(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append(CATALOG, SCHEMA);
         Ok(Self::batch_stream(
@@ -220,6 +226,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        // Even the fixed names are shown only to an authenticated caller.
+        self.tenant(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         Self::info(query, request.into_inner(), &schema)
     }
@@ -227,8 +235,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.tenant(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append(CATALOG, SCHEMA, TABLE, "TABLE", &signaldb_schema::traces::schema())
             .map_err(|e| Status::internal(e.to_string()))?;

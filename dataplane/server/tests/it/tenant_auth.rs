@@ -312,9 +312,36 @@ async fn api_keys_decide_the_tenant_on_every_listener() {
         Err(tonic::Code::Unauthenticated),
         "flight sql: spoofed x-scope-orgid, no key"
     );
+    // Not even the fixed catalog, schema and table names without a key.
+    let code = |e: arrow_flight::error::FlightError| match e {
+        arrow_flight::error::FlightError::Tonic(s) => s.code(),
+        _ => tonic::Code::Unknown,
+    };
+    let tables = arrow_flight::sql::CommandGetTables {
+        include_schema: false,
+        ..Default::default()
+    };
+    assert_eq!(
+        anonymous.get_catalogs().await.map_err(code).err(),
+        Some(tonic::Code::Unauthenticated),
+        "flight sql: catalogs without a key"
+    );
+    assert_eq!(
+        anonymous.get_tables(tables.clone()).await.map_err(code).err(),
+        Some(tonic::Code::Unauthenticated),
+        "flight sql: tables without a key"
+    );
     let mut acme_sql = FlightSqlServiceClient::new(channel.clone());
     acme_sql.handshake("anyone", &acme).await.unwrap();
     assert_eq!(sql_spans(&mut acme_sql).await, Ok(5), "flight sql: acme's 3 + 2 spans");
+    let info = acme_sql.get_tables(tables).await.map_err(code).unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let listed: Vec<arrow_array::RecordBatch> = acme_sql.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.num_rows()).sum::<usize>(),
+        1,
+        "flight sql: acme sees the spans table"
+    );
     acme_sql.set_header("x-scope-orgid", "beta");
     assert_eq!(
         sql_spans(&mut acme_sql).await,
