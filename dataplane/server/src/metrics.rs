@@ -37,6 +37,7 @@ pub struct Metrics {
     pub deliveries: Counter,
     pub delivery_latency_seconds: Histogram,
     pub wal_corrupt_records: Family<RoleLabels, Counter>,
+    pub wal_records_skipped: Family<RoleLabels, Counter>,
     pub wal_truncated_bytes: Family<RoleLabels, Counter>,
     pub wal_empty_segments: Family<RoleLabels, Counter>,
     pub wal_replayed_records: Family<RoleLabels, Counter>,
@@ -78,6 +79,7 @@ impl Metrics {
             deliveries: Counter::default(),
             delivery_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             wal_corrupt_records: Family::default(),
+            wal_records_skipped: Family::default(),
             wal_truncated_bytes: Family::default(),
             wal_empty_segments: Family::default(),
             wal_replayed_records: Family::default(),
@@ -134,6 +136,12 @@ impl Metrics {
             "acceptor_delivery_latency_seconds",
             "Time from acknowledgement to durable storage in the writers",
             m.delivery_latency_seconds.clone(),
+        );
+        r.register(
+            "wal_records_skipped",
+            "WAL records intact on disk that could not be read as a request or batch (wrong schema, bad tenant, \
+             undecodable), skipped at start and logged",
+            m.wal_records_skipped.clone(),
         );
         r.register(
             "wal_corrupt_records",
@@ -233,6 +241,11 @@ impl Metrics {
         self.wal_truncated_bytes.get_or_create(&l).inc_by(stats.truncated_bytes);
         self.wal_empty_segments.get_or_create(&l).inc_by(stats.empty_segments);
         self.wal_replayed_records.get_or_create(&l).inc_by(stats.records);
+    }
+
+    /// Counts a WAL record skipped at start because it could not be read.
+    pub fn record_skipped(&self, role: &'static str) {
+        self.wal_records_skipped.get_or_create(&RoleLabels { role }).inc();
     }
 
     pub fn set_wal_pending(&self, role: &'static str, bytes: u64) {

@@ -400,6 +400,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
                 }
                 Err(e) => {
                     warn!(error = %e, "skipping unreadable acceptor WAL record");
+                    metrics.record_skipped("acceptor");
                     wal.mark_done(&[entry.seq]);
                 }
             }

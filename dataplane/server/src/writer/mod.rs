@@ -199,11 +199,13 @@ impl Writer {
                     Ok(tenant) => decoded.push((entry.seq, tenant, batch_id(&self.inner.id, &meta), batches)),
                     Err(e) => {
                         warn!(seq = entry.seq, error = %e, "writer WAL record with a bad tenant; skipped");
+                        self.inner.metrics.record_skipped("writer");
                         self.inner.wal.mark_done(&[entry.seq]);
                     }
                 },
                 Err(e) => {
                     warn!(seq = entry.seq, error = %e, "undecodable writer WAL record; skipped");
+                    self.inner.metrics.record_skipped("writer");
                     self.inner.wal.mark_done(&[entry.seq]);
                 }
             }

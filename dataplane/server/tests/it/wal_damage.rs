@@ -69,3 +69,36 @@ async fn damaged_wal_is_survived_and_counted() {
     running.shutdown().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// Records intact on disk that cannot be read as a request (acceptor) or a
+/// batch (writer) are skipped at start, logged and counted, and the
+/// process goes on to store what it receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_wal_records_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    for role in ["acceptor", "writer"] {
+        let (wal, replay) = signaldb_wal::Wal::open(signaldb_wal::WalOptions::new(config.wal_dir(role))).unwrap();
+        assert!(replay.entries.is_empty());
+        wal.append(bytes::Bytes::from_static(b"\x0a\x03not a record of either kind"))
+            .await
+            .unwrap();
+        wal.close().await;
+    }
+    let running = start_all(config).await;
+    let text = running.metrics.render();
+    for role in ["acceptor", "writer"] {
+        assert_eq!(
+            metric(&text, &format!("signaldb_wal_records_skipped_total{{role=\"{role}\"}}")),
+            Some(1.0),
+            "{role}: {text}"
+        );
+    }
+    let (mut grpc, api) = clients(&running).await;
+    let sent = request(91, 1, 3);
+    let trace = hex::encode(&sent.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    grpc.export(sent).await.unwrap();
+    deliver_and_flush(&running).await;
+    let resp = reqwest::get(format!("{api}/api/traces/{trace}")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
