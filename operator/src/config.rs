@@ -143,6 +143,14 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
     if let Some(v) = byte_size("limits.writerMaxBufferSize", limits.writer_max_buffer_size.as_ref())? {
         c.writer.max_buffer_size = v;
     }
+    if let Some(v) = &limits.retention {
+        c.limits.defaults.retention = humantime::parse_duration(v.trim()).map_err(|e| {
+            err(
+                "limits.retention",
+                format!("{v:?} is not a duration such as 14d or 720h: {e}"),
+            )
+        })?;
+    }
 
     c.tenancy.multi_tenant = spec.tenancy.multi_tenant;
     c.tenancy.default_tenant =
@@ -292,12 +300,21 @@ mod tests {
         let mut s = spec();
         s.limits.max_request_size = Some("4MiB".into());
         s.limits.writer_max_buffer_size = Some("1GiB".into());
+        s.limits.retention = Some("30d".into());
         s.writer.replication_factor = 2;
         s.tenancy.multi_tenant = true;
         s.config_overrides = Some(serde_json::json!({"writer": {"flush_max_age": "10s"}}));
         let r = render(&s).unwrap();
         assert_eq!(r.config.acceptor.max_request_size, ByteSize::mib(4));
         assert_eq!(r.config.writer.max_buffer_size, ByteSize::mib(1024));
+        assert_eq!(
+            r.config.limits.defaults.retention,
+            std::time::Duration::from_secs(30 * 24 * 3600)
+        );
+        let mut bad = spec();
+        bad.limits.retention = Some("a month".into());
+        let e = render(&bad).unwrap_err().to_string();
+        assert!(e.contains("limits.retention") && e.contains("not a duration"), "{e}");
         assert_eq!(r.config.acceptor.replication_factor, 2);
         assert!(r.config.tenancy.multi_tenant);
         assert_eq!(r.config.writer.flush_max_age, std::time::Duration::from_secs(10));

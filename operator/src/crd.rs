@@ -740,7 +740,20 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = BYTE_SIZE_PATTERN))]
     pub writer_max_buffer_size: Option<String>,
+
+    /// How long spans are kept, as a duration such as `30d` or `720h`
+    /// (default 14 days, as Tempo's `block_retention`; `0s` keeps them
+    /// forever). Files whose spans all ended longer ago are removed from
+    /// the catalog, then from storage. Per-tenant retention goes in
+    /// `configOverrides` under `limits.overrides.<tenant>.retention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub retention: Option<String>,
 }
+
+/// A duration in humantime's form: numbers with units, such as `14d`,
+/// `720h` or `1h 30m`.
+const DURATION_PATTERN: &str = r"^([0-9]+ ?[a-zA-Z]+ ?)+$";
 
 /// Which traffic the cluster's NetworkPolicies admit. Every policy admits
 /// ingress only (egress is not restricted), and the kubelet's probes always
