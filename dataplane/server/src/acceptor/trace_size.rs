@@ -19,8 +19,13 @@ pub const IDLE: Duration = Duration::from_secs(60);
 
 /// Traces remembered at most, over all tenants; past it the idle ones are
 /// forgotten, and if that is not enough, all of them (a trace then starts
-/// counting again: the limit is a guard, not an exact account).
+/// counting again: the limit is a guard, not an exact account). About 60
+/// bytes each.
 const MAX_TRACES: usize = 1_000_000;
+
+/// How often idle traces are forgotten (so the table holds about the
+/// traces of the last [`IDLE`], not [`MAX_TRACES`]).
+const PRUNE_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -32,7 +37,27 @@ struct Seen {
 #[derive(Debug)]
 pub struct TraceSizes {
     limits: LimitsConfig,
-    traces: Mutex<HashMap<(TenantId, [u8; 16]), Seen>>,
+    table: Mutex<Table>,
+}
+
+/// Each tenant's active traces.
+#[derive(Debug, Default)]
+struct Table {
+    tenants: HashMap<TenantId, HashMap<[u8; 16], Seen>>,
+    len: usize,
+    pruned: Option<Instant>,
+}
+
+impl Table {
+    /// Forgets the traces idle at `now`.
+    fn prune(&mut self, now: Instant) {
+        for traces in self.tenants.values_mut() {
+            traces.retain(|_, s| now.duration_since(s.at) < IDLE);
+        }
+        self.tenants.retain(|_, traces| !traces.is_empty());
+        self.len = self.tenants.values().map(HashMap::len).sum();
+        self.pruned = Some(now);
+    }
 }
 
 /// What [`TraceSizes::admit`] took out of a request.
@@ -49,7 +74,7 @@ impl TraceSizes {
     pub fn new(limits: LimitsConfig) -> Self {
         Self {
             limits,
-            traces: Mutex::default(),
+            table: Mutex::default(),
         }
     }
 
@@ -81,18 +106,23 @@ impl TraceSizes {
             }
         }
         let over: std::collections::HashSet<[u8; 16]> = {
-            let Ok(mut traces) = self.traces.lock() else {
+            let Ok(mut table) = self.table.lock() else {
                 return refused;
             };
-            if traces.len() + sizes.len() > MAX_TRACES {
-                traces.retain(|_, s| now.duration_since(s.at) < IDLE);
-                if traces.len() + sizes.len() > MAX_TRACES {
-                    traces.clear();
+            if table.pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY)
+                || table.len + sizes.len() > MAX_TRACES
+            {
+                table.prune(now);
+                if table.len + sizes.len() > MAX_TRACES {
+                    table.tenants.clear();
+                    table.len = 0;
                 }
             }
+            let before = table.tenants.get(tenant).map_or(0, HashMap::len);
+            let traces = table.tenants.entry(tenant.clone()).or_default();
             let mut over = std::collections::HashSet::new();
             for (id, bytes) in sizes {
-                let entry = traces.entry((tenant.clone(), id)).or_insert(Seen { bytes: 0, at: now });
+                let entry = traces.entry(id).or_insert(Seen { bytes: 0, at: now });
                 if now.duration_since(entry.at) >= IDLE {
                     entry.bytes = 0;
                 }
@@ -104,6 +134,8 @@ impl TraceSizes {
                     refused.added.push((id, bytes));
                 }
             }
+            let after = traces.len();
+            table.len = table.len + after - before;
             over
         };
         if over.is_empty() {
@@ -128,11 +160,14 @@ impl TraceSizes {
     /// Takes back what [`TraceSizes::admit`] counted for a request that was
     /// then not logged (refused for its rate, or the WAL was full).
     pub fn give_back(&self, tenant: &TenantId, refused: &Refused) {
-        let Ok(mut traces) = self.traces.lock() else {
+        let Ok(mut table) = self.table.lock() else {
+            return;
+        };
+        let Some(traces) = table.tenants.get_mut(tenant) else {
             return;
         };
         for (id, bytes) in &refused.added {
-            if let Some(s) = traces.get_mut(&(tenant.clone(), *id)) {
+            if let Some(s) = traces.get_mut(id) {
                 s.bytes = s.bytes.saturating_sub(*bytes);
             }
         }
@@ -225,6 +260,22 @@ mod tests {
             let mut r = request(&[(1, 1000)]);
             assert_eq!(sizes.admit_at(&b, &mut r, now).spans, 0, "tenant b has no limit");
         }
+    }
+
+    #[test]
+    fn idle_traces_are_forgotten() {
+        let t = TenantId::new("a").unwrap();
+        let sizes = sizes(1_500, None);
+        let now = Instant::now();
+        for k in 0..100 {
+            let mut r = request(&[(k, 10)]);
+            sizes.admit_at(&t, &mut r, now);
+        }
+        assert_eq!(sizes.table.lock().unwrap().len, 100);
+        // A request a whole idle time later prunes the others.
+        let mut r = request(&[(200, 10)]);
+        sizes.admit_at(&t, &mut r, now + IDLE);
+        assert_eq!(sizes.table.lock().unwrap().len, 1);
     }
 
     #[test]
