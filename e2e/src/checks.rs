@@ -71,8 +71,10 @@ pub struct WriterState {
     pub ready_replicas: i64,
     /// `status.writer.scaleDown.phase`, while a scale-down is recorded.
     pub scale_down: Option<String>,
-    /// The pods a recorded scale-down drains.
-    pub draining: Vec<String>,
+    /// The ordinals of the writers a recorded scale-down drains
+    /// (`status.writer.scaleDown.draining`): recorded when the scale-down
+    /// starts, whether or not those writers can be reached.
+    pub draining: Vec<i64>,
 }
 
 pub fn writer_state(obj: &Value) -> WriterState {
@@ -88,7 +90,7 @@ pub fn writer_state(obj: &Value) -> WriterState {
         draining: obj
             .pointer("/status/writer/scaleDown/draining")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
             .unwrap_or_default(),
     }
 }
@@ -212,11 +214,20 @@ mod tests {
         assert_eq!(writers_settled(&c, 2), Poll::Done(()));
         assert!(matches!(writers_settled(&c, 1), Poll::NotYet(_)));
         c["spec"]["writer"]["replicas"] = json!(1);
-        c["status"]["writer"]["scaleDown"] =
-            json!({ "phase": "Draining", "draining": ["demo-writer-1"], "fromReplicas": 2, "toReplicas": 1 });
+        // The status as the operator writes it (its own type, serialised).
+        let scale_down = signaldb_operator::crd::ScaleDownStatus {
+            phase: signaldb_operator::crd::ScaleDownPhase::Draining,
+            from_replicas: 3,
+            to_replicas: 1,
+            draining: vec![1, 2],
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+            reason: None,
+            message: Some("draining writer(s) 1, 2".into()),
+        };
+        c["status"]["writer"]["scaleDown"] = serde_json::to_value(&scale_down).unwrap();
         let w = writer_state(&c);
         assert_eq!(w.scale_down.as_deref(), Some("Draining"));
-        assert_eq!(w.draining, vec!["demo-writer-1".to_owned()]);
+        assert_eq!(w.draining, vec![1, 2]);
         assert!(matches!(writers_settled(&c, 1), Poll::NotYet(_)));
     }
 

@@ -671,10 +671,13 @@ async fn control_plane_steps(env: &Env) -> Result<()> {
             }
         })
         .await?;
+    // The leaving writers are recorded by ordinal when the scale-down
+    // starts, whether or not they can be reached (in control-plane mode
+    // their pods never get an IP, and the drain requests keep failing).
     let w = checks::writer_state(&draining);
     let mut leaving = w.draining.clone();
     leaving.sort();
-    let expected = vec![format!("{cluster}-writer-1"), format!("{cluster}-writer-2")];
+    let expected = vec![1, 2];
     if leaving != expected || w.replicas != 3 {
         return Err(E2eError::Check(format!(
             "scale-down should drain {expected:?} with 3 writers kept; status says {w:?}"
