@@ -170,7 +170,7 @@ impl Acceptor {
         }
         // Spans of traces grown past the tenant's limit, before anything is
         // logged.
-        let sized = i.trace_sizes.admit(&tenant, &mut request);
+        let sized = i.trace_sizes.admit(&tenant, &mut request, &summary.trace_bytes);
         i.metrics.spans_refused_trace_too_large.inc_by(sized.spans as u64);
         let accepted = Accepted {
             spans: summary.spans - sized.spans,

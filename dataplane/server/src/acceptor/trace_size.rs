@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use signaldb_config::{LimitsConfig, TenantId};
 
 /// How long a trace is remembered after its last span.
@@ -80,11 +79,24 @@ impl TraceSizes {
 
     /// Removes from `request` the spans of every trace that would pass the
     /// tenant's limit with them, counts the rest, and says what was removed.
-    pub fn admit(&self, tenant: &TenantId, request: &mut ExportTraceServiceRequest) -> Refused {
-        self.admit_at(tenant, request, Instant::now())
+    /// `sizes` are the request's OTLP bytes per trace, as validation
+    /// measured them ([`super::validate::Summary::trace_bytes`]).
+    pub fn admit(
+        &self,
+        tenant: &TenantId,
+        request: &mut ExportTraceServiceRequest,
+        sizes: &HashMap<[u8; 16], u64>,
+    ) -> Refused {
+        self.admit_at(tenant, request, sizes, Instant::now())
     }
 
-    fn admit_at(&self, tenant: &TenantId, request: &mut ExportTraceServiceRequest, now: Instant) -> Refused {
+    fn admit_at(
+        &self,
+        tenant: &TenantId,
+        request: &mut ExportTraceServiceRequest,
+        sizes: &HashMap<[u8; 16], u64>,
+        now: Instant,
+    ) -> Refused {
         let limit = self.limits.of(tenant).max_bytes_per_trace.as_u64();
         let mut refused = Refused {
             limit,
@@ -92,18 +104,6 @@ impl TraceSizes {
         };
         if limit == 0 {
             return refused;
-        }
-        // This request's bytes per trace.
-        let mut sizes: HashMap<[u8; 16], u64> = HashMap::new();
-        for span in request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            if let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) {
-                *sizes.entry(id).or_default() += span.encoded_len() as u64;
-            }
         }
         let over: std::collections::HashSet<[u8; 16]> = {
             let Ok(mut table) = self.table.lock() else {
@@ -121,7 +121,7 @@ impl TraceSizes {
             let before = table.tenants.get(tenant).map_or(0, HashMap::len);
             let traces = table.tenants.entry(tenant.clone()).or_default();
             let mut over = std::collections::HashSet::new();
-            for (id, bytes) in sizes {
+            for (&id, &bytes) in sizes {
                 let entry = traces.entry(id).or_insert(Seen { bytes: 0, at: now });
                 if now.duration_since(entry.at) >= IDLE {
                     entry.bytes = 0;
@@ -193,6 +193,8 @@ mod tests {
                             trace_id: vec![trace; 16],
                             span_id: vec![1; 8],
                             name: "x".repeat(payload),
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_000_000_100,
                             ..Default::default()
                         })
                         .collect(),
@@ -216,6 +218,19 @@ mod tests {
         TraceSizes::new(limits)
     }
 
+    /// Admits `request` with its bytes per trace measured as validation
+    /// measures them.
+    fn admit(sizes: &TraceSizes, t: &TenantId, request: &mut ExportTraceServiceRequest, now: Instant) -> Refused {
+        let limits = super::super::validate::Limits {
+            max_value: usize::MAX,
+            max_attributes: usize::MAX,
+            max_converted: usize::MAX,
+        };
+        let mut checked = request.clone();
+        let summary = super::super::validate::validate_traces(&mut checked, limits).unwrap();
+        sizes.admit_at(t, request, &summary.trace_bytes, now)
+    }
+
     fn spans(r: &ExportTraceServiceRequest) -> usize {
         r.resource_spans
             .iter()
@@ -231,20 +246,20 @@ mod tests {
         let now = Instant::now();
         // Trace 1 gets ~2 KB, then ~2 KB more (refused); trace 2 is small.
         let mut first = request(&[(1, 1000), (1, 1000), (2, 10)]);
-        assert_eq!(sizes.admit_at(&t, &mut first, now).spans, 0);
+        assert_eq!(admit(&sizes, &t, &mut first, now).spans, 0);
         let mut second = request(&[(1, 1000), (1, 1000), (2, 10)]);
-        let refused = sizes.admit_at(&t, &mut second, now);
+        let refused = admit(&sizes, &t, &mut second, now);
         assert_eq!((refused.spans, refused.traces, refused.limit), (2, 1, 3_000));
         assert_eq!(spans(&second), 1, "trace 2's span stays");
         // A request holding only refused spans is left empty.
         let mut third = request(&[(1, 10)]);
-        assert_eq!(sizes.admit_at(&t, &mut third, now).spans, 0, "10 more bytes still fit");
+        assert_eq!(admit(&sizes, &t, &mut third, now).spans, 0, "10 more bytes still fit");
         let mut fourth = request(&[(1, 2000)]);
-        assert_eq!(sizes.admit_at(&t, &mut fourth, now).spans, 1);
+        assert_eq!(admit(&sizes, &t, &mut fourth, now).spans, 1);
         assert!(fourth.resource_spans.is_empty());
         // After the idle time the trace counts from zero.
         let mut later = request(&[(1, 2000)]);
-        assert_eq!(sizes.admit_at(&t, &mut later, now + IDLE).spans, 0);
+        assert_eq!(admit(&sizes, &t, &mut later, now + IDLE).spans, 0);
     }
 
     #[test]
@@ -253,12 +268,12 @@ mod tests {
         let sizes = sizes(1_500, Some("b"));
         let now = Instant::now();
         let mut r = request(&[(1, 1000)]);
-        assert_eq!(sizes.admit_at(&a, &mut r, now).spans, 0);
+        assert_eq!(admit(&sizes, &a, &mut r, now).spans, 0);
         let mut r = request(&[(1, 1000)]);
-        assert_eq!(sizes.admit_at(&a, &mut r, now).spans, 1);
+        assert_eq!(admit(&sizes, &a, &mut r, now).spans, 1);
         for _ in 0..5 {
             let mut r = request(&[(1, 1000)]);
-            assert_eq!(sizes.admit_at(&b, &mut r, now).spans, 0, "tenant b has no limit");
+            assert_eq!(admit(&sizes, &b, &mut r, now).spans, 0, "tenant b has no limit");
         }
     }
 
@@ -267,14 +282,14 @@ mod tests {
         let t = TenantId::new("a").unwrap();
         let sizes = sizes(1_500, None);
         let now = Instant::now();
-        for k in 0..100 {
+        for k in 1..=100 {
             let mut r = request(&[(k, 10)]);
-            sizes.admit_at(&t, &mut r, now);
+            admit(&sizes, &t, &mut r, now);
         }
         assert_eq!(sizes.table.lock().unwrap().len, 100);
         // A request a whole idle time later prunes the others.
         let mut r = request(&[(200, 10)]);
-        sizes.admit_at(&t, &mut r, now + IDLE);
+        admit(&sizes, &t, &mut r, now + IDLE);
         assert_eq!(sizes.table.lock().unwrap().len, 1);
     }
 
@@ -284,11 +299,11 @@ mod tests {
         let sizes = sizes(1_500, None);
         let now = Instant::now();
         let mut r = request(&[(1, 1000)]);
-        let admitted = sizes.admit_at(&t, &mut r, now);
+        let admitted = admit(&sizes, &t, &mut r, now);
         // The request was not logged (say, the WAL was full): its bytes do
         // not count against the retry.
         sizes.give_back(&t, &admitted);
         let mut retry = request(&[(1, 1000)]);
-        assert_eq!(sizes.admit_at(&t, &mut retry, now).spans, 0);
+        assert_eq!(admit(&sizes, &t, &mut retry, now).spans, 0);
     }
 }

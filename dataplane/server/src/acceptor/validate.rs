@@ -52,10 +52,13 @@ fn count_attributes(attrs: &[KeyValue], max: usize, at: impl FnOnce() -> String)
 }
 
 /// What validation found in a valid request.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub spans: usize,
     pub truncated_values: u64,
+    /// The OTLP bytes of each trace's spans in the request (after
+    /// truncation), for the tenant's bytes-per-trace limit.
+    pub trace_bytes: std::collections::HashMap<[u8; 16], u64>,
 }
 
 /// Checks ids and timestamps of every span, event and link, truncates
@@ -112,9 +115,14 @@ pub fn validate_traces(req: &mut ExportTraceServiceRequest, limits: Limits) -> R
                     count_attributes(&link.attributes, max_attrs, || format!("{}.links[{li}]", at()))?;
                     s.truncated_values += limit(&mut link.attributes, max_value);
                 }
+                let span_size = span.encoded_len();
                 converted = converted
                     .saturating_add(resource_size + scope_size + ROW_OVERHEAD)
-                    .saturating_add(span.encoded_len());
+                    .saturating_add(span_size);
+                // The id is 16 bytes: checked above.
+                if let Ok(trace) = <[u8; 16]>::try_from(span.trace_id.as_slice()) {
+                    *s.trace_bytes.entry(trace).or_default() += span_size as u64;
+                }
                 s.spans += 1;
             }
         }
