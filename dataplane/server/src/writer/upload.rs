@@ -1,7 +1,8 @@
 //! A file uploaded while it is written. The encoder, on a blocking thread,
 //! writes into a [`PartSink`], which hands each full part of [`PART_BYTES`]
-//! to [`upload`] on the I/O runtime: a file that fits one part is one PUT,
-//! a larger one a multipart upload sent part by part. Neither side ever
+//! to [`upload`] on the I/O runtime, which passes it to `object_store`'s
+//! `BufWriter`: a file that fits one part is one PUT, a larger one a
+//! multipart upload sent part by part. Neither side ever
 //! holds the whole file, and nothing becomes visible unless the encoder
 //! finished: a failed encode aborts the upload.
 
@@ -9,8 +10,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 /// Bytes of one uploaded part (S3 takes parts of 5 MiB and more, except
@@ -77,44 +80,28 @@ pub(super) enum UploadError<E> {
     Encode(E),
 }
 
-/// Uploads the parts arriving on `parts` to `path`, then waits for
-/// `encoded`: only when it succeeds is the object completed (a single PUT,
-/// or the multipart upload's completion). Returns the object's size and
-/// what the encoder returned.
+/// Uploads the parts arriving on `parts` to `path` through `object_store`'s
+/// [`BufWriter`] (one PUT when the file fits one part, a multipart upload
+/// otherwise), then waits for `encoded`: only when it succeeds is the
+/// object completed; otherwise the upload is aborted. Returns the object's
+/// size and what the encoder returned.
 pub(super) async fn upload<T, E>(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     mut parts: mpsc::Receiver<Bytes>,
     encoded: impl Future<Output = Result<T, E>>,
 ) -> Result<(usize, T), UploadError<E>> {
-    let first = parts.recv().await;
-    let Some(second) = parts.recv().await else {
-        // One part (or none): nothing is sent until the file is complete.
-        let done = encoded.await.map_err(UploadError::Encode)?;
-        let first = first.unwrap_or_default();
-        let size = first.len();
-        store
-            .put(path, PutPayload::from(first))
-            .await
-            .map_err(UploadError::Store)?;
-        return Ok((size, done));
-    };
-    let mut multipart =
-        WriteMultipart::new_with_chunk_size(store.put_multipart(path).await.map_err(UploadError::Store)?, PART_BYTES);
+    let mut out =
+        BufWriter::with_capacity(Arc::clone(store), path.clone(), PART_BYTES).with_max_concurrency(PARTS_IN_FLIGHT);
     let mut size = 0;
-    let sent = async {
-        for part in first.into_iter().chain([second]) {
-            size += part.len();
-            multipart.put(part);
+    let mut sent = Ok(());
+    while let Some(part) = parts.recv().await {
+        size += part.len();
+        if let Err(e) = out.put(part).await {
+            sent = Err(e);
+            break;
         }
-        while let Some(part) = parts.recv().await {
-            multipart.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-            size += part.len();
-            multipart.put(part);
-        }
-        Ok(())
     }
-    .await;
     // Dropping the receiver stops an encoder still writing (on error).
     drop(parts);
     let done = match sent {
@@ -123,12 +110,17 @@ pub(super) async fn upload<T, E>(
     };
     match done {
         Ok(done) => {
-            multipart.finish().await.map_err(UploadError::Store)?;
+            out.shutdown().await.map_err(|e| {
+                UploadError::Store(object_store::Error::Generic {
+                    store: "upload",
+                    source: Box::new(e),
+                })
+            })?;
             Ok((size, done))
         }
         Err(e) => {
-            if let Err(abort) = multipart.abort().await {
-                tracing::warn!(path = %path, error = %abort, "aborting a failed multipart upload");
+            if let Err(abort) = out.abort().await {
+                tracing::warn!(path = %path, error = %abort, "aborting a failed upload");
             }
             Err(e)
         }
@@ -137,6 +129,7 @@ pub(super) async fn upload<T, E>(
 
 #[cfg(test)]
 mod tests {
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
 
     use super::*;
