@@ -60,11 +60,15 @@ pub(crate) struct FileIndex {
 }
 
 impl FileIndex {
-    async fn load(store: Arc<dyn ObjectStore>, file: &FileRecord) -> Result<Self, QueryError> {
-        let mut reader = reader(store, file);
+    async fn load(store: Arc<dyn ObjectStore>, path: &str, size: u64) -> Result<Self, QueryError> {
+        let mut reader = StoreReader {
+            store,
+            path: Path::from(path),
+            size,
+        };
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let meta = ArrowReaderMetadata::load_async(&mut reader, options).await?;
-        let leaf = trace_id_leaf(&meta, &file.path)?;
+        let leaf = trace_id_leaf(&meta, path)?;
         let row_groups = meta.metadata().num_row_groups();
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone());
         let mut blooms = Vec::with_capacity(row_groups);
@@ -218,8 +222,13 @@ fn reader(store: Arc<dyn ObjectStore>, file: &FileRecord) -> StoreReader {
     StoreReader {
         store,
         path: Path::from(file.path.as_str()),
-        size: u64::try_from(file.size_bytes).unwrap_or(0),
+        size: size_of(file),
     }
+}
+
+/// The size of `file` in bytes, as the catalog records it.
+pub(crate) fn size_of(file: &FileRecord) -> u64 {
+    u64::try_from(file.size_bytes).unwrap_or(0)
 }
 
 /// Reads one Parquet file of known size from the object store.
@@ -352,12 +361,34 @@ impl FileIndexes {
 
     /// The index of `file`, loaded on first use.
     async fn index(&self, store: &Arc<dyn ObjectStore>, file: &FileRecord) -> Result<Arc<FileIndex>, QueryError> {
-        if let Some(index) = self.get(&file.path) {
+        self.index_at(store, &file.path, size_of(file)).await
+    }
+
+    /// The index of the file at `path`, of `size` bytes, loaded on first use.
+    async fn index_at(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        path: &str,
+        size: u64,
+    ) -> Result<Arc<FileIndex>, QueryError> {
+        if let Some(index) = self.get(path) {
             return Ok(index);
         }
-        let index = Arc::new(FileIndex::load(Arc::clone(store), file).await?);
-        self.insert(&file.path, Arc::clone(&index));
+        let index = Arc::new(FileIndex::load(Arc::clone(store), path, size).await?);
+        self.insert(path, Arc::clone(&index));
         Ok(index)
+    }
+
+    /// The footer and page index of the file at `path`, of `size` bytes,
+    /// from its cached index (loaded on first use): what a DataFusion scan
+    /// of the file reads before its pages.
+    pub(crate) async fn metadata(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        path: &str,
+        size: u64,
+    ) -> Result<Arc<ParquetMetaData>, QueryError> {
+        Ok(Arc::clone(self.index_at(store, path, size).await?.meta.metadata()))
     }
 
     /// The spans of the traces `ids` stored in `files`, as read from them

@@ -210,9 +210,12 @@ impl ObjectStore for IoStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
         let (inner, location) = (Arc::clone(&self.inner), location.clone());
         self.on_io(async move {
+            let head = options.head;
             let result = inner.get_opts(&location, options).await?;
             let (meta, range, attributes) = (result.meta.clone(), result.range.clone(), result.attributes.clone());
-            let bytes = result.bytes().await?;
+            // A `head` asks for the metadata alone: its payload (a whole
+            // local file) is not read.
+            let bytes = if head { Bytes::new() } else { result.bytes().await? };
             Ok(GetResult {
                 payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
                 meta,
@@ -337,6 +340,89 @@ mod tests {
         assert!(err.to_string().contains("query task failed"), "{err}");
         // The runtime keeps serving.
         assert_eq!(cpu.run(async { 7 }).await.unwrap(), 7);
+    }
+
+    /// A store whose `HEAD` payload records being read.
+    #[derive(Debug, Default)]
+    struct WatchedHead {
+        inner: object_store::memory::InMemory,
+        payload_read: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl std::fmt::Display for WatchedHead {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "WatchedHead")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for WatchedHead {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+            let head = options.head;
+            let mut result = self.inner.get_opts(location, options).await?;
+            if head {
+                let flag = Arc::clone(&self.payload_read);
+                result.payload = GetResultPayload::Stream(
+                    futures::stream::once(async move {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok(Bytes::from_static(b"whole object"))
+                    })
+                    .boxed(),
+                );
+            }
+            Ok(result)
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A `HEAD` through the I/O runtime returns the object's size without
+    /// reading it (a local store's `HEAD` payload is the whole file).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_head_reads_no_payload() {
+        use object_store::ObjectStoreExt;
+        let watched = Arc::new(WatchedHead::default());
+        let path = Path::from("f.parquet");
+        watched.put(&path, PutPayload::from_static(&[7; 4096])).await.unwrap();
+        let store = IoStore::new(Arc::clone(&watched) as Arc<dyn ObjectStore>, Handle::current());
+        assert_eq!(store.head(&path).await.unwrap().size, 4096);
+        assert!(!watched.payload_read.load(std::sync::atomic::Ordering::SeqCst));
+        // A read still returns the bytes.
+        assert_eq!(store.get_range(&path, 0..8).await.unwrap().as_ref(), &[7; 8]);
     }
 }
 

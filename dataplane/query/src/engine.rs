@@ -8,8 +8,6 @@ use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondA
 use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
@@ -121,7 +119,7 @@ impl BufferSource for IoBuffers {
     }
 }
 
-const STORE_URL: &str = "signaldb://store/";
+pub(crate) const STORE_URL: &str = "signaldb://store/";
 
 /// The data one query reads, taken once by [`QueryEngine::snapshot`] and
 /// shared by its steps (a search's candidate scan and its chunked reads), so
@@ -391,18 +389,10 @@ impl QueryEngine {
         Ok((ctx, stored.union(buffers)?))
     }
 
-    /// A table over `files` (of the span schema).
-    pub(crate) fn listing(&self, files: &[FileRecord]) -> Result<Arc<ListingTable>, QueryError> {
-        let urls = files
-            .iter()
-            .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{}", f.path)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        Ok(Arc::new(ListingTable::try_new(
-            ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(signaldb_schema::traces::schema()),
-        )?))
+    /// A table over `files` (of the span schema), scanned with the
+    /// querier's cached file indexes.
+    pub(crate) fn listing(&self, files: &[FileRecord]) -> Result<Arc<crate::table::SpanFiles>, QueryError> {
+        Ok(Arc::new(crate::table::SpanFiles::new(files, self.indexes.clone())))
     }
 
     /// All spans of a trace, deduplicated, or None.

@@ -20,6 +20,7 @@ mod explain;
 mod listing;
 mod lower;
 mod search;
+mod table;
 
 pub use bounds::{QueryTimedOut, is_timeout};
 pub use byid::DEFAULT_INDEX_CACHE_BYTES;

@@ -30,6 +30,10 @@ const T0: u64 = 1_767_225_600_000_000_000;
 pub(crate) struct Reads {
     pub(crate) by_path: BTreeMap<String, usize>,
     pub(crate) bytes: u64,
+    /// `HEAD` requests.
+    pub(crate) heads: usize,
+    /// Reads reaching a file's last byte: its footer.
+    pub(crate) footer_reads: usize,
 }
 
 /// A local store that records every read.
@@ -40,10 +44,23 @@ pub(crate) struct CountingStore {
 }
 
 impl CountingStore {
-    fn record(&self, path: &Path, bytes: u64) {
+    fn record(&self, path: &Path, ranges: &[Range<u64>]) {
+        let size = std::fs::metadata(self.inner.path_to_filesystem(path).unwrap())
+            .unwrap()
+            .len();
         let mut reads = self.reads.lock().unwrap();
         *reads.by_path.entry(path.to_string()).or_default() += 1;
-        reads.bytes += bytes;
+        reads.bytes += ranges.iter().map(|r| r.end - r.start).sum::<u64>();
+        reads.footer_reads += ranges.iter().filter(|r| r.end == size).count();
+    }
+
+    /// `HEAD` requests and footer reads since the last call, and forgets them.
+    pub(crate) fn take_metadata_reads(&self) -> (usize, usize) {
+        let mut reads = self.reads.lock().unwrap();
+        (
+            std::mem::take(&mut reads.heads),
+            std::mem::take(&mut reads.footer_reads),
+        )
     }
 
     /// The files read since the last call, and forgets them.
@@ -80,14 +97,18 @@ impl ObjectStore for CountingStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        if options.head {
+            self.reads.lock().unwrap().heads += 1;
+            return self.inner.get_opts(location, options).await;
+        }
         let result = self.inner.get_opts(location, options).await?;
-        self.record(location, result.range.end - result.range.start);
+        self.record(location, std::slice::from_ref(&result.range));
         Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
         let out = self.inner.get_ranges(location, ranges).await?;
-        self.record(location, out.iter().map(|b| b.len() as u64).sum());
+        self.record(location, ranges);
         Ok(out)
     }
 

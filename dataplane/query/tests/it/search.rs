@@ -35,7 +35,7 @@ async fn search(engine: &QueryEngine, stored: &Stored, query: &str, limit: usize
 }
 
 /// With `limit` matches in the newest file, a search reads that file and
-/// no other, and returns traces of it, newest first.
+/// no other, only its pages, and returns traces of it, newest first.
 #[tokio::test]
 async fn a_search_stops_reading_once_it_has_limit_traces() {
     let (stored, files) = stored().await;
@@ -48,6 +48,7 @@ async fn a_search_stops_reading_once_it_has_limit_traces() {
     // Load every file's index once (as earlier queries would have).
     engine.trace_by_id(&stored.tenant, files[0][0], None).await.unwrap();
     stored.store.take_files_read();
+    stored.store.take_metadata_reads();
 
     let newest: HashSet<[u8; 16]> = files[FILES - 1].iter().copied().collect();
     let newest_path = format!("{}/traces/file-{FILES:04}.parquet", stored.tenant);
@@ -72,6 +73,13 @@ async fn a_search_stops_reading_once_it_has_limit_traces() {
             stored.store.take_files_read(),
             vec![newest_path.clone()],
             "{query}: one file of {FILES} read"
+        );
+        // Sizes come from the catalog, footers and page indexes from the
+        // querier's indexes: only pages are read.
+        assert_eq!(
+            stored.store.take_metadata_reads(),
+            (0, 0),
+            "{query}: (HEAD requests, footer reads)"
         );
     }
     let found = search(&engine, &stored, "{ span.attr.str5 = \"value-7\" }", 3).await;
