@@ -61,6 +61,10 @@ pub struct BufferFilter {
     /// Only these columns of the span schema, in this order (all when
     /// `None`).
     pub columns: Option<Vec<&'static str>>,
+    /// Enough spans for this many traces, any of them: each writer reads
+    /// its newest data first and stops once that many distinct traces are
+    /// selected (all when `None`). Needs the trace id among `columns`.
+    pub max_traces: Option<usize>,
 }
 
 impl BufferFilter {

@@ -43,20 +43,19 @@ pub struct SearchTrace {
     pub service_stats: BTreeMap<String, (u32, u32)>,
 }
 
-/// The columns a search needs: what the summaries show plus the attribute
-/// lists the query reads.
+/// The columns a search needs: what the summaries show (root span, trace
+/// start and duration, services and their errors, the matched spans) plus
+/// the columns the query reads. A span's duration is its end less its
+/// start unless the query names `duration`.
 pub fn search_columns(query: &signaldb_traceql::Query) -> Vec<&'static str> {
     let mut cols = vec![
         columns::TRACE_ID,
         columns::SPAN_ID,
         columns::PARENT_SPAN_ID,
         columns::NAME,
-        columns::KIND,
         columns::START_TIME_UNIX_NANO,
         columns::END_TIME_UNIX_NANO,
-        columns::DURATION_NANO,
         columns::STATUS_CODE,
-        columns::STATUS_MESSAGE,
         columns::SERVICE_NAME,
     ];
     // Filters and `select(...)`: matched spans carry both.
@@ -153,15 +152,6 @@ pub async fn search(
     stats: &crate::ReadStats,
 ) -> Result<(Vec<SearchTrace>, u64, u64), QueryError> {
     let condition = signaldb_traceql::span_prefilter(&params.query);
-    // The writers send only the spans that meet the condition, and only the
-    // columns it reads.
-    let filter = crate::BufferFilter {
-        range,
-        condition: condition.clone(),
-        columns: Some(condition_columns(condition.as_ref())),
-        ..crate::BufferFilter::default()
-    };
-    let snap = engine.snapshot(tenant, range, filter, stats).await?;
     let exact = signaldb_traceql::prefilter_is_exact(&params.query);
     let collect = match (exact, params.query.hints().most_recent) {
         (false, _) => crate::Collect::Every {
@@ -170,6 +160,20 @@ pub async fn search(
         (true, true) => crate::Collect::Newest(params.limit),
         (true, false) => crate::Collect::First(params.limit),
     };
+    // The writers send only the spans that meet the condition, and only the
+    // columns it reads; when any `limit` matching traces will do, only
+    // their newest `limit`.
+    let filter = crate::BufferFilter {
+        range,
+        condition: condition.clone(),
+        columns: Some(condition_columns(condition.as_ref())),
+        max_traces: match collect {
+            crate::Collect::First(n) => Some(n),
+            crate::Collect::Newest(_) | crate::Collect::Every { .. } => None,
+        },
+        ..crate::BufferFilter::default()
+    };
+    let snap = engine.snapshot(tenant, range, filter, stats).await?;
     let candidates = engine
         .candidate_traces(&snap, condition.as_ref(), collect, stats)
         .await?;
@@ -189,6 +193,7 @@ pub async fn search(
             range,
             condition: None,
             columns: Some(cols.clone()),
+            max_traces: None,
         };
         let snap = engine.snapshot(tenant, range, filter, stats).await?;
         let spans = engine.spans_of_traces(&snap, &ids, &cols, stats).await?;

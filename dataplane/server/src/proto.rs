@@ -148,6 +148,10 @@ pub struct BufferTicket {
     /// Only the spans meeting this condition, parsed by the querier.
     #[prost(message, optional, tag = "9")]
     pub condition: Option<signaldb_traceql::ConditionPlan>,
+    /// Non-zero: enough spans for this many distinct traces, any of them,
+    /// the newest buffered first; zero: every span selected.
+    #[prost(uint64, tag = "10")]
+    pub max_traces: u64,
 }
 
 /// Flight `DoGet` ticket of a querier.

@@ -233,8 +233,9 @@ impl signaldb_query::BufferSource for RecordingBuffers {
 }
 
 /// Over unflushed data, a search asks the writers for the spans meeting its
-/// condition with the columns the condition reads, then for the spans of
-/// the traces found; it never asks for whole buffers.
+/// condition with the columns the condition reads, enough for `limit`
+/// traces, then for the spans of the traces found; it never asks for whole
+/// buffers.
 #[tokio::test]
 async fn searches_ask_writers_only_for_what_they_need() {
     let mut stored = Stored::new().await;
@@ -270,6 +271,11 @@ async fn searches_ask_writers_only_for_what_they_need() {
         Some(signaldb_query::condition_columns(asked[0].condition.as_ref()).as_slice()),
         "step 1 asks for the columns the condition reads"
     );
+    assert_eq!(
+        asked[0].max_traces,
+        Some(2),
+        "step 1 asks for enough spans for `limit` traces"
+    );
     let mut asked_ids = asked[1].trace_ids.clone();
     asked_ids.sort();
     let mut found_ids: Vec<[u8; 16]> = found.iter().map(|t| t.trace_id).collect();
@@ -278,7 +284,7 @@ async fn searches_ask_writers_only_for_what_they_need() {
         found_ids.iter().all(|id| asked_ids.contains(id)),
         "step 2 asks for the candidates' spans"
     );
-    assert!(asked[1].condition.is_none() && asked[1].columns.is_some());
+    assert!(asked[1].condition.is_none() && asked[1].columns.is_some() && asked[1].max_traces.is_none());
     // No file was read: the buffer held the answer, and the stored file's
     // index rules its traces out.
     assert_eq!(stored.store.take_files_read(), Vec::<String>::new());

@@ -58,6 +58,7 @@ impl BufferSource for WriterBuffers {
                 .columns
                 .map(|cols| cols.iter().map(|c| (*c).to_owned()).collect())
                 .unwrap_or_default(),
+            max_traces: filter.max_traces.map_or(0, |n| n.max(1) as u64),
         };
         let ticket = Ticket {
             ticket: ticket.encode_to_vec().into(),

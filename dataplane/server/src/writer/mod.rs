@@ -354,7 +354,8 @@ impl Writer {
     }
 
     /// The tenant's unflushed spans (buffered or being flushed) that match
-    /// `selection`, with the columns it asks for, in the order received.
+    /// `selection`, with the columns it asks for, in the order received
+    /// (with a trace cap, only the newest of them: [`select::Selection::apply_all`]).
     pub(crate) fn read_buffer(
         &self,
         tenant: &TenantId,
@@ -372,14 +373,7 @@ impl Writer {
                 .map(|h| h.batch.clone())
                 .collect()
         };
-        let mut out = Vec::with_capacity(batches.len());
-        for b in batches {
-            let b = selection.apply(&b)?;
-            if b.num_rows() > 0 {
-                out.push(b);
-            }
-        }
-        Ok(out)
+        selection.apply_all(batches)
     }
 
     /// Flushes on size and age until shutdown, then flushes everything.

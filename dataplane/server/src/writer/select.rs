@@ -19,6 +19,8 @@ pub(crate) struct Selection {
     condition: Option<signaldb_traceql::FieldExpr>,
     /// Indexes into the span schema, in the order asked; None: all.
     columns: Option<Vec<usize>>,
+    /// Enough rows for this many distinct traces, newest batches first.
+    max_traces: Option<usize>,
 }
 
 impl Selection {
@@ -61,7 +63,47 @@ impl Selection {
             range: ticket.has_range.then_some((ticket.min_time_ns, ticket.max_time_ns)),
             condition,
             columns,
+            max_traces: (ticket.max_traces > 0).then(|| usize::try_from(ticket.max_traces).unwrap_or(usize::MAX)),
         })
+    }
+
+    /// The selected rows of `batches` (in the order received), with the
+    /// columns selected; with a trace cap, only the newest batches that
+    /// hold that many distinct selected traces, still in the order
+    /// received.
+    pub(crate) fn apply_all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ArrowError> {
+        let Some(max) = self.max_traces else {
+            let mut out = Vec::with_capacity(batches.len());
+            for b in batches {
+                let b = self.apply(&b)?;
+                if b.num_rows() > 0 {
+                    out.push(b);
+                }
+            }
+            return Ok(out);
+        };
+        let mut out = Vec::new();
+        let mut traces: HashSet<[u8; 16]> = HashSet::new();
+        for b in batches.iter().rev() {
+            let b = self.apply(b)?;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            // Without the trace id among the columns the cap cannot be
+            // counted, and every selected row is returned.
+            if let Some(ids) = b
+                .column_by_name(signaldb_schema::columns::TRACE_ID)
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>())
+            {
+                traces.extend((0..ids.len()).filter_map(|i| <[u8; 16]>::try_from(ids.value(i)).ok()));
+            }
+            out.push(b);
+            if traces.len() >= max {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// The schema of what [`Selection::apply`] returns.
@@ -201,6 +243,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(names(&select(all_three)), ["op-1"]);
+    }
+
+    /// With a trace cap, the newest batches holding that many selected
+    /// traces are returned, in the order received; without one, all.
+    #[test]
+    fn a_trace_cap_keeps_the_newest_batches_that_reach_it() {
+        // Received in this order: trace 1 (op-0, op-1), trace 2 (op-2,
+        // op-3), trace 1 again (op-0, op-1).
+        let batches = vec![batch().slice(0, 2), batch().slice(2, 2), batch().slice(0, 2)];
+        let run = |ticket: BufferTicket| -> Vec<Vec<String>> {
+            Selection::from_ticket(&ticket)
+                .unwrap()
+                .apply_all(batches.clone())
+                .unwrap()
+                .iter()
+                .map(names)
+                .collect()
+        };
+        assert_eq!(run(BufferTicket::default()).len(), 3);
+        let capped = |max_traces: u64| BufferTicket {
+            max_traces,
+            ..Default::default()
+        };
+        assert_eq!(run(capped(1)), [["op-0", "op-1"]]);
+        assert_eq!(run(capped(2)), [["op-2", "op-3"], ["op-0", "op-1"]]);
+        assert_eq!(run(capped(3)).len(), 3, "fewer traces than the cap: everything");
+        // The cap counts selected rows only.
+        let op2 = BufferTicket {
+            condition: condition(r#"{ name = "op-2" }"#),
+            max_traces: 1,
+            ..Default::default()
+        };
+        assert_eq!(run(op2), [["op-2"]]);
     }
 
     #[test]
