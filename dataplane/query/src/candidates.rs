@@ -47,7 +47,7 @@ impl QueryEngine {
             let runtime = ctx.runtime_env();
             let ctx = cluster.session(Self::session_config(), runtime);
             let df = ctx.read_table(self.listing(&snap.files)?)?;
-            self.scan_candidates(df, range, condition, collect, &mut found).await?;
+            split_scan(df, range, condition, collect, &mut found, stats).await?;
             return Ok(found.into_newest_first());
         }
         for file in crate::listing::newest_first(&snap.files) {
@@ -89,6 +89,36 @@ impl QueryEngine {
         }
         Ok(false)
     }
+}
+
+/// The candidate scan of `source` split across the queriers, offering
+/// what it finds to `found`. The bytes every querier read count into
+/// `stats`: the scan's own count of the pages it read, less what this
+/// querier's store already counted.
+async fn split_scan(
+    source: DataFrame,
+    range: Option<(i64, i64)>,
+    condition: Option<&signaldb_traceql::FieldExpr>,
+    collect: Collect,
+    found: &mut Newest,
+    stats: &ReadStats,
+) -> Result<(), QueryError> {
+    use futures::StreamExt;
+    let counted_before = stats.bytes();
+    let (df, evaluate) = candidate_frame(source, range, condition)?;
+    let task = df.task_ctx();
+    let plan = df.create_physical_plan().await?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(std::sync::Arc::clone(&plan), std::sync::Arc::new(task))?;
+    while let Some(batch) = stream.next().await {
+        if offer_batch(&batch?, evaluate, collect, found)? {
+            break;
+        }
+    }
+    drop(stream);
+    let scanned = crate::distributed::bytes_scanned(plan).await?;
+    stats.add_bytes(scanned.saturating_sub(stats.bytes().saturating_sub(counted_before)));
+    Ok(())
 }
 
 /// The candidate scan of `source`: its spans in `range` that may meet

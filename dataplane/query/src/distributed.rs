@@ -15,15 +15,18 @@
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_distributed::{
-    ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt, SessionStateBuilderExt,
-    Worker, WorkerChannel, WorkerQueryContext, WorkerResolver, grpc,
+    ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt, DistributedMetricsFormat,
+    SessionStateBuilderExt, Worker, WorkerChannel, WorkerQueryContext, WorkerResolver, grpc,
+    rewrite_distributed_plan_with_metrics,
 };
 use url::Url;
 
@@ -199,6 +202,24 @@ impl Cluster {
             .build();
         SessionContext::new_with_state(state)
     }
+}
+
+/// The bytes of Parquet every querier read for `plan`, once it has run:
+/// the scans' `bytes_scanned`, collected from the workers.
+pub(crate) async fn bytes_scanned(plan: Arc<dyn ExecutionPlan>) -> Result<u64, DataFusionError> {
+    let plan = rewrite_distributed_plan_with_metrics(plan, DistributedMetricsFormat::Aggregated).await?;
+    let mut bytes = 0u64;
+    plan.apply(|node| {
+        if let Some(metrics) = node.metrics() {
+            bytes += metrics
+                .iter()
+                .filter(|m| m.value().name() == "bytes_scanned")
+                .map(|m| m.value().as_usize() as u64)
+                .sum::<u64>();
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(bytes)
 }
 
 /// The worker service's type (a tonic service to add to a server),

@@ -18,7 +18,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{
-    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+    FileGroup, FileScanConfigBuilder, ParquetFileMetrics, ParquetFileReaderFactory, ParquetSource,
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -137,15 +137,17 @@ struct IndexedReaders {
 impl ParquetFileReaderFactory for IndexedReaders {
     fn create_reader(
         &self,
-        _partition_index: usize,
+        partition_index: usize,
         file: PartitionedFile,
         _metadata_size_hint: Option<usize>,
-        _metrics: &ExecutionPlanMetricsSet,
+        metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::error::Result<Box<dyn AsyncFileReader + Send>> {
+        let location = file.object_meta.location;
         Ok(Box::new(IndexedReader {
             store: Arc::clone(&self.store),
             indexes: self.indexes.clone(),
-            path: file.object_meta.location.clone(),
+            metrics: ParquetFileMetrics::new(partition_index, location.as_ref(), metrics),
+            path: location,
             size: file.object_meta.size,
         }))
     }
@@ -155,6 +157,9 @@ impl ParquetFileReaderFactory for IndexedReaders {
 struct IndexedReader {
     store: Arc<dyn ObjectStore>,
     indexes: FileIndexes,
+    /// The scan's metrics of this file (`bytes_scanned`, as DataFusion's
+    /// own readers count it).
+    metrics: ParquetFileMetrics,
     path: Path,
     size: u64,
 }
@@ -165,10 +170,17 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> ParquetError {
 
 impl AsyncFileReader for IndexedReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.metrics
+            .bytes_scanned
+            .add(usize::try_from(range.end - range.start).unwrap_or(usize::MAX));
         Box::pin(async move { self.store.get_range(&self.path, range).await.map_err(external) })
     }
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        self.metrics
+            .bytes_scanned
+            .add(usize::try_from(total).unwrap_or(usize::MAX));
         Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) })
     }
 

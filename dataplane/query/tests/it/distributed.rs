@@ -66,7 +66,9 @@ async fn querier(stored: &Stored, peers: &Arc<Peers>, files_per_task: usize) -> 
     )
 }
 
-async fn search(engine: &QueryEngine, stored: &Stored, q: &str) -> Vec<(String, u64, u32)> {
+/// The traces found (id, start, spans matched) and the bytes the search
+/// says it read.
+async fn search(engine: &QueryEngine, stored: &Stored, q: &str) -> (Vec<(String, u64, u32)>, u64) {
     let params = SearchParams {
         query: signaldb_traceql::parse(q).unwrap(),
         limit: 1_000,
@@ -74,18 +76,21 @@ async fn search(engine: &QueryEngine, stored: &Stored, q: &str) -> Vec<(String, 
     };
     // On the query runtime, as the querier runs searches.
     let (engine, tenant) = (engine.clone(), stored.tenant.clone());
+    let stats = ReadStats::default();
+    let counted = stats.clone();
     let (traces, _, _) = engine
         .clone()
-        .run(async move { signaldb_query::search(&engine, &tenant, None, &params, &ReadStats::default()).await })
+        .run(async move { signaldb_query::search(&engine, &tenant, None, &params, &counted).await })
         .await
         .unwrap();
-    traces
+    let traces = traces
         .into_iter()
         .map(|t| {
             let id: String = t.trace_id.iter().map(|b| format!("{b:02x}")).collect();
             (id, t.start_time_unix_nano, t.matched)
         })
-        .collect()
+        .collect();
+    (traces, stats.bytes())
 }
 
 /// Searches that read every file (a spanset operator, and the newest
@@ -113,8 +118,12 @@ async fn four_queriers_answer_as_one() {
         r#"{ name = "op-3" } | count() > 0"#,
     ];
     for q in queries {
-        let expected = search(&alone, &stored, q).await;
+        let (expected, _) = search(&alone, &stored, q).await;
         assert!(!expected.is_empty(), "{q} finds traces");
+        // What one querier reads with its indexes loaded.
+        peers.set(urls[..1].to_vec());
+        search(&queriers[0].engine, &stored, q).await;
+        let (_, alone_bytes) = search(&queriers[0].engine, &stored, q).await;
         let mut took = Vec::new();
         for n in [1, 2, 4] {
             peers.set(urls[..n].to_vec());
@@ -122,9 +131,16 @@ async fn four_queriers_answer_as_one() {
                 querier.store.take_files_read();
             }
             let started = Instant::now();
-            let got = search(&queriers[0].engine, &stored, q).await;
+            let (got, bytes) = search(&queriers[0].engine, &stored, q).await;
             took.push((n, started.elapsed()));
             assert_eq!(got, expected, "{q} with {n} queriers");
+            // The other queriers' reads are reported too (the split scan
+            // reads the same pages, and each worker its footers).
+            println!("{q}: {n} queriers report {bytes} bytes read, one alone {alone_bytes}");
+            assert!(
+                bytes >= alone_bytes * 9 / 10,
+                "{q}: {n} queriers report {bytes} bytes read, one alone {alone_bytes}"
+            );
             let reading: Vec<usize> = queriers
                 .iter()
                 .map(|q| q.store.take_files_read().len())
