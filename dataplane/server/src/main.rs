@@ -9,13 +9,14 @@ use signaldb::server::{Roles, start};
 use signaldb_config::Config;
 use tracing::{error, info};
 
-/// jemalloc serves the process's allocations (see the dependency's note).
+/// jemalloc serves the process's allocations, the C libraries' (zstd,
+/// SQLite) included (see the dependency's note).
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (before `main`); the
-/// `_RJEM_MALLOC_CONF` environment variable still overrides them.
+/// `MALLOC_CONF` environment variable still overrides them.
 /// `oversize_threshold:0`: by default allocations over 8 MiB get an arena
 /// that returns their pages at once, so every query faulted its large
 /// buffers in again (searches took 60% longer than on glibc); freed pages
@@ -24,7 +25,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(unsafe_code, non_upper_case_globals)]
 // SAFETY: jemalloc reads this symbol as a `const char *` to a NUL-terminated
 // string; a reference to a byte array is one pointer, and the bytes end in NUL.
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[unsafe(export_name = "malloc_conf")]
 pub static malloc_conf: &[u8; 21] = b"oversize_threshold:0\0";
 
 /// SignalDB: OpenTelemetry in, Parquet on object storage, Grafana Tempo's API out.
