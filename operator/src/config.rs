@@ -92,6 +92,11 @@ fn err(field: &str, reason: impl Into<String>) -> RenderError {
     }
 }
 
+fn duration(field: &str, value: &str) -> Result<std::time::Duration, RenderError> {
+    humantime::parse_duration(value.trim())
+        .map_err(|e| err(field, format!("{value:?} is not a duration such as 14d or 720h: {e}")))
+}
+
 fn byte_size(field: &str, value: Option<&String>) -> Result<Option<ByteSize>, RenderError> {
     value
         .map(|v| v.parse::<ByteSize>().map_err(|e| err(field, e.to_string())))
@@ -144,12 +149,7 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
         c.writer.max_buffer_size = v;
     }
     if let Some(v) = &limits.retention {
-        c.limits.defaults.retention = humantime::parse_duration(v.trim()).map_err(|e| {
-            err(
-                "limits.retention",
-                format!("{v:?} is not a duration such as 14d or 720h: {e}"),
-            )
-        })?;
+        c.limits.defaults.retention = duration("limits.retention", v)?;
     }
 
     c.tenancy.multi_tenant = spec.tenancy.multi_tenant;
@@ -191,7 +191,16 @@ pub fn render(spec: &SignalDBClusterSpec) -> Result<RenderedConfig, RenderError>
     }
     let full =
         serde_yaml_ng::to_string(&tree).map_err(|e| err("spec", format!("cannot serialise the configuration: {e}")))?;
-    let config = Config::from_yaml(&full).map_err(|e| err("configOverrides", e.to_string()))?;
+    let mut config = Config::from_yaml(&full).map_err(|e| err("configOverrides", e.to_string()))?;
+    // After the overrides: a listed tenant's other limits are the defaults
+    // as overridden (or its own override's, if `configOverrides` has one).
+    for (tenant, v) in &spec.limits.tenant_retention {
+        let field = format!("limits.tenantRetention.{tenant}");
+        let id = TenantId::new(tenant.clone()).map_err(|e| err(&field, e.to_string()))?;
+        let retention = duration(&field, v)?;
+        let defaults = config.limits.defaults.clone();
+        config.limits.overrides.entry(id).or_insert(defaults).retention = retention;
+    }
 
     let defaults = serde_yaml_ng::to_value(Config::default())
         .map_err(|e| err("spec", format!("cannot serialise the defaults: {e}")))?;
@@ -319,6 +328,41 @@ mod tests {
         assert!(r.config.tenancy.multi_tenant);
         assert_eq!(r.config.writer.flush_max_age, std::time::Duration::from_secs(10));
         assert_ne!(r.hash, render(&spec()).unwrap().hash);
+    }
+
+    /// `tenantRetention` gives listed tenants their own retention; their
+    /// other limits are the cluster's, `configOverrides` included.
+    #[test]
+    fn retention_per_tenant() {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let mut s = spec();
+        s.limits.retention = Some("30d".into());
+        s.limits.tenant_retention = [
+            ("acme".to_owned(), "90d".to_owned()),
+            ("trial".to_owned(), "1d".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        s.config_overrides = Some(serde_json::json!({"limits": {"defaults": {"ingestion_rate": "1MiB"}}}));
+        let r = render(&s).unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        assert_eq!(r.config.limits.of(&acme).retention, day * 90);
+        assert_eq!(r.config.limits.of(&TenantId::new("trial").unwrap()).retention, day);
+        assert_eq!(r.config.limits.of(&TenantId::new("other").unwrap()).retention, day * 30);
+        assert_eq!(r.config.limits.of(&acme).ingestion_rate, ByteSize::mib(1));
+        // Written where the pods read it.
+        assert_eq!(Config::from_yaml(&r.yaml).unwrap(), r.config);
+
+        let mut bad = spec();
+        bad.limits.tenant_retention = [("acme".to_owned(), "a month".to_owned())].into_iter().collect();
+        let e = render(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.tenantRetention.acme") && e.contains("not a duration"),
+            "{e}"
+        );
+        bad.limits.tenant_retention = [("no/slash".to_owned(), "1d".to_owned())].into_iter().collect();
+        let e = render(&bad).unwrap_err().to_string();
+        assert!(e.contains("limits.tenantRetention.no/slash"), "{e}");
     }
 
     #[test]

@@ -744,11 +744,18 @@ pub struct LimitsSpec {
     /// How long spans are kept, as a duration such as `30d` or `720h`
     /// (default 14 days, as Tempo's `block_retention`; `0s` keeps them
     /// forever). Files whose spans all ended longer ago are removed from
-    /// the catalog, then from storage. Per-tenant retention goes in
-    /// `configOverrides` under `limits.overrides.<tenant>.retention`.
+    /// the catalog, then from storage. `tenantRetention` sets it per
+    /// tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub retention: Option<String>,
+
+    /// Retention of single tenants, by tenant id, in the same form as
+    /// `retention` (for example `{acme: 90d, trial: 1d}`); tenants not
+    /// listed keep `retention`. A listed tenant's other limits stay the
+    /// cluster's.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tenant_retention: std::collections::BTreeMap<String, String>,
 }
 
 /// A duration in humantime's form: numbers with units, such as `14d`,
