@@ -204,10 +204,24 @@ impl Cluster {
     }
 }
 
+/// How long a finished split scan waits for the workers' metrics.
+const METRICS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The bytes of Parquet every querier read for `plan`, once it has run:
-/// the scans' `bytes_scanned`, collected from the workers.
+/// the scans' `bytes_scanned`, collected from the workers. Workers whose
+/// metrics do not come within [`METRICS_WAIT`] are left out (the answer is
+/// already complete; only its count is short).
 pub(crate) async fn bytes_scanned(plan: Arc<dyn ExecutionPlan>) -> Result<u64, DataFusionError> {
-    let plan = rewrite_distributed_plan_with_metrics(plan, DistributedMetricsFormat::Aggregated).await?;
+    let collected = rewrite_distributed_plan_with_metrics(Arc::clone(&plan), DistributedMetricsFormat::Aggregated);
+    let plan = match tokio::time::timeout(METRICS_WAIT, collected).await {
+        Ok(with_metrics) => with_metrics?,
+        Err(_) => {
+            tracing::debug!(
+                "a split scan's workers sent no metrics in time; inspectedBytes counts this querier's reads"
+            );
+            plan
+        }
+    };
     let mut bytes = 0u64;
     plan.apply(|node| {
         if let Some(metrics) = node.metrics() {
