@@ -21,6 +21,7 @@ mod multiprocess;
 mod otel_sdk;
 mod overload;
 mod query;
+mod replication;
 mod retention;
 mod scale_out;
 mod search;

@@ -11,7 +11,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use crate::common::*;
 use crate::otel_sdk::{check, emit};
 
-fn required_env(name: &str) -> String {
+pub(crate) fn required_env(name: &str) -> String {
     signaldb::install_crypto_provider();
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
