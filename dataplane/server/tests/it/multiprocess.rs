@@ -22,19 +22,46 @@ pub(crate) fn required_env(name: &str) -> String {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acceptor_and_writer_processes_on_postgres_and_s3() {
-    let pg = required_env("SIGNALDB_TEST_POSTGRES_URL");
-    let s3 = required_env("SIGNALDB_TEST_S3_ENDPOINT");
+/// `url` (of the test PostgreSQL) for a schema of its own, `signaldb_{run}`:
+/// processes of two tests running at once must not see each other's
+/// services in the catalog.
+pub(crate) async fn fresh_catalog(url: &str, run: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let schema = format!("signaldb_{run}");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A run id for names, and a new bucket `{prefix}-{run}` on the S3 API
+/// server at `s3`.
+pub(crate) async fn new_bucket(s3: &str, prefix: &str) -> (String, String) {
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let bucket = format!("sdb-it-{run}");
-    let tenant = format!("mp-{run}");
+    let bucket = format!("{prefix}-{run}");
     let resp = reqwest::Client::new()
         .put(format!("{s3}/{bucket}"))
         .send()
         .await
         .unwrap();
     assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
+    (run, bucket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptor_and_writer_processes_on_postgres_and_s3() {
+    let pg = required_env("SIGNALDB_TEST_POSTGRES_URL");
+    let s3 = required_env("SIGNALDB_TEST_S3_ENDPOINT");
+    let (run, bucket) = new_bucket(&s3, "sdb-it").await;
+    let pg = fresh_catalog(&pg, &run).await;
+    let tenant = format!("mp-{run}");
 
     let dir = tempfile::tempdir().unwrap();
     let wdir = dir.path().join("writer").to_str().unwrap().to_owned();

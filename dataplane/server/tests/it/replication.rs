@@ -9,21 +9,15 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::common::*;
-use crate::multiprocess::required_env;
+use crate::multiprocess::{fresh_catalog, new_bucket, required_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_lost_under_load_loses_nothing_with_two_replicas() {
     let pg = required_env("SIGNALDB_TEST_POSTGRES_URL");
     let s3 = required_env("SIGNALDB_TEST_S3_ENDPOINT");
-    let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let bucket = format!("sdb-rf-{run}");
+    let (run, bucket) = new_bucket(&s3, "sdb-rf").await;
+    let pg = fresh_catalog(&pg, &run).await;
     let tenant = format!("rf-{run}");
-    let resp = reqwest::Client::new()
-        .put(format!("{s3}/{bucket}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
 
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("s3://{bucket}/signaldb");
