@@ -212,12 +212,18 @@ impl QuerierFlight {
     }
 
     /// `query`, ended with DEADLINE_EXCEEDED past the engine's time limit
-    /// (SQL streams carry the same limit themselves).
+    /// (SQL streams carry the same limit themselves). An answer that comes
+    /// after the limit is refused too: the timer's millisecond ticks would
+    /// otherwise let a query finishing within the tick past it.
     async fn bounded<T>(&self, query: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
         let limit = self.engine.timeout();
-        tokio::time::timeout(limit, query)
-            .await
-            .map_err(|_| Status::deadline_exceeded(signaldb_query::QueryTimedOut(limit).to_string()))?
+        let started = tokio::time::Instant::now();
+        let timed_out = || Status::deadline_exceeded(signaldb_query::QueryTimedOut(limit).to_string());
+        let answer = tokio::time::timeout(limit, query).await.map_err(|_| timed_out())?;
+        if started.elapsed() > limit {
+            return Err(timed_out());
+        }
+        answer
     }
 
     /// `query` run on the engine's query runtime.
