@@ -232,10 +232,10 @@ pub(crate) fn size_of(file: &FileRecord) -> u64 {
 }
 
 /// Reads one Parquet file of known size from the object store.
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
+pub(crate) struct StoreReader {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) path: Path,
+    pub(crate) size: u64,
 }
 
 fn external(e: object_store::Error) -> ParquetError {

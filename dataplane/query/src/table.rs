@@ -27,15 +27,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::BoxFuture;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use signaldb_catalog::FileRecord;
 
-use crate::byid::{FileIndexes, size_of};
+use crate::byid::{FileIndexes, StoreReader, size_of};
 use crate::engine::STORE_URL;
 
 /// Span files as a table, scanned with the querier's cached indexes.
@@ -144,44 +143,43 @@ impl ParquetFileReaderFactory for IndexedReaders {
     ) -> datafusion::error::Result<Box<dyn AsyncFileReader + Send>> {
         let location = file.object_meta.location;
         Ok(Box::new(IndexedReader {
-            store: Arc::clone(&self.store),
-            indexes: self.indexes.clone(),
             metrics: ParquetFileMetrics::new(partition_index, location.as_ref(), metrics),
-            path: location,
-            size: file.object_meta.size,
+            pages: StoreReader {
+                store: Arc::clone(&self.store),
+                path: location,
+                size: file.object_meta.size,
+            },
+            indexes: self.indexes.clone(),
         }))
     }
 }
 
 /// One file's pages from the store, its metadata from the indexes.
 struct IndexedReader {
-    store: Arc<dyn ObjectStore>,
+    pages: StoreReader,
     indexes: FileIndexes,
     /// The scan's metrics of this file (`bytes_scanned`, as DataFusion's
     /// own readers count it).
     metrics: ParquetFileMetrics,
-    path: Path,
-    size: u64,
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> ParquetError {
-    ParquetError::External(Box::new(e))
+impl IndexedReader {
+    fn count(&self, bytes: u64) {
+        self.metrics
+            .bytes_scanned
+            .add(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
 }
 
 impl AsyncFileReader for IndexedReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.metrics
-            .bytes_scanned
-            .add(usize::try_from(range.end - range.start).unwrap_or(usize::MAX));
-        Box::pin(async move { self.store.get_range(&self.path, range).await.map_err(external) })
+        self.count(range.end - range.start);
+        self.pages.get_bytes(range)
     }
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-        self.metrics
-            .bytes_scanned
-            .add(usize::try_from(total).unwrap_or(usize::MAX));
-        Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) })
+        self.count(ranges.iter().map(|r| r.end - r.start).sum());
+        self.pages.get_byte_ranges(ranges)
     }
 
     /// The cached footer, with its page index (the index loads both).
@@ -191,9 +189,9 @@ impl AsyncFileReader for IndexedReader {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         Box::pin(async move {
             self.indexes
-                .metadata(&self.store, self.path.as_ref(), self.size)
+                .metadata(&self.pages.store, self.pages.path.as_ref(), self.pages.size)
                 .await
-                .map_err(external)
+                .map_err(|e| ParquetError::External(Box::new(e)))
         })
     }
 }

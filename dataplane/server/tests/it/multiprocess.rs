@@ -41,6 +41,18 @@ pub(crate) async fn fresh_catalog(url: &str, run: &str) -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// The `--set` values that point a process at the test S3 API server.
+pub(crate) fn s3_settings(s3: &str) -> Vec<String> {
+    vec![
+        format!("storage.s3.endpoint={s3}"),
+        "storage.s3.path_style=true".into(),
+        "storage.s3.allow_http=true".into(),
+        "storage.s3.region=us-east-1".into(),
+        "storage.s3.access_key_id=test".into(),
+        "storage.s3.secret_access_key=test".into(),
+    ]
+}
+
 /// A run id for names, and a new bucket `{prefix}-{run}` on the S3 API
 /// server at `s3`.
 pub(crate) async fn new_bucket(s3: &str, prefix: &str) -> (String, String) {
@@ -68,16 +80,11 @@ async fn acceptor_and_writer_processes_on_postgres_and_s3() {
     let adir = dir.path().join("acceptor").to_str().unwrap().to_owned();
     let storage = format!("s3://{bucket}/signaldb");
     let (wid, aid) = (format!("w-{run}"), format!("a-{run}"));
-    let s3_settings = [
-        format!("storage.s3.endpoint={s3}"),
-        "storage.s3.path_style=true".into(),
-        "storage.s3.allow_http=true".into(),
-        "storage.s3.region=us-east-1".into(),
-        "storage.s3.access_key_id=test".into(),
-        "storage.s3.secret_access_key=test".into(),
+    let mut s3_settings = s3_settings(&s3);
+    s3_settings.extend([
         "writer.flush_max_age=300ms".into(),
         "discovery.heartbeat_interval=200ms".into(),
-    ];
+    ]);
     let mut writer_args: Vec<&str> = vec![
         "writer",
         "--data-dir",

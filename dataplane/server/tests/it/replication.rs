@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::common::*;
-use crate::multiprocess::{fresh_catalog, new_bucket, required_env};
+use crate::multiprocess::{fresh_catalog, new_bucket, required_env, s3_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_lost_under_load_loses_nothing_with_two_replicas() {
@@ -21,19 +21,14 @@ async fn a_writer_lost_under_load_loses_nothing_with_two_replicas() {
 
     let dir = tempfile::tempdir().unwrap();
     let storage = format!("s3://{bucket}/signaldb");
-    let shared: Vec<String> = vec![
-        format!("storage.s3.endpoint={s3}"),
-        "storage.s3.path_style=true".into(),
-        "storage.s3.allow_http=true".into(),
-        "storage.s3.region=us-east-1".into(),
-        "storage.s3.access_key_id=test".into(),
-        "storage.s3.secret_access_key=test".into(),
+    let mut shared = s3_settings(&s3);
+    shared.extend([
         "writer.flush_max_age=500ms".into(),
         "discovery.heartbeat_interval=200ms".into(),
         // A writer that stops heartbeating leaves routing within a second.
         "discovery.ttl=1s".into(),
         "acceptor.replication_factor=2".into(),
-    ];
+    ]);
     let args = |role: &str, name: &str, listeners: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = vec![
             role.into(),
