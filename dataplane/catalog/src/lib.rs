@@ -81,6 +81,44 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
     /// once.
     async fn register_file(&self, file: &FileRecord, batches: &[BatchId]) -> Result<()>;
 
+    /// In one transaction: removes the files `removed` (paths) of `tenant`
+    /// and `signal`, registers `added` in their place, schedules the
+    /// removed files' objects for deletion at `delete_after_ms` (see
+    /// [`Catalog::pending_deletes`]) and bumps the tenant's file-list
+    /// version. Queries see either the old files or the new ones, never
+    /// both or neither.
+    ///
+    /// When one of `removed` is no longer registered (someone else replaced
+    /// or expired it) the call fails with [`Error::Conflict`] and changes
+    /// nothing; an `added` path that is registered already fails it with
+    /// [`Error::DuplicateFile`].
+    async fn replace_files(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        removed: &[String],
+        added: &[FileRecord],
+        delete_after_ms: i64,
+    ) -> Result<()>;
+
+    /// Objects whose files left the catalog and that wait to be deleted:
+    /// those due by `due_by_ms` (`None`: all of them, due or not), ordered
+    /// by due time, then path.
+    async fn pending_deletes(&self, due_by_ms: Option<i64>) -> Result<Vec<String>>;
+
+    /// Forgets pending deletes (their objects are gone); unknown paths are
+    /// not an error.
+    async fn forget_deletes(&self, paths: &[String]) -> Result<()>;
+
+    /// Takes the lease `name` for `holder` until `now_ms + ttl_ms`, or
+    /// renews it if `holder` holds it already. False when another holder's
+    /// lease on `name` has not expired (`expires_at_ms >= now_ms`).
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
+
+    /// Gives up `holder`'s lease `name`; a lease `holder` does not hold is
+    /// left alone, and that is not an error.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
     /// The files of `tenant` and `signal` whose time range overlaps the
     /// inclusive range `[min_time_ns, max_time_ns]` (`None`: all of them),
     /// ordered by `min_time_ns`, then path.
@@ -89,9 +127,16 @@ pub trait Catalog: Send + Sync + fmt::Debug + 'static {
 
     /// In one transaction: removes the files of `tenant` and `signal` whose
     /// spans all ended before `before_ns` (`max_time_ns < before_ns`), and
-    /// bumps the tenant's file-list version when any went. Returns the
-    /// files removed (their objects are the caller's to delete).
-    async fn remove_files_before(&self, tenant: &TenantId, signal: Signal, before_ns: i64) -> Result<Vec<FileRecord>>;
+    /// bumps the tenant's file-list version when any went. Their objects
+    /// are scheduled for deletion at `delete_after_ms` (see
+    /// [`Catalog::pending_deletes`]). Returns the files removed.
+    async fn remove_files_before(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        before_ns: i64,
+        delete_after_ms: i64,
+    ) -> Result<Vec<FileRecord>>;
 
     /// The version of `tenant`'s file list: it changes whenever a file of
     /// the tenant is registered (or removed), so a cached listing taken at
@@ -232,6 +277,10 @@ pub enum Error {
     /// A file path passed to [`Catalog::register_file`] is registered already.
     #[error("catalog: file {path} is registered already")]
     DuplicateFile { path: String },
+
+    /// The catalog changed under the call (e.g. a file to replace is gone).
+    #[error("catalog: {what}; nothing was changed")]
+    Conflict { what: String },
 
     /// A value cannot be stored (e.g. a batch `seq` of 2^63 or more).
     #[error("catalog: cannot store {what} {value}")]

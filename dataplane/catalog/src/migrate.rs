@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "api keys",
         sql: include_str!("../migrations/0003_api_keys.sql"),
     },
+    Migration {
+        version: 4,
+        name: "compaction leases and deferred deletes",
+        sql: include_str!("../migrations/0004_compaction.sql"),
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises migrations (an

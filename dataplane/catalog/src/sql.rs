@@ -294,6 +294,53 @@ async fn insert_tenant(tx: &mut Transaction<'_, Any>, tenant: &TenantId, now_ms:
     Ok(())
 }
 
+/// Inserts a file row; false when its path is registered already.
+async fn insert_file(tx: &mut Transaction<'_, Any>, file: &FileRecord) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO signaldb_files \
+         (path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, writer_id, created_at_ms, \
+          min_trace_id, max_trace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (path) DO NOTHING",
+    )
+    .bind(&file.path)
+    .bind(file.tenant.as_str())
+    .bind(file.signal.as_str())
+    .bind(file.min_time_ns)
+    .bind(file.max_time_ns)
+    .bind(file.rows)
+    .bind(file.size_bytes)
+    .bind(&file.writer_id)
+    .bind(file.created_at_ms)
+    .bind(file.trace_ids.map(|(min, _)| trace_id_to_db(&min)))
+    .bind(file.trace_ids.map(|(_, max)| trace_id_to_db(&max)))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
+/// Schedules the objects `paths` of `tenant` for deletion at `delete_after_ms`.
+async fn schedule_deletes(
+    tx: &mut Transaction<'_, Any>,
+    tenant: &TenantId,
+    paths: &[&str],
+    delete_after_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in paths.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO signaldb_pending_deletes (path, tenant, delete_after_ms) {} \
+             ON CONFLICT (path) DO UPDATE SET delete_after_ms = excluded.delete_after_ms",
+            values_placeholders(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for path in chunk {
+            q = q.bind(*path).bind(tenant.as_str()).bind(delete_after_ms);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Catalog for SqlCatalog {
     async fn register_service(&self, svc: &ServiceRecord) -> Result<()> {
@@ -432,28 +479,8 @@ impl Catalog for SqlCatalog {
         insert_tenant(&mut tx, &file.tenant, file.created_at_ms)
             .await
             .map_err(query_err(action))?;
-        let inserted = sqlx::query(
-            "INSERT INTO signaldb_files \
-             (path, tenant, signal, min_time_ns, max_time_ns, row_count, size_bytes, writer_id, created_at_ms, \
-              min_trace_id, max_trace_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (path) DO NOTHING",
-        )
-        .bind(&file.path)
-        .bind(file.tenant.as_str())
-        .bind(file.signal.as_str())
-        .bind(file.min_time_ns)
-        .bind(file.max_time_ns)
-        .bind(file.rows)
-        .bind(file.size_bytes)
-        .bind(&file.writer_id)
-        .bind(file.created_at_ms)
-        .bind(file.trace_ids.map(|(min, _)| trace_id_to_db(&min)))
-        .bind(file.trace_ids.map(|(_, max)| trace_id_to_db(&max)))
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(action))?
-        .rows_affected();
-        if inserted == 0 {
+        let inserted = insert_file(&mut tx, file).await.map_err(query_err(action))?;
+        if !inserted {
             tx.rollback().await.map_err(query_err(action))?;
             return Err(Error::DuplicateFile {
                 path: file.path.clone(),
@@ -549,7 +576,137 @@ impl Catalog for SqlCatalog {
         Ok(files)
     }
 
-    async fn remove_files_before(&self, tenant: &TenantId, signal: Signal, before_ns: i64) -> Result<Vec<FileRecord>> {
+    async fn replace_files(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        removed: &[String],
+        added: &[FileRecord],
+        delete_after_ms: i64,
+    ) -> Result<()> {
+        let action = "replacing files";
+        let distinct: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        let mut tx = self.pool.begin().await.map_err(query_err(action))?;
+        // The write first, as in register_file.
+        let now = added.iter().map(|f| f.created_at_ms).max().unwrap_or(delete_after_ms);
+        insert_tenant(&mut tx, tenant, now).await.map_err(query_err(action))?;
+        sqlx::query("UPDATE signaldb_tenants SET files_version = files_version + 1 WHERE id = $1")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(action))?;
+        let paths: Vec<&str> = distinct.iter().copied().collect();
+        let mut gone = 0usize;
+        for chunk in paths.chunks(INSERT_CHUNK) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM signaldb_files WHERE tenant = $1 AND signal = $2 AND path IN ({list})");
+            let mut q = sqlx::query(&sql)
+                .persistent(false)
+                .bind(tenant.as_str())
+                .bind(signal.as_str());
+            for path in chunk {
+                q = q.bind(*path);
+            }
+            gone += q.execute(&mut *tx).await.map_err(query_err(action))?.rows_affected() as usize;
+        }
+        if gone != paths.len() {
+            tx.rollback().await.map_err(query_err(action))?;
+            return Err(Error::Conflict {
+                what: format!(
+                    "{} of the {} files to replace are no longer registered",
+                    paths.len() - gone,
+                    paths.len()
+                ),
+            });
+        }
+        for file in added {
+            if file.tenant != *tenant || file.signal != signal {
+                tx.rollback().await.map_err(query_err(action))?;
+                return Err(Error::InvalidInput {
+                    what: "replacement file of another tenant or signal",
+                    value: file.path.clone(),
+                });
+            }
+            if !insert_file(&mut tx, file).await.map_err(query_err(action))? {
+                tx.rollback().await.map_err(query_err(action))?;
+                return Err(Error::DuplicateFile {
+                    path: file.path.clone(),
+                });
+            }
+        }
+        schedule_deletes(&mut tx, tenant, &paths, delete_after_ms)
+            .await
+            .map_err(query_err(action))?;
+        tx.commit().await.map_err(query_err(action))?;
+        Ok(())
+    }
+
+    async fn pending_deletes(&self, due_by_ms: Option<i64>) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT path FROM signaldb_pending_deletes WHERE delete_after_ms <= $1 \
+             ORDER BY delete_after_ms, path",
+        )
+        .bind(due_by_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("listing pending deletes"))
+    }
+
+    async fn forget_deletes(&self, paths: &[String]) -> Result<()> {
+        for chunk in paths.chunks(INSERT_CHUNK) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM signaldb_pending_deletes WHERE path IN ({list})");
+            let mut q = sqlx::query(&sql).persistent(false);
+            for path in chunk {
+                q = q.bind(path.as_str());
+            }
+            q.execute(&self.pool)
+                .await
+                .map_err(query_err("forgetting pending deletes"))?;
+        }
+        Ok(())
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO signaldb_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
+             WHERE signaldb_leases.holder = excluded.holder OR signaldb_leases.expires_at_ms < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("taking a lease"))?
+        .rows_affected();
+        Ok(taken > 0)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM signaldb_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("releasing a lease"))?;
+        Ok(())
+    }
+
+    async fn remove_files_before(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        before_ns: i64,
+        delete_after_ms: i64,
+    ) -> Result<Vec<FileRecord>> {
         let action = "removing expired files";
         let mut tx = self.pool.begin().await.map_err(query_err(action))?;
         // The write first, as in register_file: on SQLite the transaction
@@ -580,6 +737,10 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(query_err(action))?;
             return Ok(Vec::new());
         }
+        let paths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        schedule_deletes(&mut tx, tenant, &paths, delete_after_ms)
+            .await
+            .map_err(query_err(action))?;
         tx.commit().await.map_err(query_err(action))?;
         let mut files = rows.into_iter().map(file_from_row).collect::<Result<Vec<_>>>()?;
         files.sort_by(|a, b| a.min_time_ns.cmp(&b.min_time_ns).then_with(|| a.path.cmp(&b.path)));

@@ -48,6 +48,7 @@ pub struct Config {
     pub writer: WriterConfig,
     pub querier: QuerierConfig,
     pub router: RouterConfig,
+    pub compactor: CompactorConfig,
     pub wal: WalConfig,
     pub catalog: CatalogConfig,
     pub storage: StorageConfig,
@@ -68,6 +69,7 @@ impl Default for Config {
             writer: WriterConfig::default(),
             querier: QuerierConfig::default(),
             router: RouterConfig::default(),
+            compactor: CompactorConfig::default(),
             wal: WalConfig::default(),
             catalog: CatalogConfig::default(),
             storage: StorageConfig::default(),
@@ -178,6 +180,52 @@ impl Default for WriterConfig {
             flush_max_age: Duration::from_secs(30),
             max_buffer_size: ByteSize::mib(512),
             orphan_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Compaction: a tenant's small files of one time window merged into large
+/// ones sorted by trace id, duplicate spans dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactorConfig {
+    /// How often the compactor looks for work (and deletes the objects of
+    /// replaced files that are due).
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Files are merged with files whose earliest span falls in the same
+    /// window of this length (Tempo's `compaction_window`).
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+    /// Size merged files aim for. Files of half this size or more are left
+    /// as they are.
+    pub target_file_size: ByteSize,
+    /// A window is compacted once it holds this many small files, or two
+    /// once the window has been over for ten minutes.
+    pub min_files: usize,
+    /// Most files merged by one job (each open input holds a row group's
+    /// worth of its columns in memory).
+    pub max_files: usize,
+    /// How long a replaced file's object outlives its catalog row: longer
+    /// than any query may run (`querier.query_timeout`).
+    #[serde(with = "humantime_serde_compat")]
+    pub delete_delay: Duration,
+    /// How long a job's lease in the catalog lasts without renewal; a
+    /// compactor that dies mid-job holds its window this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            window: Duration::from_secs(3600),
+            target_file_size: ByteSize::mib(256),
+            min_files: 4,
+            max_files: 32,
+            delete_delay: Duration::from_secs(5 * 60),
+            lease_ttl: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -617,6 +665,24 @@ impl Config {
         }
         if self.writer.flush_max_age.is_zero() {
             return bad("writer.flush_max_age must be greater than zero".into());
+        }
+        let c = &self.compactor;
+        if c.interval.is_zero() || c.window.is_zero() || c.lease_ttl.is_zero() {
+            return bad(
+                "compactor.interval, compactor.window and compactor.lease_ttl must be greater than zero".into(),
+            );
+        }
+        if c.min_files < 2 || c.max_files < c.min_files {
+            return bad(format!(
+                "compactor.min_files ({}) must be at least 2 and compactor.max_files ({}) at least min_files",
+                c.min_files, c.max_files
+            ));
+        }
+        if c.target_file_size.as_u64() < 1024 * 1024 {
+            return bad(format!(
+                "compactor.target_file_size is {}; at least 1MiB is needed",
+                c.target_file_size
+            ));
         }
         if self.wal.segment_size.as_u64() < 4096 {
             return bad(format!(

@@ -10,8 +10,8 @@ mod size;
 mod vocab;
 
 pub use config::{
-    AcceptorConfig, AdminConfig, CatalogConfig, ClusterConfig, Config, ConfigError, DiscoveryConfig, ENV_PREFIX,
-    KubernetesDiscovery, LimitsConfig, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig,
+    AcceptorConfig, AdminConfig, CatalogConfig, ClusterConfig, CompactorConfig, Config, ConfigError, DiscoveryConfig,
+    ENV_PREFIX, KubernetesDiscovery, LimitsConfig, QuerierConfig, RouterConfig, S3Config, StorageConfig, TenancyConfig,
     TenantLimits, TlsConfig, WalConfig, WriterConfig, env_overrides,
 };
 pub use size::{ByteSize, ParseByteSizeError};

@@ -232,10 +232,26 @@ pub(crate) fn size_of(file: &FileRecord) -> u64 {
 }
 
 /// Reads one Parquet file of known size from the object store.
-pub(crate) struct StoreReader {
+pub struct StoreReader {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) path: Path,
     pub(crate) size: u64,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// A reader of the `size` bytes at `path` in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
+        Self { store, path, size }
+    }
 }
 
 fn external(e: object_store::Error) -> ParquetError {

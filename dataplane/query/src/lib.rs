@@ -23,7 +23,7 @@ mod search;
 mod table;
 
 pub use bounds::{QueryTimedOut, is_timeout};
-pub use byid::DEFAULT_INDEX_CACHE_BYTES;
+pub use byid::{DEFAULT_INDEX_CACHE_BYTES, StoreReader};
 pub use candidates::Collect;
 pub use counting::ReadStats;
 pub use cpu::CpuRuntime;

@@ -9,6 +9,7 @@ pub mod acceptor;
 mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod compactor;
 pub mod discovery;
 pub mod endpoints;
 pub mod flight;
@@ -24,6 +25,7 @@ pub mod router;
 pub mod server;
 pub mod storage;
 pub mod tls;
+mod upload;
 pub mod writer;
 
 /// Makes `ring` the process's TLS crypto provider (S3 over HTTPS, and any

@@ -117,6 +117,9 @@ enum Command {
     Querier,
     /// HTTP 3200 (Grafana Tempo API) and Flight SQL 50053.
     Router,
+    /// Merges small span files into large ones sorted by trace id, drops
+    /// duplicate spans, and deletes replaced and expired objects when due.
+    Compactor,
     /// Validates the configuration and prints it, with every default filled in.
     CheckConfig,
     /// Sends OTLP/gRPC load and prints throughput, latency and server memory.
@@ -245,6 +248,7 @@ async fn run(cli: Cli) -> ExitCode {
         Some(Command::Writer) => Roles::WRITER,
         Some(Command::Querier) => Roles::QUERIER,
         Some(Command::Router) => Roles::ROUTER,
+        Some(Command::Compactor) => Roles::COMPACTOR,
         Some(Command::Loadgen(args)) => {
             return match signaldb::loadgen::run(args.clone()).await {
                 Ok(()) => ExitCode::SUCCESS,

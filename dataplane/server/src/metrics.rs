@@ -57,6 +57,16 @@ pub struct Metrics {
     /// Parquet objects no catalog row named, deleted by the writer.
     pub writer_orphans_deleted: Counter,
     pub writer_files_expired: Counter,
+    /// Compaction jobs finished (files swapped in the catalog).
+    pub compactor_jobs: Counter,
+    /// Files a compaction replaced, and files it wrote.
+    pub compactor_files_in: Counter,
+    pub compactor_files_out: Counter,
+    pub compactor_rows_out: Counter,
+    /// Spans dropped by compaction as copies of a span already kept.
+    pub compactor_duplicates: Counter,
+    /// Replaced or expired objects deleted once due.
+    pub compactor_objects_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -93,6 +103,12 @@ impl Metrics {
             querier_scan_tasks: Counter::default(),
             writer_orphans_deleted: Counter::default(),
             writer_files_expired: Counter::default(),
+            compactor_jobs: Counter::default(),
+            compactor_files_in: Counter::default(),
+            compactor_files_out: Counter::default(),
+            compactor_rows_out: Counter::default(),
+            compactor_duplicates: Counter::default(),
+            compactor_objects_deleted: Counter::default(),
             writer_flushed_rows: Counter::default(),
             writer_flushed_bytes: Counter::default(),
             writer_flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -199,6 +215,32 @@ impl Metrics {
             "writer_files_expired",
             "Parquet files removed from the catalog (and then from storage) for being past their tenant's retention",
             m.writer_files_expired.clone(),
+        );
+        r.register("compactor_jobs", "Compaction jobs finished", m.compactor_jobs.clone());
+        r.register(
+            "compactor_files_in",
+            "Files replaced by compaction",
+            m.compactor_files_in.clone(),
+        );
+        r.register(
+            "compactor_files_out",
+            "Files written by compaction",
+            m.compactor_files_out.clone(),
+        );
+        r.register(
+            "compactor_rows_out",
+            "Spans written by compaction",
+            m.compactor_rows_out.clone(),
+        );
+        r.register(
+            "compactor_duplicates",
+            "Spans compaction dropped as copies of a span it kept (replicas, replays)",
+            m.compactor_duplicates.clone(),
+        );
+        r.register(
+            "compactor_objects_deleted",
+            "Objects of replaced or expired files deleted once no query could still read them",
+            m.compactor_objects_deleted.clone(),
         );
         r.register(
             "querier_scan_tasks",

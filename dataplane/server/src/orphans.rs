@@ -62,6 +62,9 @@ pub async fn collect(
             prefix: String::new(),
             source,
         })?;
+    // Objects waiting for their deferred delete are not orphans: queries
+    // may still read them, and the delete comes when they are done.
+    let pending: HashSet<String> = catalog.pending_deletes(None).await?.into_iter().collect();
     for tenant_prefix in top.common_prefixes {
         let Ok(tenant) = TenantId::new(tenant_prefix.as_ref()) else {
             continue;
@@ -79,7 +82,7 @@ pub async fn collect(
             source,
         })? {
             let path = meta.location.to_string();
-            if !path.ends_with(".parquet") || named.contains(&path) {
+            if !path.ends_with(".parquet") || named.contains(&path) || pending.contains(&path) {
                 continue;
             }
             if meta.last_modified > cutoff {
@@ -128,6 +131,7 @@ mod tests {
         put("newcomer/traces/2026-11-29/10/orphan.parquet").await;
         put("acme/traces/2026-11-29/10/notes.txt").await;
         put("acme/logs/2026-11-29/10/other-signal.parquet").await;
+        put("acme/traces/2026-11-29/10/replaced.parquet").await;
         let record = FileRecord {
             path: "acme/traces/2026-11-29/10/registered.parquet".into(),
             tenant: acme.clone(),
@@ -141,6 +145,22 @@ mod tests {
             created_at_ms: 1,
         };
         catalog.register_file(&record, &[]).await.unwrap();
+        // A file compaction replaced: its delete is pending.
+        let replaced = FileRecord {
+            path: "acme/traces/2026-11-29/10/replaced.parquet".into(),
+            ..record.clone()
+        };
+        catalog.register_file(&replaced, &[]).await.unwrap();
+        catalog
+            .replace_files(
+                &acme,
+                Signal::Traces,
+                std::slice::from_ref(&replaced.path),
+                &[],
+                i64::MAX,
+            )
+            .await
+            .unwrap();
         let now = chrono::Utc::now();
 
         // Within the grace period, nothing goes.
@@ -181,6 +201,7 @@ mod tests {
                 "acme/logs/2026-11-29/10/other-signal.parquet",
                 "acme/traces/2026-11-29/10/notes.txt",
                 "acme/traces/2026-11-29/10/registered.parquet",
+                "acme/traces/2026-11-29/10/replaced.parquet",
             ]
         );
         assert_eq!(

@@ -1,10 +1,10 @@
 //! Retention: each tenant's spans are kept for `limits.*.retention` (14
 //! days by default, Tempo's `block_retention`). Files whose spans all ended
 //! longer ago leave the catalog in one transaction per tenant (queries
-//! planned from then on no longer see them); their objects are deleted
-//! [`DELETE_DELAY`] later, once queries that planned on them are over. A
-//! process that stops in between leaves objects no catalog row names, which
-//! orphan collection deletes.
+//! planned from then on no longer see them) and their objects are
+//! scheduled for deletion [`DELETE_DELAY`] later, once queries that planned
+//! on them are over, in the same transaction: a process that stops in
+//! between loses nothing, as any writer or compactor deletes what is due.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,29 +42,38 @@ pub async fn expire(
         let Some(before_ns) = (now - keep).timestamp_nanos_opt() else {
             continue;
         };
-        expired.extend(catalog.remove_files_before(&tenant, Signal::Traces, before_ns).await?);
+        let delete_after_ms = (now + chrono::Duration::from_std(DELETE_DELAY).unwrap_or_default()).timestamp_millis();
+        expired.extend(
+            catalog
+                .remove_files_before(&tenant, Signal::Traces, before_ns, delete_after_ms)
+                .await?,
+        );
     }
     Ok(expired)
 }
 
-/// Deletes the objects of `files` (those already gone count as deleted);
-/// returns how many were deleted and the first error, if any.
-pub async fn delete(store: &Arc<dyn ObjectStore>, files: &[FileRecord]) -> (u64, Option<object_store::Error>) {
-    let mut deleted = 0;
-    let mut first_error = None;
-    for file in files {
-        match store.delete(&Path::from(file.path.as_str())).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+/// Deletes the objects whose deferred delete is due at `now` (those
+/// already gone count as deleted) and forgets them; returns how many were
+/// deleted. One that cannot be deleted stays pending and is tried again.
+pub async fn delete_due(
+    store: &Arc<dyn ObjectStore>,
+    catalog: &Arc<dyn Catalog>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, signaldb_catalog::Error> {
+    let due = catalog.pending_deletes(Some(now.timestamp_millis())).await?;
+    let mut deleted = Vec::with_capacity(due.len());
+    for path in due {
+        match store.delete(&Path::from(path.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted.push(path),
+            Err(e) => warn!(path, error = %e, "deleting a replaced or expired object failed; retried later"),
         }
     }
-    (deleted, first_error)
+    catalog.forget_deletes(&deleted).await?;
+    Ok(deleted.len() as u64)
 }
 
-/// Applies retention every [`EVERY`] until `stop` fires, deleting each
-/// round's objects [`DELETE_DELAY`] after their files left the catalog.
+/// Applies retention every [`EVERY`] until `stop` fires, and deletes the
+/// objects whose deferred delete is due.
 pub async fn run(
     store: Arc<dyn ObjectStore>,
     catalog: Arc<dyn Catalog>,
@@ -72,8 +81,6 @@ pub async fn run(
     expired_files: prometheus_client::metrics::counter::Counter,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut waiting: std::collections::VecDeque<(tokio::time::Instant, Vec<FileRecord>)> =
-        std::collections::VecDeque::new();
     loop {
         match expire(&catalog, &limits, chrono::Utc::now()).await {
             Ok(files) if !files.is_empty() => {
@@ -82,29 +89,16 @@ pub async fn run(
                     files = files.len(),
                     "files past their tenant's retention left the catalog"
                 );
-                waiting.push_back((tokio::time::Instant::now() + DELETE_DELAY, files));
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "applying retention failed; retried later"),
         }
-        while waiting
-            .front()
-            .is_some_and(|(due, _)| *due <= tokio::time::Instant::now())
-        {
-            if let Some((_, files)) = waiting.pop_front() {
-                let (deleted, error) = delete(&store, &files).await;
-                if let Some(e) = error {
-                    // Orphan collection deletes what is left.
-                    warn!(deleted, error = %e, "deleting expired objects failed; orphan collection retries");
-                }
-            }
+        if let Err(e) = delete_due(&store, &catalog, chrono::Utc::now()).await {
+            warn!(error = %e, "deleting due objects failed; retried later");
         }
-        let next = waiting.front().map_or(EVERY, |(due, _)| {
-            due.saturating_duration_since(tokio::time::Instant::now()).min(EVERY)
-        });
         tokio::select! {
             _ = stop.changed() => return,
-            () = tokio::time::sleep(next) => {}
+            () = tokio::time::sleep(EVERY) => {}
         }
     }
 }

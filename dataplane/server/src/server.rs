@@ -59,6 +59,7 @@ pub struct Roles {
     pub writer: bool,
     pub querier: bool,
     pub router: bool,
+    pub compactor: bool,
 }
 
 impl Roles {
@@ -67,30 +68,42 @@ impl Roles {
         writer: true,
         querier: true,
         router: true,
+        compactor: true,
     };
     pub const ACCEPTOR: Roles = Roles {
         acceptor: true,
         writer: false,
         querier: false,
         router: false,
+        compactor: false,
     };
     pub const WRITER: Roles = Roles {
         acceptor: false,
         writer: true,
         querier: false,
         router: false,
+        compactor: false,
     };
     pub const QUERIER: Roles = Roles {
         acceptor: false,
         writer: false,
         querier: true,
         router: false,
+        compactor: false,
     };
     pub const ROUTER: Roles = Roles {
         acceptor: false,
         writer: false,
         querier: false,
         router: true,
+        compactor: false,
+    };
+    pub const COMPACTOR: Roles = Roles {
+        acceptor: false,
+        writer: false,
+        querier: false,
+        router: false,
+        compactor: true,
     };
 }
 
@@ -579,6 +592,18 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             heartbeat,
             query_rx.clone(),
         )));
+    }
+
+    if roles.compactor {
+        let compactor = crate::compactor::Compactor::new(
+            format!("{node}-compactor"),
+            crate::storage::open(&config)?,
+            Arc::clone(&catalog),
+            crate::storage::local_root(&config),
+            config.compactor.clone(),
+            metrics.clone(),
+        );
+        query_tasks.push(tokio::spawn(compactor.run(query_rx.clone())));
     }
 
     if roles.router {

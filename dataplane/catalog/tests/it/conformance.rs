@@ -25,6 +25,7 @@ pub(crate) async fn run_all(catalog: &dyn Catalog) {
     prune(catalog, &run).await;
     api_keys(catalog, &run).await;
     expire(catalog, &run).await;
+    replace(catalog, &run).await;
 }
 
 /// Retention: files that ended before the cut-off go, in one step, with a
@@ -43,14 +44,14 @@ async fn expire(c: &dyn Catalog, run: &Run) {
             .expect("register_file");
     }
     assert!(
-        c.remove_files_before(&run.tenant("expire-none"), Signal::Traces, 1_000)
+        c.remove_files_before(&run.tenant("expire-none"), Signal::Traces, 1_000, 5_000)
             .await
             .expect("unknown tenant")
             .is_empty()
     );
     let before = c.files_version(&t).await.expect("files_version");
     assert!(
-        c.remove_files_before(&t, Signal::Traces, 199)
+        c.remove_files_before(&t, Signal::Traces, 199, 5_000)
             .await
             .expect("nothing yet")
             .is_empty()
@@ -61,7 +62,7 @@ async fn expire(c: &dyn Catalog, run: &Run) {
         "nothing removed, same version"
     );
     let removed = c
-        .remove_files_before(&t, Signal::Traces, 200)
+        .remove_files_before(&t, Signal::Traces, 200, 5_000)
         .await
         .expect("remove_files_before");
     assert_eq!(removed, vec![old.clone()], "only the file that ended before 200");
@@ -70,11 +71,99 @@ async fn expire(c: &dyn Catalog, run: &Run) {
     assert_eq!(c.list_files(&t, Signal::Logs, None).await.expect("logs"), vec![logs]);
     assert_eq!(list_traces(c, &other, None).await, vec![theirs]);
     let removed = c
-        .remove_files_before(&t, Signal::Traces, i64::MAX)
+        .remove_files_before(&t, Signal::Traces, i64::MAX, 6_000)
         .await
         .expect("remove all");
-    assert_eq!(removed, vec![edge, new]);
+    assert_eq!(removed, vec![edge.clone(), new.clone()]);
     assert!(list_traces(c, &t, None).await.is_empty());
+    // Their objects wait for deletion until their time.
+    let due = c.pending_deletes(Some(5_000)).await.expect("pending_deletes");
+    assert!(due.contains(&old.path) && !due.contains(&edge.path));
+    let all = c.pending_deletes(None).await.expect("pending_deletes");
+    assert!(all.contains(&old.path) && all.contains(&edge.path) && all.contains(&new.path));
+    c.forget_deletes(&[old.path.clone(), edge.path.clone(), new.path.clone()])
+        .await
+        .expect("forget_deletes");
+    let all = c.pending_deletes(None).await.expect("pending_deletes");
+    assert!(!all.contains(&old.path) && !all.contains(&edge.path) && !all.contains(&new.path));
+}
+
+/// Compaction's swap: old files out and new ones in, in one step or not
+/// at all; leases held by one holder at a time.
+async fn replace(c: &dyn Catalog, run: &Run) {
+    let t = run.tenant("replace");
+    let a = run.file("rep-a", &t, Signal::Traces, 100, 200);
+    let b = run.file("rep-b", &t, Signal::Traces, 150, 300);
+    let keep = run.file("rep-keep", &t, Signal::Traces, 400, 500);
+    for (i, f) in [&a, &b, &keep].into_iter().enumerate() {
+        c.register_file(f, &[run.batch("replace", 1, u32::try_from(i).expect("small"))])
+            .await
+            .expect("register_file");
+    }
+    let merged = run.file("rep-merged", &t, Signal::Traces, 100, 300);
+    let before = c.files_version(&t).await.expect("files_version");
+    c.replace_files(
+        &t,
+        Signal::Traces,
+        &[a.path.clone(), b.path.clone()],
+        std::slice::from_ref(&merged),
+        9_000,
+    )
+    .await
+    .expect("replace_files");
+    assert!(c.files_version(&t).await.expect("files_version") > before);
+    assert_eq!(list_traces(c, &t, None).await, vec![merged.clone(), keep.clone()]);
+    let pending = c.pending_deletes(Some(9_000)).await.expect("pending_deletes");
+    assert!(pending.contains(&a.path) && pending.contains(&b.path));
+    assert!(!c.pending_deletes(Some(8_999)).await.expect("pending").contains(&a.path));
+
+    // A second swap of the same inputs (another compactor that merged
+    // them too) changes nothing.
+    let again = run.file("rep-again", &t, Signal::Traces, 100, 300);
+    let err = c
+        .replace_files(
+            &t,
+            Signal::Traces,
+            &[a.path.clone(), keep.path.clone()],
+            &[again],
+            9_000,
+        )
+        .await
+        .expect_err("a is gone");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(list_traces(c, &t, None).await, vec![merged.clone(), keep.clone()]);
+    // An output path that exists already refuses the whole swap.
+    let err = c
+        .replace_files(
+            &t,
+            Signal::Traces,
+            std::slice::from_ref(&keep.path),
+            std::slice::from_ref(&merged),
+            9_000,
+        )
+        .await
+        .expect_err("merged exists");
+    assert!(matches!(err, Error::DuplicateFile { .. }), "{err}");
+    assert_eq!(list_traces(c, &t, None).await, vec![merged, keep]);
+    c.forget_deletes(&[a.path.clone(), b.path.clone()])
+        .await
+        .expect("forget");
+
+    let lease = format!("compact/{}", run.sfx);
+    assert!(c.try_lease(&lease, "one", 1_000, 500).await.expect("take"));
+    assert!(!c.try_lease(&lease, "two", 1_400, 500).await.expect("held"));
+    assert!(c.try_lease(&lease, "one", 1_400, 500).await.expect("renew"));
+    assert!(
+        !c.try_lease(&lease, "two", 1_900, 500)
+            .await
+            .expect("renewed, still held")
+    );
+    assert!(c.try_lease(&lease, "two", 1_901, 500).await.expect("expired"));
+    c.release_lease(&lease, "one").await.expect("not one's: no-op");
+    assert!(!c.try_lease(&lease, "one", 2_000, 500).await.expect("two's"));
+    c.release_lease(&lease, "two").await.expect("release");
+    assert!(c.try_lease(&lease, "one", 2_000, 500).await.expect("free"));
+    c.release_lease(&lease, "one").await.expect("release");
 }
 
 async fn api_keys(c: &dyn Catalog, run: &Run) {

@@ -120,6 +120,7 @@ pub fn write_parquet<W: std::io::Write + Send>(
         let sorted = arrow::compute::interleave_record_batch(&batches, &pairs).map_err(EncodeError::Sort)?;
         writer.write(&sorted).map_err(EncodeError::Parquet)?;
     }
+    writer.append_key_value_metadata(traces_entry(order.traces));
     writer.close().map_err(EncodeError::Parquet)?;
     Ok(Some(FileSummary {
         rows,
@@ -127,6 +128,153 @@ pub fn write_parquet<W: std::io::Write + Send>(
         max_time_ns: order.max_time_ns,
         trace_ids: order.trace_ids,
     }))
+}
+
+/// Key of the Parquet key-value metadata entry that holds a file's number
+/// of distinct trace ids.
+pub const TRACES_KEY: &str = "signaldb.traces";
+
+fn traces_entry(traces: usize) -> parquet::file::metadata::KeyValue {
+    parquet::file::metadata::KeyValue::new(TRACES_KEY.to_owned(), traces.to_string())
+}
+
+/// The number of distinct trace ids a file's metadata records, when its
+/// writer recorded it.
+pub fn traces_in(metadata: &parquet::file::metadata::FileMetaData) -> Option<usize> {
+    metadata
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == TRACES_KEY)
+        .and_then(|kv| kv.value.as_deref())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Writes spans that arrive already sorted by trace id, then start time
+/// (e.g. merged from sorted files), as one Parquet file of the same layout
+/// as [`write_parquet`], batch by batch: it holds one row group's pages,
+/// never the file.
+pub struct SortedSpanWriter<W: std::io::Write + Send> {
+    writer: ArrowWriter<W>,
+    rows: usize,
+    traces: usize,
+    first_id: Option<[u8; 16]>,
+    last_id: Option<[u8; 16]>,
+    min_time_ns: Option<i64>,
+    max_time_ns: Option<i64>,
+}
+
+impl<W: std::io::Write + Send> std::fmt::Debug for SortedSpanWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedSpanWriter")
+            .field("rows", &self.rows)
+            .field("traces", &self.traces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write + Send> SortedSpanWriter<W> {
+    /// A writer to `sink`, whose trace-id bloom filters are sized for
+    /// `traces_hint` distinct traces (an upper bound is fine).
+    pub fn try_new(sink: W, traces_hint: usize) -> Result<Self, EncodeError> {
+        let schema = super::schema();
+        let trace_id_idx = schema.index_of(columns::TRACE_ID).map_err(EncodeError::Sort)?;
+        let start_idx = schema
+            .index_of(columns::START_TIME_UNIX_NANO)
+            .map_err(EncodeError::Sort)?;
+        let props = writer_properties(trace_id_idx, start_idx, traces_hint)?;
+        Ok(Self {
+            writer: ArrowWriter::try_new(sink, schema, Some(props)).map_err(EncodeError::Parquet)?,
+            rows: 0,
+            traces: 0,
+            first_id: None,
+            last_id: None,
+            min_time_ns: None,
+            max_time_ns: None,
+        })
+    }
+
+    /// Appends `batch` (span schema), whose rows continue the sorted order.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| {
+                EncodeError::Sort(arrow_schema::ArrowError::SchemaError(format!("missing column {name}")))
+            })
+        };
+        let ids = column(columns::TRACE_ID)?
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .ok_or_else(|| {
+                EncodeError::Sort(arrow_schema::ArrowError::SchemaError("trace_id is not 16 bytes".into()))
+            })?;
+        for i in 0..ids.len() {
+            let Ok(id) = <[u8; 16]>::try_from(ids.value(i)) else {
+                continue;
+            };
+            if self.last_id != Some(id) {
+                if self.last_id.is_some_and(|last| last > id) {
+                    return Err(EncodeError::Sort(arrow_schema::ArrowError::InvalidArgumentError(
+                        "spans are not sorted by trace id".into(),
+                    )));
+                }
+                self.traces += 1;
+                self.last_id = Some(id);
+                self.first_id.get_or_insert(id);
+            }
+        }
+        let times = |name: &str| -> Result<Option<TimestampNanosecondArray>, EncodeError> {
+            Ok(column(name)?
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .cloned())
+        };
+        if let Some(min) = times(columns::START_TIME_UNIX_NANO)?
+            .as_ref()
+            .and_then(arrow::compute::min)
+        {
+            self.min_time_ns = Some(self.min_time_ns.map_or(min, |m| m.min(min)));
+        }
+        if let Some(max) = times(columns::END_TIME_UNIX_NANO)?
+            .as_ref()
+            .and_then(arrow::compute::max)
+        {
+            self.max_time_ns = Some(self.max_time_ns.map_or(max, |m| m.max(max)));
+        }
+        self.writer.write(batch).map_err(EncodeError::Parquet)?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes written to the sink so far plus those buffered for the row
+    /// group in progress.
+    pub fn bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// Finishes the file and hands back the sink; the summary is None when
+    /// no row was written (the sink then holds an empty file, not to keep).
+    pub fn close(mut self) -> Result<(Option<FileSummary>, W), EncodeError> {
+        self.writer.append_key_value_metadata(traces_entry(self.traces));
+        let sink = self.writer.into_inner().map_err(EncodeError::Parquet)?;
+        if self.rows == 0 {
+            return Ok((None, sink));
+        }
+        let min_time_ns = self.min_time_ns.unwrap_or(0);
+        let summary = FileSummary {
+            rows: self.rows,
+            min_time_ns,
+            max_time_ns: self.max_time_ns.unwrap_or(min_time_ns).max(min_time_ns),
+            trace_ids: self.first_id.zip(self.last_id),
+        };
+        Ok((Some(summary), sink))
+    }
 }
 
 /// The Parquet layout of a file of spans holding `traces` distinct traces.
@@ -350,6 +498,39 @@ mod tests {
             (1_000_000 - 299 * 10, 2_000_000)
         );
         assert!(encode_parquet(&[]).is_err() || encode_parquet(&[spans_of(&[], 1)]).unwrap().is_none());
+    }
+
+    /// Sorted spans written batch by batch make the same summary as the
+    /// sorting writer, record their trace count, and unsorted ones are refused.
+    #[test]
+    fn sorted_writer_summarises_and_records_the_trace_count() {
+        let traces = ids(11, 500);
+        let sorted = sort_spans(&spans_of(&traces, 4)).unwrap();
+        let whole = encode_parquet(std::slice::from_ref(&sorted)).unwrap().unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = SortedSpanWriter::try_new(&mut bytes, 500).unwrap();
+        for at in (0..sorted.num_rows()).step_by(333) {
+            writer
+                .write(&sorted.slice(at, 333.min(sorted.num_rows() - at)))
+                .unwrap();
+        }
+        assert_eq!(writer.rows(), 2_000);
+        let summary = writer.close().unwrap().0.unwrap();
+        assert_eq!(summary, whole.summary);
+        for file in [bytes, whole.bytes] {
+            let reader = SerializedFileReader::new(Bytes::from(file)).unwrap();
+            assert_eq!(traces_in(reader.metadata().file_metadata()), Some(500));
+        }
+
+        let mut sink = Vec::new();
+        let mut writer = SortedSpanWriter::try_new(&mut sink, 10).unwrap();
+        writer.write(&sorted.slice(1_000, 10)).unwrap();
+        assert!(
+            writer.write(&sorted.slice(0, 10)).is_err(),
+            "ids going back are refused"
+        );
+        let empty = SortedSpanWriter::try_new(Vec::new(), 1).unwrap();
+        assert!(empty.close().unwrap().0.is_none());
     }
 
     /// Spans spread over many batches come out as one file sorted by trace

@@ -128,7 +128,7 @@ impl Writer {
         // file goes to storage part by part while it is encoded.
         let min_time_ns = batches.iter().filter_map(oldest_start).min().unwrap_or(0);
         let path = file_path(tenant, Signal::Traces, min_time_ns, &name);
-        let (sink, parts) = super::upload::channel();
+        let (sink, parts) = crate::upload::channel();
         let encoder = tokio::task::spawn_blocking(move || {
             let mut sink = sink;
             let summary = signaldb_schema::traces::parquet::write_parquet(&batches, &mut sink)?;
@@ -142,14 +142,14 @@ impl Writer {
                 Err(e) => Err(FlushError::Join(e.to_string())),
             }
         };
-        let (size, summary) = super::upload::upload(&self.inner.store, &path, parts, encoded)
+        let (size, summary) = crate::upload::upload(&self.inner.store, &path, parts, encoded)
             .await
             .map_err(|e| match e {
-                super::upload::UploadError::Store(source) => FlushError::Upload {
+                crate::upload::UploadError::Store(source) => FlushError::Upload {
                     path: path.to_string(),
                     source,
                 },
-                super::upload::UploadError::Encode(e) => e,
+                crate::upload::UploadError::Encode(e) => e,
             })?;
         let Some(file) = summary else {
             return Ok((0, 0));

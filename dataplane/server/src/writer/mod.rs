@@ -7,7 +7,6 @@
 mod flush;
 pub(crate) mod select;
 pub mod service;
-mod upload;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

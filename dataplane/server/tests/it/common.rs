@@ -25,6 +25,8 @@ pub(crate) fn test_config(dir: &Path) -> Config {
     c.discovery.heartbeat_interval = Duration::from_millis(200);
     c.discovery.ttl = Duration::from_secs(5);
     c.acceptor.max_retry_backoff = Duration::from_millis(200);
+    // Tests that compact run rounds themselves, with a clock of their own.
+    c.compactor.interval = Duration::from_secs(24 * 3600);
     c
 }
 
@@ -450,4 +452,42 @@ pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::V
     let bytes = resp.bytes().await.unwrap();
     assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&bytes));
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The span ids of trace `trace_hex` as the Tempo API at `base` returns
+/// them to `tenant` (empty when it answers 404), and how many spans it
+/// returned (ids repeated count again).
+pub(crate) async fn trace_span_ids(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    trace_hex: &str,
+) -> (std::collections::HashSet<Vec<u8>>, usize) {
+    use base64::Engine;
+    let resp = http
+        .get(format!("{base}/api/traces/{trace_hex}"))
+        .header("X-Scope-OrgID", tenant)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert!(status == 200 || status == 404, "trace {trace_hex}: {status}");
+    if status == 404 {
+        return (Default::default(), 0);
+    }
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let ids: Vec<Vec<u8>> = body["batches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| {
+            s["spanId"]
+                .as_str()
+                .and_then(|id| base64::engine::general_purpose::STANDARD.decode(id).ok())
+        })
+        .collect();
+    let n = ids.len();
+    (ids.into_iter().collect(), n)
 }

@@ -52,6 +52,7 @@ async fn draining_writer_flushes_and_traffic_moves_to_the_other_writer() {
             writer: false,
             querier: true,
             router: true,
+            compactor: false,
         },
     )
     .await

@@ -13,6 +13,7 @@ mod common;
 mod abuse;
 mod bad_input;
 mod bounds;
+mod compaction;
 mod crash;
 mod drain;
 mod endpoint_slices;

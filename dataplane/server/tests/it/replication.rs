@@ -82,26 +82,7 @@ async fn a_writer_lost_under_load_loses_nothing_with_two_replicas() {
             let (http, base, tenant) = (http.clone(), base.clone(), tenant.clone());
             async move {
                 let id = hex::encode(&trace);
-                let resp = http
-                    .get(format!("{base}/api/traces/{id}"))
-                    .header("X-Scope-OrgID", tenant)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status().as_u16();
-                let body: serde_json::Value = if status == 200 {
-                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
-                } else {
-                    serde_json::Value::Null
-                };
-                let found: HashSet<Vec<u8>> = body["batches"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                    .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|s| s["spanId"].as_str().and_then(base64_decode))
-                    .collect();
+                let (found, _) = trace_span_ids(&http, &base, &tenant, &id).await;
                 (id, spans.difference(&found).count())
             }
         })
@@ -122,10 +103,4 @@ async fn a_writer_lost_under_load_loses_nothing_with_two_replicas() {
     for w in writers {
         w.terminate();
     }
-}
-
-/// Tempo's JSON carries span ids in base64.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }

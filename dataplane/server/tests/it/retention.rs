@@ -77,9 +77,24 @@ async fn files_past_their_tenants_retention_leave_the_catalog_then_the_store() {
     for f in &expired {
         assert!(objects.join(&f.path).exists(), "{} still stored", f.path);
     }
-    let (deleted, error) = signaldb::retention::delete(&store, &expired).await;
-    assert!(error.is_none(), "{error:?}");
+    let expired_at = now + chrono::Duration::days(15);
+    assert_eq!(
+        signaldb::retention::delete_due(&store, &catalog, expired_at)
+            .await
+            .unwrap(),
+        0,
+        "not due before queries planned on them are over"
+    );
+    for f in &expired {
+        assert!(objects.join(&f.path).exists(), "{} still stored", f.path);
+    }
+    let later = expired_at + chrono::Duration::from_std(signaldb::retention::DELETE_DELAY).unwrap();
+    let deleted = signaldb::retention::delete_due(&store, &catalog, later).await.unwrap();
     assert_eq!(deleted, expired.len() as u64);
+    assert!(
+        catalog.pending_deletes(None).await.unwrap().is_empty(),
+        "forgotten once deleted"
+    );
     for f in &expired {
         assert!(!objects.join(&f.path).exists(), "{} deleted", f.path);
     }

@@ -18,20 +18,20 @@ use tokio::sync::mpsc;
 
 /// Bytes of one uploaded part (S3 takes parts of 5 MiB and more, except
 /// the last).
-pub(super) const PART_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// Parts uploaded at the same time, and parts waiting between encoder and
 /// upload: the most a file in flight holds is about this many parts twice.
 const PARTS_IN_FLIGHT: usize = 2;
 
 /// The encoder's end: a `Write` handing full parts to the upload.
-pub(super) struct PartSink {
+pub(crate) struct PartSink {
     part: Vec<u8>,
     parts: mpsc::Sender<Bytes>,
 }
 
 /// A channel between a [`PartSink`] and [`upload`].
-pub(super) fn channel() -> (PartSink, mpsc::Receiver<Bytes>) {
+pub(crate) fn channel() -> (PartSink, mpsc::Receiver<Bytes>) {
     let (tx, rx) = mpsc::channel(PARTS_IN_FLIGHT);
     (
         PartSink {
@@ -51,7 +51,7 @@ impl PartSink {
     }
 
     /// Hands over the last part. Call it only when the file is complete.
-    pub(super) fn finish(mut self) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
         if self.part.is_empty() { Ok(()) } else { self.send() }
     }
 }
@@ -72,7 +72,7 @@ impl Write for PartSink {
 
 /// Why an upload did not complete.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum UploadError<E> {
+pub(crate) enum UploadError<E> {
     #[error(transparent)]
     Store(object_store::Error),
     /// The encoder failed (the upload was aborted).
@@ -85,7 +85,7 @@ pub(super) enum UploadError<E> {
 /// otherwise), then waits for `encoded`: only when it succeeds is the
 /// object completed; otherwise the upload is aborted. Returns the object's
 /// size and what the encoder returned.
-pub(super) async fn upload<T, E>(
+pub(crate) async fn upload<T, E>(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     mut parts: mpsc::Receiver<Bytes>,
