@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -253,6 +254,145 @@ async fn compacts_and_answers_the_same(mut config: Config) {
         .map(|f| f.path)
         .collect();
     assert_eq!(stored, named, "the store holds exactly the registered files");
+    assert_eq!(answers(&api, &traces).await, before);
+    running.shutdown().await;
+}
+
+/// Compactor processes killed with SIGKILL at random points, again and
+/// again, while they work through many small files: after every kill the
+/// catalog names only objects that exist and still holds every span; in the
+/// end every span is stored once, the outputs of interrupted jobs are
+/// orphans that collection deletes, and every trace answers whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactors_killed_at_random_points_leave_a_consistent_store() {
+    use rand::Rng;
+    let pg = required_env("SIGNALDB_TEST_POSTGRES_URL");
+    let s3 = required_env("SIGNALDB_TEST_S3_ENDPOINT");
+    let (run, bucket) = new_bucket(&s3, "sdb-compact-kill").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let catalog_url = fresh_catalog(&pg, &run).await;
+    config.catalog.url = Some(catalog_url.clone());
+    let storage_url = format!("s3://{bucket}/signaldb");
+    config.storage.url = Some(storage_url.clone());
+    s3_config(&mut config, &s3);
+    let running = start_all(config.clone()).await;
+    let (mut grpc, api) = clients(&running).await;
+    let tenant = TenantId::new(TENANT).unwrap();
+    let mut traces = Vec::new();
+    for seq in 0..28u64 {
+        let sent = request(900 + seq % 24, 40, 5);
+        if seq < 24 {
+            for rs in &sent.resource_spans {
+                for ss in &rs.scope_spans {
+                    traces.extend(ss.spans.iter().map(|s| hex::encode(&s.trace_id)));
+                }
+            }
+        }
+        grpc.export(sent).await.unwrap();
+        deliver_and_flush(&running).await;
+    }
+    traces.sort();
+    traces.dedup();
+    // A sample of the 960 traces, asked for by id before and after.
+    let traces: Vec<String> = traces.into_iter().step_by(8).collect();
+    let catalog: Arc<dyn Catalog> = Arc::new(signaldb_catalog::connect(&catalog_url, 4).await.unwrap());
+    let store = signaldb::storage::open(&config).unwrap();
+    let all: HashSet<(Vec<u8>, Vec<u8>)> = stored_spans(&catalog, &store, &tenant).await.into_iter().collect();
+    assert_eq!(all.len(), 24 * 200);
+    let before = answers(&api, &traces).await;
+
+    let data = dir.path().join("compactor");
+    let data = data.to_str().unwrap();
+    let mut args: Vec<String> = vec![
+        "compactor".into(),
+        "--data-dir".into(),
+        data.into(),
+        "--catalog-url".into(),
+        catalog_url.clone(),
+        "--storage-url".into(),
+        storage_url,
+        "--admin-addr".into(),
+        "127.0.0.1:0".into(),
+    ];
+    for s in crate::multiprocess::s3_settings(&s3).into_iter().chain([
+        "compactor.interval=20ms".into(),
+        "compactor.min_files=2".into(),
+        "compactor.max_files=4".into(),
+        "compactor.delete_delay=1h".into(),
+    ]) {
+        args.extend(["--set".into(), s]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let consistent = || async {
+        let files = catalog.list_files(&tenant, Signal::Traces, None).await.unwrap();
+        for f in &files {
+            assert!(
+                store
+                    .head(&object_store::path::Path::from(f.path.as_str()))
+                    .await
+                    .is_ok(),
+                "{} is registered and stored",
+                f.path
+            );
+        }
+        let now: HashSet<(Vec<u8>, Vec<u8>)> = stored_spans(&catalog, &store, &tenant).await.into_iter().collect();
+        assert_eq!(now, all, "every span is still registered");
+        files.len()
+    };
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let mut files = 28;
+    while kills < 12 && files > 1 {
+        let proc = Proc::spawn(&args, &[]);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..400))).await;
+        proc.kill9();
+        kills += 1;
+        files = consistent().await;
+    }
+    assert!(kills > 1, "the first compactor finished before its kill");
+    // One more, to the end.
+    let proc = Proc::spawn(&args, &[]);
+    wait_until_async("compaction to finish", Duration::from_secs(60), || async {
+        catalog.list_files(&tenant, Signal::Traces, None).await.unwrap().len() == 1
+    })
+    .await;
+    proc.terminate();
+    assert_eq!(consistent().await, 1);
+    let spans = stored_spans(&catalog, &store, &tenant).await;
+    assert_eq!(spans.len(), all.len(), "every span stored once");
+
+    // What killed jobs uploaded and never registered is orphaned; the
+    // replaced files wait for their delete.
+    let collected = signaldb::orphans::collect(&store, &catalog, Duration::ZERO, chrono::Utc::now())
+        .await
+        .unwrap();
+    let pending: HashSet<String> = catalog.pending_deletes(None).await.unwrap().into_iter().collect();
+    let stored: HashSet<String> = store
+        .list(Some(&object_store::path::Path::from(format!("{TENANT}/traces"))))
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await;
+    let named: HashSet<String> = catalog
+        .list_files(&tenant, Signal::Traces, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(
+        stored,
+        named.union(&pending).cloned().collect(),
+        "after orphan collection ({collected:?}) the store holds registered and pending objects only"
+    );
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    signaldb::retention::delete_due(&store, &catalog, later).await.unwrap();
+    let stored: HashSet<String> = store
+        .list(Some(&object_store::path::Path::from(format!("{TENANT}/traces"))))
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await;
+    assert_eq!(stored, named);
     assert_eq!(answers(&api, &traces).await, before);
     running.shutdown().await;
 }
