@@ -253,7 +253,16 @@ pub fn build(inputs: &BuildInputs<'_>) -> Result<Desired, BuildError> {
         &spec.querier.wal,
         &spec.querier.pod,
     )));
-    children.push(Child::Deployment(b.router()));
+    children.push(Child::Deployment(b.deployment(
+        Role::Router,
+        spec.router.replicas,
+        &spec.router.pod,
+    )));
+    children.push(Child::Deployment(b.deployment(
+        Role::Compactor,
+        spec.compactor.replicas,
+        &spec.compactor.pod,
+    )));
     if spec.writer.autoscaling.is_some() {
         children.push(Child::HorizontalPodAutoscaler(b.writer_hpa()));
     }
@@ -262,7 +271,7 @@ pub fn build(inputs: &BuildInputs<'_>) -> Result<Desired, BuildError> {
         children.push(Child::StatefulSet(b.catalog_stateful_set()));
     }
     if spec.network_policy.enabled {
-        for role in Role::ALL {
+        for role in Role::ALL.into_iter().chain([Role::Compactor]) {
             children.push(Child::NetworkPolicy(b.role_network_policy(role)));
         }
         if spec.catalog.managed.is_some() {
@@ -360,6 +369,7 @@ fn role_ports(role: Role) -> Vec<(String, i32)> {
             port("http", ports::ROUTER_HTTP),
             port("flight-sql", ports::ROUTER_FLIGHT_SQL),
         ],
+        Role::Compactor => Vec::new(),
     }
 }
 
@@ -399,7 +409,7 @@ fn client_ports(role: Role) -> &'static [u16] {
     match role {
         Role::Acceptor => &[ports::OTLP_GRPC, ports::OTLP_HTTP],
         Role::Router => &[ports::ROUTER_HTTP, ports::ROUTER_FLIGHT_SQL],
-        Role::Writer | Role::Querier => &[],
+        Role::Writer | Role::Querier | Role::Compactor => &[],
     }
 }
 
@@ -418,7 +428,7 @@ fn internal_ports(role: Role) -> &'static [u16] {
     match role {
         Role::Writer => &[ports::WRITER_FLIGHT],
         Role::Querier => &[ports::QUERIER_FLIGHT],
-        Role::Acceptor | Role::Router => &[],
+        Role::Acceptor | Role::Router | Role::Compactor => &[],
     }
 }
 
@@ -481,12 +491,15 @@ fn grace_seconds(role: Role) -> i64 {
         Role::Writer => 300,
         Role::Acceptor => 120,
         Role::Querier | Role::Router => 30,
+        // Stopping mid-job is safe (the swap is one transaction); a little
+        // time lets a job about to finish do so.
+        Role::Compactor => 60,
     }
 }
 
 /// Whether a role reads or writes object storage.
 fn uses_storage(role: Role) -> bool {
-    matches!(role, Role::Writer | Role::Querier)
+    matches!(role, Role::Writer | Role::Querier | Role::Compactor)
 }
 
 impl Builder<'_> {
@@ -748,7 +761,7 @@ impl Builder<'_> {
         let advertise = match role {
             Role::Writer => Some(("SIGNALDB_WRITER__ADVERTISE_ADDR", ports::WRITER_FLIGHT)),
             Role::Querier => Some(("SIGNALDB_QUERIER__ADVERTISE_ADDR", ports::QUERIER_FLIGHT)),
-            Role::Acceptor | Role::Router => None,
+            Role::Acceptor | Role::Router | Role::Compactor => None,
         };
         if let Some((name, port)) = advertise {
             env.push(env_value(
@@ -1024,17 +1037,18 @@ impl Builder<'_> {
         }
     }
 
-    fn router(&self) -> Deployment {
-        let pod = &self.spec.router.pod;
+    /// The Deployment of a role without volumes of its own (routers,
+    /// compactors).
+    fn deployment(&self, role: Role, replicas: i32, pod: &PodSpecOptions) -> Deployment {
         Deployment {
-            metadata: self.meta(self.names.role(Role::Router), Some(Role::Router.as_str())),
+            metadata: self.meta(self.names.role(role), Some(role.as_str())),
             spec: Some(DeploymentSpec {
-                replicas: Some(self.spec.router.replicas),
+                replicas: Some(replicas),
                 selector: LabelSelector {
-                    match_labels: Some(self.names.selector_labels(Role::Router.as_str())),
+                    match_labels: Some(self.names.selector_labels(role.as_str())),
                     ..Default::default()
                 },
-                template: self.pod_template(Role::Router, pod, false),
+                template: self.pod_template(role, pod, false),
                 ..Default::default()
             }),
             ..Default::default()
@@ -1258,7 +1272,9 @@ mod tests {
     #[test]
     fn every_child_is_owned_and_labelled() {
         let d = desired(&cluster(), 3);
-        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 1 + 2 + 5);
+        // Common, per service role (two Services and a PDB), StatefulSets,
+        // Deployments (router, compactor), managed catalog, NetworkPolicies.
+        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 2 + 2 + 6);
         for child in d.values() {
             let m = child.meta();
             let owners = m.owner_references.as_ref().unwrap();
@@ -1310,6 +1326,7 @@ mod tests {
                 "StatefulSet/demo-acceptor",
                 "StatefulSet/demo-querier",
                 "StatefulSet/demo-writer",
+                "Deployment/demo-compactor",
                 "Deployment/demo-router",
             ]
         );
@@ -1326,7 +1343,7 @@ mod tests {
 
     fn pod_spec(d: &Desired, role: Role) -> &PodSpec {
         let kind = match role {
-            Role::Router => Kind::Deployment,
+            Role::Router | Role::Compactor => Kind::Deployment,
             Role::Acceptor | Role::Writer | Role::Querier => Kind::StatefulSet,
         };
         let key = ChildKey {
@@ -1456,6 +1473,7 @@ mod tests {
                 "StatefulSet/demo-acceptor",
                 "StatefulSet/demo-querier",
                 "StatefulSet/demo-writer",
+                "Deployment/demo-compactor",
                 "Deployment/demo-router",
             ]
         );
@@ -1685,7 +1703,7 @@ mod tests {
         c.spec.network_policy.enabled = false;
         let d = desired(&c, 3);
         assert!(d.keys().all(|k| k.kind != Kind::NetworkPolicy));
-        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 1 + 2);
+        assert_eq!(d.len(), 4 + 4 * 3 + 3 + 2 + 2);
         // No managed catalog: no catalog policy.
         let mut c = cluster();
         c.spec.catalog =
@@ -1698,7 +1716,13 @@ mod tests {
             .collect();
         assert_eq!(
             policies,
-            ["demo-acceptor", "demo-querier", "demo-router", "demo-writer"]
+            [
+                "demo-acceptor",
+                "demo-compactor",
+                "demo-querier",
+                "demo-router",
+                "demo-writer"
+            ]
         );
     }
 }

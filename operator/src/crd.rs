@@ -128,6 +128,15 @@ pub struct SignalDBClusterSpec {
     #[serde(default)]
     pub router: RouterSpec,
 
+    /// Compactors merge the small files writers flush into large files
+    /// sorted by trace id, drop duplicate spans (replicas, replays), and
+    /// delete the objects of replaced and expired files once no query can
+    /// still read them. Several share the work through leases in the
+    /// catalog; one is enough for most clusters. Tune them with
+    /// `configOverrides.compactor` (`target_file_size`, `window`, ...).
+    #[serde(default)]
+    pub compactor: CompactorSpec,
+
     /// Tenancy: whether requests must name their tenant, and whether they
     /// must carry an API key.
     #[serde(default)]
@@ -177,6 +186,7 @@ impl Default for SignalDBClusterSpec {
             writer: WriterSpec::default(),
             querier: QuerierSpec::default(),
             router: RouterSpec::default(),
+            compactor: CompactorSpec::default(),
             tenancy: TenancySpec::default(),
             tls: None,
             limits: LimitsSpec::default(),
@@ -641,6 +651,30 @@ impl Default for RouterSpec {
     }
 }
 
+/// Compactors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactorSpec {
+    /// Number of compactor pods. 0 stops compaction (files then stay as
+    /// writers flushed them, and replaced or expired objects are deleted by
+    /// the writers alone).
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    #[serde(flatten)]
+    pub pod: PodSpecOptions,
+}
+
+impl Default for CompactorSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            pod: PodSpecOptions::default(),
+        }
+    }
+}
+
 fn one() -> i32 {
     1
 }
@@ -847,6 +881,10 @@ pub struct SignalDBClusterStatus {
     /// Router pods.
     #[serde(default)]
     pub router: RoleStatus,
+
+    /// Compactor pods.
+    #[serde(default)]
+    pub compactor: RoleStatus,
 
     /// Hash of the rendered `signaldb.yaml` the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -246,7 +246,7 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
 
     // Status from what was applied.
     let sts = |role: Role| applied.get::<StatefulSet>(Kind::StatefulSet, &names.role(role));
-    let router = applied.get::<Deployment>(Kind::Deployment, &names.role(Role::Router));
+    let deployment = |role: Role| applied.get::<Deployment>(Kind::Deployment, &names.role(role));
     let mut writer = RoleObservation::of_stateful_set(sts(Role::Writer).as_ref());
     writer.replicas = decision.writer_replicas;
     let writer_selector = names.selector(Role::Writer.as_str());
@@ -258,7 +258,8 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
             acceptor: RoleObservation::of_stateful_set(sts(Role::Acceptor).as_ref()),
             writer,
             querier: RoleObservation::of_stateful_set(sts(Role::Querier).as_ref()),
-            router: RoleObservation::of_deployment(router.as_ref()),
+            router: RoleObservation::of_deployment(deployment(Role::Router).as_ref()),
+            compactor: RoleObservation::of_deployment(deployment(Role::Compactor).as_ref()),
             writer_selector: &writer_selector,
             scale_down: decision.state.as_ref(),
             config_hash: &validated.config.hash,

@@ -98,6 +98,7 @@ pub struct Reconciled<'a> {
     pub writer: RoleObservation,
     pub querier: RoleObservation,
     pub router: RoleObservation,
+    pub compactor: RoleObservation,
     /// Label selector of the writer pods.
     pub writer_selector: &'a str,
     pub scale_down: Option<&'a ScaleDownStatus>,
@@ -206,6 +207,7 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
             status.acceptor = r.acceptor.status();
             status.querier = r.querier.status();
             status.router = r.router.status();
+            status.compactor = r.compactor.status();
             status.writer = WriterStatus {
                 replicas: r.writer.replicas,
                 ready_replicas: r.writer.ready,
@@ -219,6 +221,7 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
                 (Role::Writer, r.writer),
                 (Role::Querier, r.querier),
                 (Role::Router, r.router),
+                (Role::Compactor, r.compactor),
             ];
             let counts = roles
                 .iter()
@@ -357,6 +360,7 @@ mod tests {
             writer,
             querier: ready(1),
             router: ready(1),
+            compactor: ready(1),
             writer_selector: "sel",
             scale_down: None,
             config_hash: "abc",
@@ -421,7 +425,7 @@ mod tests {
         assert_eq!(get(&s1, PROGRESSING), ("True", "RollingOut"));
         assert_eq!(
             condition(&s1, READY).unwrap().message,
-            "ready: acceptor 1/1, writer 1/2, querier 1/1, router 1/1"
+            "ready: acceptor 1/1, writer 1/2, querier 1/1, router 1/1, compactor 1/1"
         );
         let later = at(30);
         let s2 = compute(&StatusInputs {
@@ -504,6 +508,7 @@ mod tests {
                     writer: ready(3),
                     querier: ready(1),
                     router: ready(1),
+                    compactor: ready(1),
                     writer_selector: "sel",
                     scale_down: Some(s),
                     config_hash: "abc",

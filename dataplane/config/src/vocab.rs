@@ -31,9 +31,14 @@ pub enum Role {
     Writer,
     Querier,
     Router,
+    /// Merges small files; serves no port but the admin one and registers
+    /// no service.
+    Compactor,
 }
 
 impl Role {
+    /// The roles that serve ports other roles or clients reach (and
+    /// register as services); the compactor is not one of them.
     pub const ALL: [Role; 4] = [Role::Acceptor, Role::Writer, Role::Querier, Role::Router];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl Role {
             Role::Writer => "writer",
             Role::Querier => "querier",
             Role::Router => "router",
+            Role::Compactor => "compactor",
         }
     }
 }
@@ -53,7 +59,7 @@ impl fmt::Display for Role {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown role {0:?}: expected one of acceptor, writer, querier, router")]
+#[error("unknown role {0:?}: expected one of acceptor, writer, querier, router, compactor")]
 pub struct ParseRoleError(String);
 
 impl FromStr for Role {
@@ -61,6 +67,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Role::ALL
             .into_iter()
+            .chain([Role::Compactor])
             .find(|r| r.as_str() == s)
             .ok_or_else(|| ParseRoleError(s.to_owned()))
     }

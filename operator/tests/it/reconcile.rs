@@ -78,7 +78,10 @@ async fn first_reconcile_creates_every_child_with_owner_references() {
         names_of::<StatefulSet>(&h).await,
         set(&["demo-acceptor", "demo-catalog", "demo-querier", "demo-writer"])
     );
-    assert_eq!(names_of::<Deployment>(&h).await, set(&["demo-router"]));
+    assert_eq!(
+        names_of::<Deployment>(&h).await,
+        set(&["demo-compactor", "demo-router"])
+    );
     assert_eq!(
         names_of::<PodDisruptionBudget>(&h).await,
         set(&["demo-acceptor", "demo-querier", "demo-router", "demo-writer"])
@@ -89,6 +92,7 @@ async fn first_reconcile_creates_every_child_with_owner_references() {
         set(&[
             "demo-acceptor",
             "demo-catalog",
+            "demo-compactor",
             "demo-querier",
             "demo-router",
             "demo-writer"
@@ -176,6 +180,7 @@ async fn a_spec_change_touches_only_what_changed() {
             "patch StatefulSet/demo-acceptor",
             "patch StatefulSet/demo-querier",
             "patch StatefulSet/demo-writer",
+            "patch Deployment/demo-compactor",
             "patch Deployment/demo-router",
             "status demo",
         ]
@@ -230,6 +235,7 @@ async fn tls_goes_on_and_off_with_the_spec() {
             "patch StatefulSet/demo-acceptor",
             "patch StatefulSet/demo-querier",
             "patch StatefulSet/demo-writer",
+            "patch Deployment/demo-compactor",
             "patch Deployment/demo-router",
             "status demo",
         ]
@@ -468,7 +474,7 @@ async fn deletion_is_clean() {
         + names_of::<PodDisruptionBudget>(&h).await.len()
         + names_of::<NetworkPolicy>(&h).await.len()
         + names_of::<Secret>(&h).await.len();
-    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 1 + 4 + 5 + 2);
+    assert_eq!(all_owned, 3 + 1 + 9 + 4 + 2 + 4 + 6 + 2);
 
     // A cluster being deleted is not reconciled again: no writes, no
     // recreated children.
@@ -567,7 +573,7 @@ async fn network_policies_follow_the_spec_and_go_when_disabled() {
     h.take_writes();
     h.reconcile().await;
     let writes = h.take_writes();
-    assert_eq!(writes.len(), 6, "{writes:?}");
+    assert_eq!(writes.len(), 7, "{writes:?}");
     assert!(
         writes
             .iter()
@@ -582,7 +588,7 @@ async fn network_policies_follow_the_spec_and_go_when_disabled() {
     // On again: they come back.
     h.edit(json!({"networkPolicy": {"enabled": true}})).await;
     h.reconcile().await;
-    assert_eq!(names_of::<NetworkPolicy>(&h).await.len(), 5);
+    assert_eq!(names_of::<NetworkPolicy>(&h).await.len(), 6);
 }
 
 /// The value in the cluster token Secret, as written or as stored.
