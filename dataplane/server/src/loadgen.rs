@@ -61,6 +61,13 @@ pub struct LoadgenArgs {
     /// Admin base URL of the writer for --query-bench (set automatically with --spawn-server).
     #[arg(long, default_value = "http://127.0.0.1:9091")]
     pub admin: String,
+    /// With --spawn-server and --query-bench: the spawned server does not
+    /// compact on its own; after the benchmark on flushed data, every file
+    /// is compacted (windows counted as settled) by a compactor in this
+    /// process, which reports files, bytes and spans/s, and the benchmark
+    /// runs again on the compacted files.
+    #[arg(long)]
+    pub compact: bool,
     /// Extra `--set KEY=VALUE` for the spawned server.
     #[arg(long = "server-set", value_name = "KEY=VALUE")]
     pub server_set: Vec<String>,
@@ -508,8 +515,18 @@ async fn spawn_server(extra: &[String]) -> Result<Spawned, LoadgenError> {
 /// `signaldb loadgen`.
 pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
     let mut spawned = None;
+    if args.compact && !(args.spawn_server && args.query_bench) {
+        return Err(LoadgenError::Args(
+            "--compact needs --spawn-server and --query-bench".into(),
+        ));
+    }
     if args.spawn_server {
-        let s = spawn_server(&args.server_set).await?;
+        let mut set = args.server_set.clone();
+        if args.compact {
+            // Compaction waits for the benchmark on the flushed files.
+            set.push("compactor.interval=1000days".into());
+        }
+        let s = spawn_server(&set).await?;
         args.endpoint = s.endpoint.clone();
         args.server_pid = s.child.id();
         if let Some(r) = &s.router {
@@ -582,6 +599,14 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         )
         .await
         .map_err(LoadgenError::Spawn)?;
+        if let Some(s) = spawned.as_ref().filter(|_| args.compact) {
+            compact_all(&s.dir).await?;
+            let http = reqwest::Client::new();
+            let ids: Vec<[u8; 16]> = report.sampled_trace_ids.iter().take(200).copied().collect();
+            crate::querybench::round(&http, &args.router, &ids, &args.tenant, "compacted")
+                .await
+                .map_err(LoadgenError::Spawn)?;
+        }
     }
     if let Some(pid) = args.server_pid {
         match peak_rss_bytes(pid) {
@@ -605,6 +630,81 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
         println!("Parquet bytes/span: {:.1}", stored as f64 / report.spans.max(1) as f64);
         let _ = std::fs::remove_dir_all(&s.dir);
     }
+    Ok(())
+}
+
+/// Compacts every file of the spawned server's store (data directory
+/// `dir`) until no job is left, and prints what it did.
+async fn compact_all(dir: &std::path::Path) -> Result<(), LoadgenError> {
+    let fail = |e: String| LoadgenError::Spawn(format!("compacting: {e}"));
+    let config = signaldb_config::Config {
+        data_dir: dir.to_path_buf(),
+        ..signaldb_config::Config::default()
+    };
+    let catalog: std::sync::Arc<dyn signaldb_catalog::Catalog> = std::sync::Arc::new(
+        signaldb_catalog::connect(&config.catalog_url(), 2)
+            .await
+            .map_err(|e| fail(e.to_string()))?,
+    );
+    let store = crate::storage::open(&config).map_err(|e| fail(e.to_string()))?;
+    let count = || async {
+        let mut files = 0;
+        for tenant in catalog.list_tenants().await.map_err(|e| fail(e.to_string()))? {
+            files += catalog
+                .list_files(&tenant, signaldb_config::Signal::Traces, None)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .len();
+        }
+        Ok::<_, LoadgenError>(files)
+    };
+    let before = count().await?;
+    let compactor = crate::compactor::Compactor::new(
+        "loadgen-compactor".into(),
+        store,
+        std::sync::Arc::clone(&catalog),
+        crate::storage::local_root(&config),
+        config.compactor.clone(),
+        crate::metrics::Metrics::new(),
+    );
+    // Every window counts as settled.
+    let settled = chrono::Utc::now()
+        + chrono::Duration::from_std(config.compactor.window + crate::compactor::SETTLED_AFTER).unwrap_or_default();
+    let t = Instant::now();
+    let mut total = crate::compactor::Report::default();
+    loop {
+        let r = compactor.compact_once(settled).await.map_err(|e| fail(e.to_string()))?;
+        total.jobs += r.jobs;
+        total.files_in += r.files_in;
+        total.files_out += r.files_out;
+        total.rows_in += r.rows_in;
+        total.rows_out += r.rows_out;
+        total.duplicates += r.duplicates;
+        total.bytes_in += r.bytes_in;
+        total.bytes_out += r.bytes_out;
+        if r.jobs == 0 {
+            break;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    // No query is running: the replaced objects may go now, so that the
+    // stored bytes reported at the end are the compacted ones.
+    let after_delay = settled + chrono::Duration::from_std(config.compactor.delete_delay).unwrap_or_default();
+    compactor
+        .compact_once(after_delay)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    println!(
+        "compaction:        {before} files -> {} in {:.2} s: {} jobs, {} spans read ({:.0} spans/s), {} duplicates dropped, {:.1} -> {:.1} MiB",
+        count().await?,
+        secs,
+        total.jobs,
+        total.rows_in,
+        total.rows_in as f64 / secs.max(1e-9),
+        total.duplicates,
+        total.bytes_in as f64 / (1024.0 * 1024.0),
+        total.bytes_out as f64 / (1024.0 * 1024.0),
+    );
     Ok(())
 }
 

@@ -29,7 +29,8 @@ async fn timed_get(
     Ok((t.elapsed(), status, body))
 }
 
-async fn round(
+/// One round of the benchmark: 200 traces by id, then the two searches.
+pub(crate) async fn round(
     http: &reqwest::Client,
     router: &str,
     ids: &[[u8; 16]],
