@@ -18,12 +18,31 @@ use object_store::{
 #[derive(Debug, Clone, Default)]
 pub struct ReadStats {
     bytes: Arc<AtomicU64>,
+    unreachable: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl ReadStats {
     /// Bytes returned by object-store reads, plus writer buffers received.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The writers whose buffers the query could not read, by id: when any,
+    /// the answer may lack what only they held.
+    pub fn unreachable_writers(&self) -> Vec<String> {
+        self.unreachable
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn add_unreachable(&self, writers: Vec<String>) {
+        if writers.is_empty() {
+            return;
+        }
+        if let Ok(mut set) = self.unreachable.lock() {
+            set.extend(writers);
+        }
     }
 
     pub(crate) fn add_bytes(&self, n: u64) {

@@ -90,7 +90,25 @@ impl BufferFilter {
 /// again.
 #[async_trait]
 pub trait BufferSource: Send + Sync + std::fmt::Debug + 'static {
-    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError>;
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Buffered, QueryError>;
+}
+
+/// What the writers' buffers gave a query.
+#[derive(Debug, Clone, Default)]
+pub struct Buffered {
+    pub batches: Vec<RecordBatch>,
+    /// Writers that could not be read (unreachable, failed or too slow):
+    /// what they alone hold is missing from the answer, which says so.
+    pub unreachable: Vec<String>,
+}
+
+impl From<Vec<RecordBatch>> for Buffered {
+    fn from(batches: Vec<RecordBatch>) -> Self {
+        Self {
+            batches,
+            unreachable: Vec::new(),
+        }
+    }
 }
 
 /// A [`BufferSource`] with nothing buffered.
@@ -99,8 +117,8 @@ pub struct NoBuffers;
 
 #[async_trait]
 impl BufferSource for NoBuffers {
-    async fn buffered(&self, _tenant: &TenantId, _filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
-        Ok(Vec::new())
+    async fn buffered(&self, _tenant: &TenantId, _filter: BufferFilter) -> Result<Buffered, QueryError> {
+        Ok(Buffered::default())
     }
 }
 
@@ -114,7 +132,7 @@ struct IoBuffers {
 
 #[async_trait]
 impl BufferSource for IoBuffers {
-    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Buffered, QueryError> {
         let (inner, tenant) = (Arc::clone(&self.inner), tenant.clone());
         // Aborted when the query stops waiting for it.
         crate::cpu::AbortOnDrop(self.io.spawn(async move { inner.buffered(&tenant, filter).await }))
@@ -360,7 +378,11 @@ impl QueryEngine {
         filter: BufferFilter,
         stats: &ReadStats,
     ) -> Result<Snapshot, QueryError> {
-        let buffered = self.buffers.buffered(tenant, filter).await?;
+        let Buffered {
+            batches: buffered,
+            unreachable,
+        } = self.buffers.buffered(tenant, filter).await?;
+        stats.add_unreachable(unreachable);
         stats.add_bytes(buffered.iter().map(|b| signaldb_schema::data_bytes(b) as u64).sum());
         let memory = QueryMemory::new(&self.runtime.memory_pool);
         memory.hold(&buffered)?;
@@ -406,9 +428,21 @@ impl QueryEngine {
         trace_id: [u8; 16],
         range: Option<(i64, i64)>,
     ) -> Result<Option<RecordBatch>, QueryError> {
-        let stats = ReadStats::default();
+        self.trace_by_id_counted(tenant, trace_id, range, &ReadStats::default())
+            .await
+    }
+
+    /// [`QueryEngine::trace_by_id`], counting what it read (and the writers
+    /// it could not read) into `stats`.
+    pub async fn trace_by_id_counted(
+        &self,
+        tenant: &TenantId,
+        trace_id: [u8; 16],
+        range: Option<(i64, i64)>,
+        stats: &ReadStats,
+    ) -> Result<Option<RecordBatch>, QueryError> {
         let snap = self
-            .snapshot(tenant, range, BufferFilter::trace(trace_id), &stats)
+            .snapshot(tenant, range, BufferFilter::trace(trace_id), stats)
             .await?;
         let mut batches = snap.buffered;
         let wanted = HashSet::from([trace_id]);

@@ -30,7 +30,8 @@ pub use cpu::CpuRuntime;
 pub use datafusion::error::DataFusionError;
 pub use distributed::{Peers, WorkerServer};
 pub use engine::{
-    BufferFilter, BufferSource, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot, dedup_spans,
+    BufferFilter, BufferSource, Buffered, DEFAULT_QUERY_TIMEOUT, NoBuffers, QueryEngine, QueryError, Snapshot,
+    dedup_spans,
 };
 pub use search::{
     MAX_CANDIDATE_TRACES, SearchParams, SearchTrace, SpanHit, TagScope, condition_columns, intrinsic_values, search,

@@ -34,7 +34,7 @@ pub trait TempoBackend: Send + Sync + 'static {
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(u64, u64)>,
-    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError>;
+    ) -> Result<TraceAnswer, BackendError>;
 
     /// Trace search (`GET /api/search`), by TraceQL (`q`) or by tags: the
     /// traces in the order to show them, then the metrics, last. Streamed
@@ -128,6 +128,35 @@ impl Default for SearchRequest {
 /// Pieces of an answer as a backend produces them. Dropping the stream
 /// stops the work behind it.
 pub type BackendStream<T> = futures::stream::BoxStream<'static, Result<T, BackendError>>;
+
+/// A trace as the backend answers it.
+pub struct TraceAnswer {
+    /// The trace's pieces (see [`TempoBackend::trace_by_id`]).
+    pub pieces: BackendStream<Vec<ResourceSpans>>,
+    /// Set when part of the trace may be missing (a source that holds
+    /// spans could not be read): why. The v2 answer then carries Tempo's
+    /// `status: PARTIAL` and this `message`; the v1 answer, which has no
+    /// such field, a [`PARTIAL_HEADER`] header.
+    pub partial: Option<String>,
+}
+
+impl TraceAnswer {
+    /// A complete answer.
+    pub fn complete(pieces: BackendStream<Vec<ResourceSpans>>) -> Self {
+        Self { pieces, partial: None }
+    }
+}
+
+impl std::fmt::Debug for TraceAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceAnswer")
+            .field("partial", &self.partial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Header of a v1 trace answer (or 404) that may lack spans: why.
+pub const PARTIAL_HEADER: &str = "x-signaldb-partial";
 
 /// One piece of a search answer: the traces, then the metrics.
 #[derive(Debug, Clone, PartialEq)]

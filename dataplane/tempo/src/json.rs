@@ -314,6 +314,35 @@ pub(crate) const TRACE_V1_CLOSE: &str = "]}";
 pub(crate) const TRACE_V2_OPEN: &str = r#"{"trace":{"resourceSpans":["#;
 /// The end of a trace v2 body.
 pub(crate) const TRACE_V2_CLOSE: &str = r#"]},"metrics":{}}"#;
+
+/// Tempo's `"status":"PARTIAL","message":...` fields, after a comma, when
+/// the trace may lack spans; nothing otherwise.
+fn partial_fields(partial: Option<&str>) -> String {
+    match partial {
+        Some(why) => {
+            let mut out = String::from(r#","status":"PARTIAL","message":"#);
+            push_str(&mut out, why);
+            out
+        }
+        None => String::new(),
+    }
+}
+
+/// The end of a v2 trace answer.
+pub(crate) fn trace_v2_close(partial: Option<&str>) -> String {
+    match partial {
+        None => TRACE_V2_CLOSE.to_owned(),
+        Some(_) => format!(r#"]}},"metrics":{{}}{}}}"#, partial_fields(partial)),
+    }
+}
+
+/// The v2 answer for a trace not found.
+pub(crate) fn trace_v2_not_found(partial: Option<&str>) -> String {
+    match partial {
+        None => TRACE_V2_NOT_FOUND.to_owned(),
+        Some(_) => format!(r#"{{"trace":{{}},"metrics":{{}}{}}}"#, partial_fields(partial)),
+    }
+}
 /// `GET /api/v2/traces/{id}` for a trace that is not there.
 pub(crate) const TRACE_V2_NOT_FOUND: &str = r#"{"trace":{},"metrics":{}}"#;
 

@@ -22,7 +22,8 @@ pub mod tempopb;
 
 pub use api::{
     BackendError, BackendStream, BuildInfo, DEFAULT_SEARCH_LIMIT, DEFAULT_SPANS_PER_SPANSET, INTRINSIC_TAG_NAMES,
-    ParseTagScopeError, ScopedTags, SearchItem, SearchMetrics, SearchRequest, SearchResult, ServiceStats, SpanOut,
-    SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceSummary, TypedValue,
+    PARTIAL_HEADER, ParseTagScopeError, ScopedTags, SearchItem, SearchMetrics, SearchRequest, SearchResult,
+    ServiceStats, SpanOut, SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceAnswer,
+    TraceSummary, TypedValue,
 };
 pub use router::{GZIP_MIN_SIZE, ORG_ID_HEADER, router};

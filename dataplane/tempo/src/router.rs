@@ -17,7 +17,9 @@ use signaldb_config::{TenancyConfig, TenantId};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
 
-use crate::api::{BackendError, BackendStream, BuildInfo, SearchItem, TagScope, TempoBackend};
+use crate::api::{
+    BackendError, BackendStream, BuildInfo, PARTIAL_HEADER, SearchItem, TagScope, TempoBackend, TraceAnswer,
+};
 use crate::params::{self, Query};
 use crate::stream::{self, Framing, Piece, Pieces};
 use crate::{json, tempopb};
@@ -182,18 +184,25 @@ async fn not_found() -> Response {
     go_http_error(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-/// Parses the id and range and starts fetching the trace: its first piece
-/// (`None`: not found) and the rest. `Err` is the response.
+/// A trace being fetched: its first piece (`None`: not found) and the
+/// rest, and why it may be partial.
+type Fetched = (
+    Option<(Vec<ResourceSpans>, BackendStream<Vec<ResourceSpans>>)>,
+    Option<String>,
+);
+
+/// Parses the id and range and starts fetching the trace. `Err` is the
+/// response.
 async fn fetch_trace(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
     raw_query: Option<&str>,
-) -> Result<Option<(Vec<ResourceSpans>, BackendStream<Vec<ResourceSpans>>)>, Response> {
+) -> Result<Fetched, Response> {
     let tenant = tenant(state, headers)?;
     let trace_id = params::parse_trace_id(id).map_err(bad_request)?;
     let range = params::parse_trace_range(&Query::parse(raw_query)).map_err(bad_request)?;
-    let mut pieces = state
+    let TraceAnswer { mut pieces, partial } = state
         .backend
         .trace_by_id(&tenant, trace_id, range)
         .await
@@ -201,11 +210,19 @@ async fn fetch_trace(
     loop {
         match pieces.next().await {
             Some(Ok(first)) if first.is_empty() => continue,
-            Some(Ok(first)) => return Ok(Some((first, pieces))),
+            Some(Ok(first)) => return Ok((Some((first, pieces)), partial)),
             Some(Err(e)) => return Err(backend_error(e)),
-            None => return Ok(None),
+            None => return Ok((None, partial)),
         }
     }
+}
+
+/// `response` with the [`PARTIAL_HEADER`] when `partial`.
+fn mark_partial(mut response: Response, partial: Option<&str>) -> Response {
+    if let Some(value) = partial.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+        response.headers_mut().insert(PARTIAL_HEADER, value);
+    }
+    response
 }
 
 /// A found trace's pieces, each rendered by `render`.
@@ -235,12 +252,14 @@ async fn trace_v1(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (first, rest) = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return respond(StatusCode::NOT_FOUND, None, Body::empty()),
+    let (first, rest, partial) = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+        Ok((Some((first, rest)), partial)) => (first, rest, partial),
+        Ok((None, partial)) => {
+            return mark_partial(respond(StatusCode::NOT_FOUND, None, Body::empty()), partial.as_deref());
+        }
         Err(res) => return res,
     };
-    if wants_protobuf(&headers) {
+    let response = if wants_protobuf(&headers) {
         // `Trace` is one repeated field: its pieces concatenate.
         let render = |batches: &[ResourceSpans]| {
             tempopb::Trace {
@@ -262,7 +281,8 @@ async fn trace_v1(
         };
         let render = |batches: &[ResourceSpans]| json::batches(batches).into_bytes();
         streamed(APPLICATION_JSON, framing, trace_pieces(first, rest, render)).await
-    }
+    };
+    mark_partial(response, partial.as_deref())
 }
 
 async fn trace_v2(
@@ -271,21 +291,27 @@ async fn trace_v2(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let found = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
+    let (found, partial) = match fetch_trace(&state, &headers, &id, raw_query.as_deref()).await {
         Ok(found) => found,
         Err(res) => return res,
     };
     let protobuf = wants_protobuf(&headers);
+    // Tempo's PartialStatus: 1 is PARTIAL.
+    let (status, message) = match &partial {
+        Some(why) => (1, why.clone()),
+        None => (0, String::new()),
+    };
     let Some((first, rest)) = found else {
         return if protobuf {
             let msg = tempopb::TraceByIdResponse {
                 trace: Some(tempopb::Trace::default()),
                 metrics: Some(tempopb::TraceByIdMetrics::default()),
-                ..Default::default()
+                status,
+                message,
             };
             protobuf_ok(msg.encode_to_vec())
         } else {
-            json_ok(json::TRACE_V2_NOT_FOUND.to_owned())
+            json_ok(json::trace_v2_not_found(partial.as_deref()))
         };
     };
     if protobuf {
@@ -307,6 +333,8 @@ async fn trace_v2(
             close: Some(
                 tempopb::TraceByIdResponse {
                     metrics: Some(tempopb::TraceByIdMetrics::default()),
+                    status,
+                    message,
                     ..Default::default()
                 }
                 .encode_to_vec(),
@@ -317,7 +345,7 @@ async fn trace_v2(
         let framing = Framing {
             open: json::TRACE_V2_OPEN.into(),
             sep: b",",
-            close: Some(json::TRACE_V2_CLOSE.into()),
+            close: Some(json::trace_v2_close(partial.as_deref()).into_bytes()),
         };
         let render = |batches: &[ResourceSpans]| json::batches(batches).into_bytes();
         streamed(APPLICATION_JSON, framing, trace_pieces(first, rest, render)).await

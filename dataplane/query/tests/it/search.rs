@@ -193,7 +193,7 @@ impl signaldb_query::BufferSource for RecordingBuffers {
         &self,
         _tenant: &signaldb_config::TenantId,
         filter: signaldb_query::BufferFilter,
-    ) -> Result<Vec<arrow_array::RecordBatch>, signaldb_query::QueryError> {
+    ) -> Result<signaldb_query::Buffered, signaldb_query::QueryError> {
         self.asked.lock().unwrap().push(filter.clone());
         let columns = filter.columns.clone().unwrap_or_else(|| {
             signaldb_schema::traces::schema()
@@ -228,7 +228,7 @@ impl signaldb_query::BufferSource for RecordingBuffers {
             let indexes: Vec<usize> = columns.iter().map(|c| schema.index_of(c).unwrap()).collect();
             out.push(rows.project(&indexes).unwrap());
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

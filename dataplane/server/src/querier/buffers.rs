@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use arrow_flight::Ticket;
 use arrow_flight::decode::FlightRecordBatchStream;
 use async_trait::async_trait;
@@ -12,7 +11,7 @@ use futures::TryStreamExt;
 use prost::Message;
 use signaldb_catalog::Catalog;
 use signaldb_config::{Capability, Role, TenantId};
-use signaldb_query::{BufferFilter, BufferSource, QueryError};
+use signaldb_query::{BufferFilter, BufferSource, Buffered, QueryError};
 use tracing::warn;
 
 use crate::endpoints::{Readiness, Use};
@@ -33,7 +32,7 @@ pub struct WriterBuffers {
 
 #[async_trait]
 impl BufferSource for WriterBuffers {
-    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Vec<RecordBatch>, QueryError> {
+    async fn buffered(&self, tenant: &TenantId, filter: BufferFilter) -> Result<Buffered, QueryError> {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let writers = self
             .catalog
@@ -77,18 +76,25 @@ impl BufferSource for WriterBuffers {
                     .map_err(|e| e.to_string())
                 };
                 match tokio::time::timeout(self.timeout, fetch).await {
-                    Ok(Ok(batches)) => batches,
+                    Ok(Ok(batches)) => Ok(batches),
                     Ok(Err(e)) => {
-                        warn!(writer = %w.id, error = %e, "cannot read a writer's buffer; its unflushed data is missing from this result");
-                        Vec::new()
+                        warn!(writer = %w.id, error = %e, "cannot read a writer's buffer; the answer says it is partial");
+                        Err(w.id.clone())
                     }
                     Err(_) => {
-                        warn!(writer = %w.id, "reading a writer's buffer timed out; its unflushed data is missing from this result");
-                        Vec::new()
+                        warn!(writer = %w.id, "reading a writer's buffer timed out; the answer says it is partial");
+                        Err(w.id.clone())
                     }
                 }
             }
         });
-        Ok(futures::future::join_all(fetches).await.into_iter().flatten().collect())
+        let mut out = Buffered::default();
+        for fetched in futures::future::join_all(fetches).await {
+            match fetched {
+                Ok(batches) => out.batches.extend(batches),
+                Err(writer) => out.unreachable.push(writer),
+            }
+        }
+        Ok(out)
     }
 }

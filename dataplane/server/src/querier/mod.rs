@@ -308,6 +308,7 @@ impl QuerierFlight {
                 inspected_traces,
                 inspected_spans,
                 inspected_bytes: stats.bytes(),
+                unreachable_writers: stats.unreachable_writers(),
             })),
         });
         Ok(replies)
@@ -419,14 +420,39 @@ impl FlightService for QuerierFlight {
                     .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
                 let range = q.has_range.then_some((q.min_time_ns, q.max_time_ns));
                 let engine = self.engine.clone();
+                let stats = signaldb_query::ReadStats::default();
+                let counted = stats.clone();
                 let batch = self
                     .bounded(async {
                         self.engine
-                            .run(async move { engine.trace_by_id(&t, id, range).await })
+                            .run(async move { engine.trace_by_id_counted(&t, id, range, &counted).await })
                             .await
                             .map_err(query_status)
                     })
                     .await?;
+                // The schema, sent first, names the writers that could not
+                // be read, so the router can say the trace may be partial.
+                let unreachable = stats.unreachable_writers();
+                let (schema, batch) = if unreachable.is_empty() {
+                    (schema, batch)
+                } else {
+                    let metadata = std::collections::HashMap::from([(
+                        wire::UNREACHABLE_WRITERS_KEY.to_owned(),
+                        unreachable.join(","),
+                    )]);
+                    let marked =
+                        |s: &arrow_schema::Schema| std::sync::Arc::new(s.clone().with_metadata(metadata.clone()));
+                    match batch {
+                        Some(b) => {
+                            let schema = marked(b.schema().as_ref());
+                            let b =
+                                arrow_array::RecordBatch::try_new(std::sync::Arc::clone(&schema), b.columns().to_vec())
+                                    .map_err(|e| Status::internal(e.to_string()))?;
+                            (schema, Some(b))
+                        }
+                        None => (marked(schema.as_ref()), None),
+                    }
+                };
                 Box::pin(
                     FlightDataEncoderBuilder::new()
                         .with_schema(schema)

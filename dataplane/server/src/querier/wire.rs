@@ -112,7 +112,11 @@ pub struct ServiceStat {
     pub errors: u32,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+/// Key of the trace-by-id answer's schema metadata naming (comma
+/// separated) the writers whose buffers could not be read.
+pub const UNREACHABLE_WRITERS_KEY: &str = "signaldb.unreachable_writers";
+
+#[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct SearchMetrics {
     #[prost(uint64, tag = "1")]
     pub inspected_traces: u64,
@@ -121,6 +125,10 @@ pub struct SearchMetrics {
     /// Bytes read from object storage and received from writers' buffers.
     #[prost(uint64, tag = "3")]
     pub inspected_bytes: u64,
+    /// Writers whose buffers could not be read: the answer may lack what
+    /// only they held.
+    #[prost(string, repeated, tag = "4")]
+    pub unreachable_writers: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -91,7 +91,7 @@ impl QuerierClient {
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(i64, i64)>,
-    ) -> Result<BoxStream<'static, Result<RecordBatch, Status>>, Status> {
+    ) -> Result<(Vec<String>, BoxStream<'static, Result<RecordBatch, Status>>), Status> {
         let ticket = QueryTicket {
             tenant: tenant.to_string(),
             kind: Some(QueryKind::TraceById(TraceByIdQuery {
@@ -102,14 +102,23 @@ impl QuerierClient {
             })),
         };
         let stream = self.do_get(ticket).await?;
-        Ok(FlightRecordBatchStream::new_from_flight_data(
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(
             stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
-        )
-        .map_err(|e| match e {
+        );
+        // The schema comes first: it names the writers the querier could
+        // not read, if any.
+        let first = batches.next().await;
+        let unreachable: Vec<String> = batches
+            .schema()
+            .and_then(|s| s.metadata().get(crate::querier::wire::UNREACHABLE_WRITERS_KEY))
+            .map(|v| v.split(',').filter(|w| !w.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let status = |e| match e {
             arrow_flight::error::FlightError::Tonic(s) => *s,
             other => Status::internal(other.to_string()),
-        })
-        .boxed())
+        };
+        let rest = futures::stream::iter(first).chain(batches).map_err(status).boxed();
+        Ok((unreachable, rest))
     }
 
     /// Runs an action on a querier: `request` is its body, and every

@@ -5,12 +5,11 @@ mod client;
 pub mod flight_sql;
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use signaldb_config::TenantId;
 use signaldb_tempo::{
     BackendError, BackendStream, INTRINSIC_TAG_NAMES, ScopedTags, SearchItem, SearchMetrics, SearchRequest,
-    ServiceStats, SpanOut, SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceSummary,
-    TypedValue,
+    ServiceStats, SpanOut, SpanSetOut, TagNamesRequest, TagScope, TagValuesRequest, TempoBackend, TraceAnswer,
+    TraceSummary, TypedValue,
 };
 use tonic::Status;
 
@@ -140,11 +139,18 @@ fn search_item(reply: wire::SearchReply) -> Result<Option<SearchItem>, BackendEr
     let t = match reply.item {
         Some(wire::search_reply::Item::Trace(t)) => t,
         Some(wire::search_reply::Item::Metrics(m)) => {
+            // As Tempo says an answer is incomplete: fewer jobs completed
+            // than there were. The stored files are one job, each writer
+            // whose buffer could not be read one more that did not complete.
+            let failed = u32::try_from(m.unreachable_writers.len()).unwrap_or(u32::MAX);
+            if failed > 0 {
+                tracing::warn!(writers = ?m.unreachable_writers, "search answered without some writers' unflushed data");
+            }
             return Ok(Some(SearchItem::Metrics(SearchMetrics {
                 inspected_traces: u32::try_from(m.inspected_traces).unwrap_or(u32::MAX),
                 inspected_bytes: m.inspected_bytes,
                 completed_jobs: 1,
-                total_jobs: 1,
+                total_jobs: 1 + failed,
             })));
         }
         None => return Ok(None),
@@ -193,19 +199,27 @@ impl TempoBackend for QuerierBackend {
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(u64, u64)>,
-    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError> {
+    ) -> Result<TraceAnswer, BackendError> {
         let range = range.and_then(|(s, e)| range_ns(Some(s), Some(e)));
-        let batches = self
+        let (unreachable, batches) = self
             .queriers
             .trace_by_id(tenant, trace_id, range)
             .await
             .map_err(backend_error)?;
-        Ok(batches
+        let partial = (!unreachable.is_empty()).then(|| {
+            tracing::warn!(writers = ?unreachable, "trace answered without some writers' unflushed data");
+            format!(
+                "the unflushed data of writer(s) {} could not be read; spans only they hold are missing",
+                unreachable.join(", ")
+            )
+        });
+        let pieces = batches
             .map(|batch| {
                 signaldb_schema::traces::arrow_to_otlp(&batch.map_err(backend_error)?)
                     .map_err(|e| BackendError::Internal(e.to_string()))
             })
-            .boxed())
+            .boxed();
+        Ok(TraceAnswer { pieces, partial })
     }
 
     async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<BackendStream<SearchItem>, BackendError> {

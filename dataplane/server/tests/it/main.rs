@@ -21,6 +21,7 @@ mod memory;
 mod multiprocess;
 mod otel_sdk;
 mod overload;
+mod partial;
 mod query;
 mod replication;
 mod retention;

@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use fixtures::{T1, T2, T3};
 use futures::StreamExt as _;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message as _;
 use signaldb_config::{TenancyConfig, TenantId};
 use signaldb_tempo::{
     BackendError, BackendStream, ScopedTags, SearchItem, SearchRequest, SearchResult, TagNamesRequest,
-    TagValuesRequest, TempoBackend, TypedValue, tempopb,
+    TagValuesRequest, TempoBackend, TraceAnswer, TypedValue, tempopb,
 };
 
 /// What the fake was asked.
@@ -67,8 +66,14 @@ impl TempoBackend for Fake {
         tenant: &TenantId,
         trace_id: [u8; 16],
         range: Option<(u64, u64)>,
-    ) -> Result<BackendStream<Vec<ResourceSpans>>, BackendError> {
+    ) -> Result<TraceAnswer, BackendError> {
         self.record(tenant, Call::Trace(trace_id, range));
+        if hex::encode(trace_id) == PARTIAL {
+            return Ok(TraceAnswer {
+                pieces: futures::stream::iter([Ok(fixtures::trace1())]).boxed(),
+                partial: Some("writer \"w-2\" could not be read".into()),
+            });
+        }
         let pieces = match hex::encode(trace_id).as_str() {
             T1 => vec![Ok(fixtures::trace1())],
             T2 => vec![Ok(fixtures::trace2())],
@@ -84,7 +89,7 @@ impl TempoBackend for Fake {
                 .collect(),
             _ => vec![],
         };
-        Ok(futures::stream::iter(pieces).boxed())
+        Ok(TraceAnswer::complete(futures::stream::iter(pieces).boxed()))
     }
 
     async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<BackendStream<SearchItem>, BackendError> {
@@ -215,6 +220,8 @@ impl Server {
 const PIECES: &str = "000000000000000000000000000000cc";
 /// A trace whose backend fails after part of it was sent.
 const CUT: &str = "000000000000000000000000000000dd";
+/// A trace the backend may not have whole (a writer could not be read).
+const PARTIAL: &str = "000000000000000000000000000000ee";
 
 const RANGE: &str = "start=1795567827&end=1795567948";
 
@@ -336,6 +343,37 @@ async fn trace_by_id_errors_and_not_found() {
 /// A trace that arrives in pieces is answered as the pieces come, with
 /// the same body as the trace whole; one whose backend fails after the
 /// answer started is cut off, never answered short.
+/// A trace that may lack spans says so: v2 as Tempo does (`status`
+/// PARTIAL and a `message`, in JSON and protobuf), v1 in a header; a
+/// complete one carries neither.
+#[tokio::test]
+async fn a_partial_trace_says_so() {
+    let srv = serve().await;
+    let why = "writer \"w-2\" could not be read";
+    let v1 = srv.get(&format!("/api/traces/{PARTIAL}")).await;
+    assert_eq!(v1.status, 200);
+    assert_eq!(v1.header(signaldb_tempo::PARTIAL_HEADER), Some(why));
+    assert!(v1.json()["batches"].as_array().is_some_and(|b| !b.is_empty()));
+    let v2 = srv.get(&format!("/api/v2/traces/{PARTIAL}")).await;
+    let body = v2.json();
+    assert_eq!(body["status"], "PARTIAL");
+    assert_eq!(body["message"], why);
+    assert!(body["trace"]["resourceSpans"].as_array().is_some_and(|b| !b.is_empty()));
+    let pb = srv.get_pb(&format!("/api/v2/traces/{PARTIAL}")).await;
+    let msg = tempopb::TraceByIdResponse::decode(&pb.body[..]).unwrap();
+    assert_eq!((msg.status, msg.message.as_str()), (1, why));
+    assert!(!msg.trace.unwrap().resource_spans.is_empty());
+
+    let complete = srv.get(&format!("/api/v2/traces/{T1}")).await.json();
+    assert!(complete.get("status").is_none() && complete.get("message").is_none());
+    assert!(
+        srv.get(&format!("/api/traces/{T1}"))
+            .await
+            .header(signaldb_tempo::PARTIAL_HEADER)
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn traces_are_streamed_in_pieces() {
     let srv = serve().await;
