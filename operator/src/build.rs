@@ -194,6 +194,8 @@ pub struct BuildInputs<'a> {
     /// Writer replicas the StatefulSet should have now: `spec.writer.replicas`,
     /// except during a scale-down, when the leaving writers stay until drained.
     pub writer_replicas: i32,
+    /// Acceptor replicas (the spec's, or more while leaving acceptors drain).
+    pub acceptor_replicas: i32,
     /// The namespace the operator runs in, when known: the NetworkPolicies
     /// admit its drain calls from there only (else from operator pods in any
     /// namespace).
@@ -237,7 +239,7 @@ pub fn build(inputs: &BuildInputs<'_>) -> Result<Desired, BuildError> {
     let spec = &cluster.spec;
     children.push(Child::StatefulSet(b.stateful_set(
         Role::Acceptor,
-        spec.acceptor.replicas,
+        inputs.acceptor_replicas,
         &spec.acceptor.wal,
         &spec.acceptor.pod,
     )));
@@ -314,6 +316,7 @@ pub fn plan_for(cluster: &SignalDBCluster, operator_namespace: Option<&str>) -> 
         cluster,
         validated: &validated,
         writer_replicas: cluster.spec.writer.replicas,
+        acceptor_replicas: cluster.spec.acceptor.replicas,
         operator_namespace,
     })
     .map(Plan::Apply)
@@ -685,7 +688,7 @@ impl Builder<'_> {
     /// What a role's pods admit: client ports (acceptors, routers) from
     /// `networkPolicy.ingressFrom` or anywhere; Flight (writers, queriers)
     /// from the cluster's pods; the admin port from the cluster's pods, the
-    /// metrics peers and, on writers, the operator (drains).
+    /// metrics peers and, on writers and acceptors, the operator (drains).
     fn role_network_policy(&self, role: Role) -> NetworkPolicy {
         let np = &self.spec.network_policy;
         let mut rules = Vec::new();
@@ -699,7 +702,8 @@ impl Builder<'_> {
             rules.extend(ingress_rule(internal, Some(vec![self.cluster_peer()])));
         }
         let mut admin_from = vec![self.cluster_peer()];
-        if role == Role::Writer {
+        // Drains: the operator calls leaving writers and acceptors.
+        if matches!(role, Role::Writer | Role::Acceptor) {
             admin_from.push(self.operator_peer());
         }
         admin_from.extend(self.metrics_peers());
@@ -1264,6 +1268,7 @@ mod tests {
             cluster: c,
             validated: &v,
             writer_replicas: writers,
+            acceptor_replicas: c.spec.acceptor.replicas,
             operator_namespace: Some("signaldb-system"),
         })
         .unwrap()
@@ -1530,6 +1535,7 @@ mod tests {
             cluster: &c,
             validated: &v,
             writer_replicas: 1,
+            acceptor_replicas: 1,
             operator_namespace: None,
         })
         .unwrap_err();
@@ -1606,11 +1612,18 @@ mod tests {
                 "demo"
             );
         }
+        let operator = json!({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "signaldb-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "signaldb-operator"}},
+        });
         assert_eq!(
             rules(&policy(&d, "acceptor")),
             [
                 (vec![4317, 4318], None),
-                (vec![9091], Some(vec![same_cluster(), whole_namespace()])),
+                (
+                    vec![9091],
+                    Some(vec![same_cluster(), operator.clone(), whole_namespace()])
+                ),
             ]
         );
         assert_eq!(
@@ -1620,10 +1633,6 @@ mod tests {
                 (vec![9091], Some(vec![same_cluster(), whole_namespace()])),
             ]
         );
-        let operator = json!({
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "signaldb-system"}},
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "signaldb-operator"}},
-        });
         assert_eq!(
             rules(&policy(&d, "writer")),
             [
@@ -1656,12 +1665,13 @@ mod tests {
         }))
         .unwrap();
         let d = desired(&c, 1);
+        let acceptor = rules(&policy(&d, "acceptor"));
+        assert_eq!(acceptor[0], (vec![4317, 4318], Some(vec![lb.clone()])));
+        let admin = acceptor[1].1.clone().unwrap();
         assert_eq!(
-            rules(&policy(&d, "acceptor")),
-            [
-                (vec![4317, 4318], Some(vec![lb.clone()])),
-                (vec![9091], Some(vec![same_cluster(), monitoring.clone()])),
-            ]
+            (admin.len(), &admin[0], &admin[2]),
+            (3, &same_cluster(), &monitoring),
+            "the cluster, the operator (drains), the metrics peers"
         );
         assert_eq!(rules(&policy(&d, "router"))[0], (vec![3200, 50053], Some(vec![lb])));
 
@@ -1685,6 +1695,7 @@ mod tests {
             cluster: &c,
             validated: &v,
             writer_replicas: 1,
+            acceptor_replicas: 1,
             operator_namespace: None,
         })
         .unwrap();

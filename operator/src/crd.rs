@@ -110,7 +110,11 @@ pub struct SignalDBClusterSpec {
     pub storage: StorageSpec,
 
     /// OTLP intake (gRPC 4317, HTTP 4318). Acceptors write every request to
-    /// their WAL before acknowledging it and deliver it to writers.
+    /// their WAL before acknowledging it and deliver it to writers. Every
+    /// scale-down drains the leaving acceptors first: they refuse new
+    /// requests (clients retry on the others) and deliver their WALs, so no
+    /// acknowledged request stays behind on a volume nobody reads (bounded
+    /// by `writer.drainTimeout`).
     #[serde(default)]
     pub acceptor: AcceptorSpec,
 
@@ -516,9 +520,9 @@ pub struct WriterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
 
-    /// Longest a scale-down may wait for leaving writers to flush (e.g.
-    /// `10m`, `1h30m`). Past it the scale-down stops and the cluster reports
-    /// `Degraded`.
+    /// Longest a scale-down may wait for leaving writers to flush, or
+    /// leaving acceptors to deliver their WALs (e.g. `10m`, `1h30m`). Past
+    /// it the scale-down stops and the cluster reports `Degraded`.
     #[serde(default = "default_drain_timeout")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub drain_timeout: String,
@@ -866,9 +870,9 @@ pub struct SignalDBClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
-    /// Acceptor pods.
+    /// Acceptor pods, and the scale-down in progress.
     #[serde(default)]
-    pub acceptor: RoleStatus,
+    pub acceptor: AcceptorStatus,
 
     /// Writer pods, and the scale-down in progress.
     #[serde(default)]
@@ -901,6 +905,24 @@ pub struct RoleStatus {
     /// Pods ready.
     #[serde(default)]
     pub ready_replicas: i32,
+}
+
+/// Replica counts of the acceptors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptorStatus {
+    /// Acceptor pods the StatefulSet asks for. During a scale-down this
+    /// stays at the old count until the leaving acceptors have delivered
+    /// their WALs.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Acceptor pods ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// The scale-down in progress, if any: the leaving acceptors refuse new
+    /// requests and deliver what their WALs hold before their pods go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScaleDownStatus>,
 }
 
 /// Replica counts of the writers.

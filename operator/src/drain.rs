@@ -1,4 +1,8 @@
-//! Safe writer scale-down, as a pure state machine.
+//! Safe scale-down of writers and acceptors, as a pure state machine.
+//!
+//! Written for writers (below); acceptors go the same way, with
+//! `status.acceptor.scaleDown`: a draining acceptor refuses new requests
+//! and delivers its WAL, and reports `done` once the WAL is empty.
 //!
 //! When `spec.writer.replicas` drops below what the writer StatefulSet has,
 //! the writers that would go (the highest ordinals) are told to drain: they
@@ -102,24 +106,26 @@ impl fmt::Display for FailureReason {
 /// The inputs of one decision.
 #[derive(Debug, Clone, Copy)]
 pub struct DrainInputs<'a> {
-    /// `spec.writer.replicas`.
+    /// The role's `spec.*.replicas`.
     pub desired: i32,
-    /// `spec.replicas` of the writer StatefulSet; `None` before it exists.
+    /// `spec.replicas` of the role's StatefulSet; `None` before it exists.
     pub current: Option<i32>,
-    /// `status.writer.scaleDown` as last persisted.
+    /// The role's `status.*.scaleDown` as last persisted.
     pub state: Option<&'a ScaleDownStatus>,
     /// What each ordinal of `state.draining` reported this round.
     pub probes: &'a BTreeMap<i32, Probe>,
     pub now: Timestamp,
     /// `spec.writer.drainTimeout`.
     pub timeout: Duration,
+    /// What the leaving pods are, for messages: `writer` or `acceptor`.
+    pub noun: &'static str,
 }
 
 /// The outcome of one decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrainDecision {
-    /// Replicas the writer StatefulSet should have now.
-    pub writer_replicas: i32,
+    /// Replicas the StatefulSet should have now.
+    pub replicas: i32,
     /// The state to persist (`None`: no scale-down in progress).
     pub state: Option<ScaleDownStatus>,
     /// What to do once the state is persisted, in order.
@@ -158,9 +164,9 @@ fn list(ordinals: &[i32]) -> String {
     ordinals.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn progress(state: &ScaleDownStatus, done: usize) -> String {
+fn progress(noun: &str, state: &ScaleDownStatus, done: usize) -> String {
     format!(
-        "draining writer(s) {} before scaling from {} to {}: {done} of {} done",
+        "draining {noun}(s) {} before scaling from {} to {}: {done} of {} done",
         list(&state.draining),
         state.from_replicas,
         state.to_replicas,
@@ -177,14 +183,14 @@ pub fn decide(inputs: &DrainInputs<'_>) -> DrainDecision {
     if desired >= current {
         let Some(state) = inputs.state else {
             return DrainDecision {
-                writer_replicas: desired,
+                replicas: desired,
                 state: None,
                 actions: Vec::new(),
                 event: None,
             };
         };
         return DrainDecision {
-            writer_replicas: desired,
+            replicas: desired,
             state: None,
             actions: state
                 .draining
@@ -208,9 +214,9 @@ pub fn decide(inputs: &DrainInputs<'_>) -> DrainDecision {
             reason: None,
             message: None,
         };
-        state.message = Some(progress(&state, 0));
+        state.message = Some(progress(inputs.noun, &state, 0));
         return DrainDecision {
-            writer_replicas: current,
+            replicas: current,
             state: Some(state),
             actions: leaving.iter().map(|o| DrainAction::StartDrain(*o)).collect(),
             event: Some(DrainEvent::Started {
@@ -258,6 +264,7 @@ pub fn decide(inputs: &DrainInputs<'_>) -> DrainDecision {
     }
 
     // What the writers told to drain (and still leaving) report.
+    let noun = inputs.noun;
     let mut done = 0;
     let mut failure: Option<String> = None;
     let mut waiting: Vec<String> = Vec::new();
@@ -265,25 +272,25 @@ pub fn decide(inputs: &DrainInputs<'_>) -> DrainDecision {
         match inputs.probes.get(ordinal) {
             Some(Probe::Status(s)) if s.draining && s.done => done += 1,
             Some(Probe::Status(s)) => waiting.push(format!(
-                "writer {ordinal}: {} bytes buffered, {} bytes in its WAL{}",
+                "{noun} {ordinal}: {} bytes buffered, {} bytes in its WAL{}",
                 s.buffered_bytes,
                 s.wal_pending_bytes,
                 if s.draining { "" } else { ", not draining" }
             )),
             Some(Probe::Failed(reason)) => {
                 if failure.is_none() {
-                    failure = Some(format!("writer {ordinal}: {reason}"));
+                    failure = Some(format!("{noun} {ordinal}: {reason}"));
                 }
             }
-            Some(Probe::Unreachable(reason)) => waiting.push(format!("writer {ordinal}: unreachable ({reason})")),
-            None => waiting.push(format!("writer {ordinal}: no report")),
+            Some(Probe::Unreachable(reason)) => waiting.push(format!("{noun} {ordinal}: unreachable ({reason})")),
+            None => waiting.push(format!("{noun} {ordinal}: no report")),
         }
     }
 
     if added.is_empty() && done == leaving.len() {
         // Every leaving writer is empty: shrink.
         return DrainDecision {
-            writer_replicas: desired,
+            replicas: desired,
             state: None,
             actions,
             event: Some(DrainEvent::Completed {
@@ -316,12 +323,12 @@ pub fn decide(inputs: &DrainInputs<'_>) -> DrainDecision {
                 state.message = Some(message.clone());
                 event = Some(DrainEvent::Failed { reason, message });
             }
-            None => state.message = Some(progress(&state, done)),
+            None => state.message = Some(progress(inputs.noun, &state, done)),
         }
     }
 
     DrainDecision {
-        writer_replicas: current,
+        replicas: current,
         state: Some(state),
         actions,
         event,
@@ -362,6 +369,7 @@ mod tests {
             probes: &probes,
             now: t(now),
             timeout: TIMEOUT,
+            noun: "writer",
         })
     }
 
@@ -369,7 +377,7 @@ mod tests {
     fn steady_state_and_scale_up_do_nothing_special() {
         for (desired, current) in [(3, Some(3)), (3, None), (5, Some(3))] {
             let d = run(desired, current, None, &[], 0);
-            assert_eq!(d.writer_replicas, desired);
+            assert_eq!(d.replicas, desired);
             assert_eq!(d.state, None);
             assert!(d.actions.is_empty());
             assert_eq!(d.event, None);
@@ -381,7 +389,7 @@ mod tests {
     fn scale_down_succeeds_after_every_leaving_writer_is_empty() {
         // 5 -> 3: writers 3 and 4 are told to drain; replicas stay at 5.
         let d1 = run(3, Some(5), None, &[], 0);
-        assert_eq!(d1.writer_replicas, 5);
+        assert_eq!(d1.replicas, 5);
         assert_eq!(d1.actions, [DrainAction::StartDrain(3), DrainAction::StartDrain(4)]);
         assert_eq!(d1.event, Some(DrainEvent::Started { from: 5, to: 3 }));
         let s1 = d1.state.clone().unwrap();
@@ -398,7 +406,7 @@ mod tests {
             &[(3, status(true, 0, 0)), (4, status(true, 100, 20))],
             30,
         );
-        assert_eq!(d2.writer_replicas, 5);
+        assert_eq!(d2.replicas, 5);
         assert!(d2.actions.is_empty());
         assert_eq!(d2.event, None);
         let s2 = d2.state.clone().unwrap();
@@ -416,14 +424,14 @@ mod tests {
             &[(3, status(true, 0, 0)), (4, status(true, 0, 0))],
             60,
         );
-        assert_eq!(d3.writer_replicas, 3);
+        assert_eq!(d3.replicas, 3);
         assert_eq!(d3.state, None);
         assert!(d3.actions.is_empty());
         assert_eq!(d3.event, Some(DrainEvent::Completed { from: 5, to: 3 }));
 
         // The next round sees the shrunk StatefulSet: steady.
         let d4 = run(3, Some(3), None, &[], 61);
-        assert_eq!((d4.writer_replicas, d4.state, d4.event), (3, None, None));
+        assert_eq!((d4.replicas, d4.state, d4.event), (3, None, None));
     }
 
     #[test]
@@ -436,7 +444,7 @@ mod tests {
             &[(2, Probe::Failed("POST /drain answered 404".into()))],
             5,
         );
-        assert_eq!(d.writer_replicas, 3);
+        assert_eq!(d.replicas, 3);
         let state = d.state.clone().unwrap();
         assert_eq!(state.phase, ScaleDownPhase::Failed);
         assert_eq!(
@@ -457,13 +465,13 @@ mod tests {
 
         // Failed is sticky: no new event, replicas unchanged.
         let again = run(2, Some(3), Some(&state), &[(2, Probe::Failed("still 404".into()))], 500);
-        assert_eq!(again.writer_replicas, 3);
+        assert_eq!(again.replicas, 3);
         assert_eq!(again.event, None);
         assert_eq!(again.state.as_ref().unwrap().message, state.message);
 
         // ... until the writer does report empty after all: then shrink.
         let healed = run(2, Some(3), Some(&state), &[(2, status(true, 0, 0))], 900);
-        assert_eq!(healed.writer_replicas, 2);
+        assert_eq!(healed.replicas, 2);
         assert_eq!(healed.state, None);
     }
 
@@ -482,7 +490,7 @@ mod tests {
         assert_eq!(d.event, None);
 
         let d = run(1, Some(2), Some(&s), &[(1, status(true, 4096, 512))], 601);
-        assert_eq!(d.writer_replicas, 2);
+        assert_eq!(d.replicas, 2);
         let (reason, message) = d.failure().unwrap();
         assert_eq!(reason, FailureReason::DrainTimedOut);
         assert_eq!(
@@ -505,20 +513,20 @@ mod tests {
 
         // Back to 4: both drained writers stay, so they are restarted.
         let d = run(4, Some(4), Some(&s), &[(2, status(true, 0, 0))], 10);
-        assert_eq!(d.writer_replicas, 4);
+        assert_eq!(d.replicas, 4);
         assert_eq!(d.state, None);
         assert_eq!(d.actions, [DrainAction::Restart(2), DrainAction::Restart(3)]);
         assert_eq!(d.event, Some(DrainEvent::Cancelled { replicas: 4 }));
 
         // Up to 6 from the middle of a drain: same, and the set grows.
         let d = run(6, Some(4), Some(&s), &[], 10);
-        assert_eq!(d.writer_replicas, 6);
+        assert_eq!(d.replicas, 6);
         assert_eq!(d.actions, [DrainAction::Restart(2), DrainAction::Restart(3)]);
 
         // Part-way up, 4 -> 2 becomes 4 -> 3: writer 2 stays and is
         // restarted, writer 3 keeps draining.
         let d = run(3, Some(4), Some(&s), &[(3, status(true, 10, 0))], 10);
-        assert_eq!(d.writer_replicas, 4);
+        assert_eq!(d.replicas, 4);
         assert_eq!(d.actions, [DrainAction::Restart(2)]);
         let st = d.state.unwrap();
         assert_eq!(st.draining, [3]);
@@ -531,7 +539,7 @@ mod tests {
     fn further_scale_down_during_a_drain_adds_writers_with_a_fresh_timeout() {
         let s = run(3, Some(4), None, &[], 0).state.unwrap();
         let d = run(2, Some(4), Some(&s), &[(3, status(true, 0, 0))], 300);
-        assert_eq!(d.writer_replicas, 4);
+        assert_eq!(d.replicas, 4);
         assert_eq!(d.actions, [DrainAction::StartDrain(2)]);
         let st = d.state.unwrap();
         assert_eq!(st.draining, [2, 3]);
@@ -576,7 +584,7 @@ mod tests {
             &[(1, status(true, 0, 0)), (2, status(true, 0, 0))],
             130,
         );
-        assert_eq!(d.writer_replicas, 1);
+        assert_eq!(d.replicas, 1);
         assert_eq!(d.event, Some(DrainEvent::Completed { from: 3, to: 1 }));
     }
 
@@ -587,7 +595,7 @@ mod tests {
         // /drain, and the scale-down waits.
         let s = run(1, Some(2), None, &[], 0).state.unwrap();
         let d = run(1, Some(2), Some(&s), &[(1, status(false, 0, 0))], 10);
-        assert_eq!(d.writer_replicas, 2);
+        assert_eq!(d.replicas, 2);
         assert!(d.in_progress());
     }
 
@@ -617,16 +625,16 @@ mod tests {
                             let drained = state.as_ref().map(|s| s.draining.clone()).unwrap_or_default();
                             let probes = probes_for(kind, &drained);
                             let d = run(desired, Some(current), state.as_ref(), &probes, now);
-                            if d.writer_replicas < current {
+                            if d.replicas < current {
                                 // Shrinking is only allowed when every
                                 // removed ordinal reported done.
                                 assert_eq!(kind, 0, "{current}->{desired} kind {kind}");
-                                for o in leaving(d.writer_replicas, current) {
+                                for o in leaving(d.replicas, current) {
                                     assert!(drained.contains(&o));
                                 }
-                                assert_eq!(d.writer_replicas, desired);
+                                assert_eq!(d.replicas, desired);
                             }
-                            assert!(d.writer_replicas >= desired.min(current));
+                            assert!(d.replicas >= desired.min(current));
                             if desired >= current {
                                 assert_eq!(d.state, None);
                             }

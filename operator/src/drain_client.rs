@@ -43,9 +43,11 @@ impl fmt::Debug for ClusterToken {
     }
 }
 
-/// The writer pod to talk to.
+/// The pod to talk to: a writer, or an acceptor (same drain API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterTarget {
+    /// `Writer` or `Acceptor`.
+    pub role: signaldb_config::Role,
     pub ordinal: i32,
     /// Pod name.
     pub pod: String,
@@ -218,21 +220,28 @@ pub struct FakeWriter {
     pub error: Option<DrainError>,
 }
 
-/// A call the fake received.
+/// A call the fake received (writers; acceptors' calls are the
+/// `Acceptor*` ones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeCall {
     Start(i32),
     Status(i32),
+    AcceptorStart(i32),
+    AcceptorStatus(i32),
 }
 
-/// Scripted writers, keyed by ordinal; unknown ordinals are unreachable.
-/// `POST /drain` sets `draining`; [`FakeDrainClient::flush`] empties a
-/// writer.
+/// Scripted writers and acceptors, keyed by role and ordinal; unknown pods
+/// are unreachable. `POST /drain` sets `draining`;
+/// [`FakeDrainClient::flush`] empties a writer,
+/// [`FakeDrainClient::deliver`] an acceptor's WAL.
 #[derive(Debug, Clone, Default)]
 pub struct FakeDrainClient {
-    writers: Arc<Mutex<BTreeMap<i32, FakeWriter>>>,
+    writers: Arc<Mutex<BTreeMap<(signaldb_config::Role, i32), FakeWriter>>>,
     calls: Arc<Mutex<Vec<FakeCall>>>,
 }
+
+const WRITER: signaldb_config::Role = signaldb_config::Role::Writer;
+const ACCEPTOR: signaldb_config::Role = signaldb_config::Role::Acceptor;
 
 impl FakeDrainClient {
     pub fn new() -> Self {
@@ -242,8 +251,35 @@ impl FakeDrainClient {
     /// Adds or replaces a writer.
     pub fn set(&self, ordinal: i32, writer: FakeWriter) {
         if let Ok(mut w) = self.writers.lock() {
-            w.insert(ordinal, writer);
+            w.insert((WRITER, ordinal), writer);
         }
+    }
+
+    /// An acceptor whose WAL holds `pending` undelivered bytes, not draining.
+    pub fn acceptor_holding(&self, ordinal: i32, pending: u64) {
+        if let Ok(mut w) = self.writers.lock() {
+            w.insert(
+                (ACCEPTOR, ordinal),
+                FakeWriter {
+                    wal_pending_bytes: pending,
+                    ..FakeWriter::default()
+                },
+            );
+        }
+    }
+
+    /// Delivers everything an acceptor's WAL holds.
+    pub fn deliver(&self, ordinal: i32) {
+        if let Ok(mut w) = self.writers.lock()
+            && let Some(w) = w.get_mut(&(ACCEPTOR, ordinal))
+        {
+            w.wal_pending_bytes = 0;
+        }
+    }
+
+    /// The scripted state of an acceptor.
+    pub fn acceptor(&self, ordinal: i32) -> Option<FakeWriter> {
+        self.writers.lock().ok()?.get(&(ACCEPTOR, ordinal)).cloned()
     }
 
     /// A writer holding data, not draining.
@@ -261,7 +297,7 @@ impl FakeDrainClient {
     /// Empties a writer's buffer and WAL.
     pub fn flush(&self, ordinal: i32) {
         if let Ok(mut w) = self.writers.lock()
-            && let Some(w) = w.get_mut(&ordinal)
+            && let Some(w) = w.get_mut(&(WRITER, ordinal))
         {
             w.buffered_bytes = 0;
             w.wal_pending_bytes = 0;
@@ -271,7 +307,7 @@ impl FakeDrainClient {
     /// Simulates a restarted pod: it forgets it was draining.
     pub fn restart(&self, ordinal: i32) {
         if let Ok(mut w) = self.writers.lock()
-            && let Some(w) = w.get_mut(&ordinal)
+            && let Some(w) = w.get_mut(&(WRITER, ordinal))
         {
             w.draining = false;
         }
@@ -279,7 +315,7 @@ impl FakeDrainClient {
 
     /// The scripted state of a writer.
     pub fn writer(&self, ordinal: i32) -> Option<FakeWriter> {
-        self.writers.lock().ok()?.get(&ordinal).cloned()
+        self.writers.lock().ok()?.get(&(WRITER, ordinal)).cloned()
     }
 
     /// Every call so far, in order.
@@ -293,14 +329,14 @@ impl FakeDrainClient {
         }
     }
 
-    fn with<T>(&self, ordinal: i32, f: impl FnOnce(&mut FakeWriter) -> T) -> Result<T, DrainError> {
+    fn with<T>(&self, target: &WriterTarget, f: impl FnOnce(&mut FakeWriter) -> T) -> Result<T, DrainError> {
         let mut writers = self
             .writers
             .lock()
             .map_err(|_| DrainError::Unreachable("fake poisoned".to_owned()))?;
         let writer = writers
-            .get_mut(&ordinal)
-            .ok_or_else(|| DrainError::Unreachable(format!("no writer {ordinal}")))?;
+            .get_mut(&(target.role, target.ordinal))
+            .ok_or_else(|| DrainError::Unreachable(format!("no {} {}", target.role, target.ordinal)))?;
         if let Some(e) = &writer.error {
             return Err(e.clone());
         }
@@ -311,15 +347,21 @@ impl FakeDrainClient {
 impl DrainClient for FakeDrainClient {
     fn start(&self, target: &WriterTarget) -> BoxFuture<'_, Result<(), DrainError>> {
         let ordinal = target.ordinal;
-        self.record(FakeCall::Start(ordinal));
-        let result = self.with(ordinal, |w| w.draining = true);
+        self.record(match target.role {
+            ACCEPTOR => FakeCall::AcceptorStart(ordinal),
+            _ => FakeCall::Start(ordinal),
+        });
+        let result = self.with(target, |w| w.draining = true);
         Box::pin(async move { result })
     }
 
     fn status(&self, target: &WriterTarget) -> BoxFuture<'_, Result<WriterDrainStatus, DrainError>> {
         let ordinal = target.ordinal;
-        self.record(FakeCall::Status(ordinal));
-        let result = self.with(ordinal, |w| WriterDrainStatus {
+        self.record(match target.role {
+            ACCEPTOR => FakeCall::AcceptorStatus(ordinal),
+            _ => FakeCall::Status(ordinal),
+        });
+        let result = self.with(target, |w| WriterDrainStatus {
             draining: w.draining,
             buffered_bytes: w.buffered_bytes,
             wal_pending_bytes: w.wal_pending_bytes,
@@ -340,6 +382,7 @@ mod tests {
 
     fn target(ip: Option<&str>) -> WriterTarget {
         WriterTarget {
+            role: signaldb_config::Role::Writer,
             ordinal: 1,
             pod: "demo-writer-1".into(),
             ip: ip.map(str::to_owned),

@@ -192,21 +192,36 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
     }
     let token = ensure_cluster_token(ctx, cluster, &namespace, &names).await?;
 
-    // The writer scale-down protocol.
-    let decision = drain_round(ctx, cluster, &namespace, &names, &old_status, &validated, &token).await?;
+    // The scale-down protocol, for writers and acceptors alike.
+    let round = DrainRound {
+        ctx,
+        cluster,
+        namespace: &namespace,
+        names: &names,
+        validated: &validated,
+        token: &token,
+    };
+    let decision = round.decide(Role::Writer, &old_status).await?;
     if decision.state.as_ref() != old_status.writer.scale_down.as_ref() {
         // Persist before acting: a restarted operator must know which
         // writers were told to drain.
-        persist_scale_down(&api, &name, decision.state.as_ref()).await?;
+        persist_scale_down(&api, &name, Role::Writer, decision.state.as_ref()).await?;
         old_status.writer.scale_down = decision.state.clone();
     }
-    act_on_drain(ctx, cluster, &namespace, &names, &decision, &token).await?;
+    round.act(Role::Writer, &decision).await?;
+    let acceptors = round.decide(Role::Acceptor, &old_status).await?;
+    if acceptors.state.as_ref() != old_status.acceptor.scale_down.as_ref() {
+        persist_scale_down(&api, &name, Role::Acceptor, acceptors.state.as_ref()).await?;
+        old_status.acceptor.scale_down = acceptors.state.clone();
+    }
+    round.act(Role::Acceptor, &acceptors).await?;
 
     // Build and apply.
     let desired = build::build(&BuildInputs {
         cluster,
         validated: &validated,
-        writer_replicas: decision.writer_replicas,
+        writer_replicas: decision.replicas,
+        acceptor_replicas: acceptors.replicas,
         operator_namespace: ctx.operator_namespace.as_deref(),
     })?;
     let uid = cluster
@@ -248,20 +263,23 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
     let sts = |role: Role| applied.get::<StatefulSet>(Kind::StatefulSet, &names.role(role));
     let deployment = |role: Role| applied.get::<Deployment>(Kind::Deployment, &names.role(role));
     let mut writer = RoleObservation::of_stateful_set(sts(Role::Writer).as_ref());
-    writer.replicas = decision.writer_replicas;
+    writer.replicas = decision.replicas;
+    let mut acceptor = RoleObservation::of_stateful_set(sts(Role::Acceptor).as_ref());
+    acceptor.replicas = acceptors.replicas;
     let writer_selector = names.selector(Role::Writer.as_str());
     let new = status::compute(&StatusInputs {
         generation,
         old: &old_status,
         now: &now,
         outcome: Outcome::Reconciled(Reconciled {
-            acceptor: RoleObservation::of_stateful_set(sts(Role::Acceptor).as_ref()),
+            acceptor,
             writer,
             querier: RoleObservation::of_stateful_set(sts(Role::Querier).as_ref()),
             router: RoleObservation::of_deployment(deployment(Role::Router).as_ref()),
             compactor: RoleObservation::of_deployment(deployment(Role::Compactor).as_ref()),
             writer_selector: &writer_selector,
             scale_down: decision.state.as_ref(),
+            acceptor_scale_down: acceptors.state.as_ref(),
             config_hash: &validated.config.hash,
             problems: &applied.problems,
             pending: !applied.pending.is_empty(),
@@ -277,180 +295,184 @@ async fn reconcile_cluster(cluster: &SignalDBCluster, ctx: &Context) -> Result<A
     }
 }
 
-/// Probes the writers of a scale-down in progress and decides.
-async fn drain_round(
-    ctx: &Context,
-    cluster: &SignalDBCluster,
-    namespace: &str,
-    names: &Names,
-    old_status: &SignalDBClusterStatus,
-    validated: &crate::validate::Validated,
-    token: &ClusterToken,
-) -> Result<DrainDecision> {
-    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
-    let writer_sts = names.role(Role::Writer);
-    let current = sts_api
-        .get_opt(&writer_sts)
-        .await
-        .map_err(|source| {
-            Error::kube(
-                "read",
-                &build::ChildKey {
-                    kind: Kind::StatefulSet,
-                    name: writer_sts.clone(),
-                },
-                source,
+/// One reconcile's view for the scale-down protocol of a role.
+struct DrainRound<'a> {
+    ctx: &'a Context,
+    cluster: &'a SignalDBCluster,
+    namespace: &'a str,
+    names: &'a Names,
+    validated: &'a crate::validate::Validated,
+    token: &'a ClusterToken,
+}
+
+impl DrainRound<'_> {
+    /// Probes the pods of `role`'s scale-down in progress and decides.
+    async fn decide(&self, role: Role, old_status: &SignalDBClusterStatus) -> Result<DrainDecision> {
+        let sts_api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let sts = self.names.role(role);
+        let current = sts_api
+            .get_opt(&sts)
+            .await
+            .map_err(|source| {
+                Error::kube(
+                    "read",
+                    &build::ChildKey {
+                        kind: Kind::StatefulSet,
+                        name: sts.clone(),
+                    },
+                    source,
+                )
+            })?
+            // A StatefulSet being recreated (for a larger volume) still
+            // counts: its pods keep running.
+            .and_then(|s| s.spec.and_then(|s| s.replicas));
+        let (desired, state) = match role {
+            Role::Acceptor => (
+                self.cluster.spec.acceptor.replicas,
+                old_status.acceptor.scale_down.as_ref(),
+            ),
+            _ => (self.cluster.spec.writer.replicas, old_status.writer.scale_down.as_ref()),
+        };
+        let mut probes = BTreeMap::new();
+        if let Some(state) = state {
+            let targets = self.targets(role, &state.draining).await?;
+            // Concurrently: an unreachable pod costs one timeout, not one each.
+            let results = futures::future::join_all(
+                targets
+                    .iter()
+                    .map(|target| async move { (target, ensure_draining(self.ctx.drain.as_ref(), target).await) }),
             )
-        })?
-        // A StatefulSet being recreated (for a larger volume) still counts:
-        // its pods keep running.
-        .and_then(|s| s.spec.and_then(|s| s.replicas));
-    let state = old_status.writer.scale_down.as_ref();
-    let mut probes = BTreeMap::new();
-    if let Some(state) = state {
-        let targets = writer_targets(ctx, namespace, names, &state.draining, token).await?;
-        // Concurrently: an unreachable writer costs one timeout, not one each.
-        let results = futures::future::join_all(
-            targets
-                .iter()
-                .map(|target| async move { (target, ensure_draining(ctx.drain.as_ref(), target).await) }),
-        )
-        .await;
-        for (target, probe) in results {
-            debug!(pod = %target.pod, ?probe, "drain probe");
-            probes.insert(target.ordinal, probe);
-        }
-    }
-    Ok(drain::decide(&DrainInputs {
-        desired: cluster.spec.writer.replicas,
-        current,
-        state,
-        probes: &probes,
-        now: (ctx.clock)(),
-        timeout: validated.drain_timeout,
-    }))
-}
-
-/// The writer pods of some ordinals, with their IPs.
-async fn writer_targets(
-    ctx: &Context,
-    namespace: &str,
-    names: &Names,
-    ordinals: &[i32],
-    token: &ClusterToken,
-) -> Result<Vec<WriterTarget>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&names.selector(Role::Writer.as_str())))
-        .await
-        .map_err(|source| Error::WriterPods {
-            name: names.cluster().to_owned(),
-            source: Box::new(source),
-        })?;
-    let ips: BTreeMap<String, Option<String>> = list
-        .items
-        .into_iter()
-        .map(|p| {
-            let ip = p.status.and_then(|s| s.pod_ip);
-            (p.metadata.name.unwrap_or_default(), ip)
-        })
-        .collect();
-    Ok(ordinals
-        .iter()
-        .map(|o| {
-            let pod = names.pod(Role::Writer, *o);
-            WriterTarget {
-                ordinal: *o,
-                ip: ips.get(&pod).cloned().flatten(),
-                pod,
-                token: Some(token.clone()),
-            }
-        })
-        .collect())
-}
-
-/// Sends drain requests and restarts drained writers that stay, then
-/// announces the transition.
-async fn act_on_drain(
-    ctx: &Context,
-    cluster: &SignalDBCluster,
-    namespace: &str,
-    names: &Names,
-    decision: &DrainDecision,
-    token: &ClusterToken,
-) -> Result<()> {
-    let starts: Vec<i32> = decision
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            DrainAction::StartDrain(o) => Some(*o),
-            DrainAction::Restart(_) => None,
-        })
-        .collect();
-    if !starts.is_empty() {
-        for target in writer_targets(ctx, namespace, names, &starts, token).await? {
-            // A failure here is seen by the next round's probe.
-            if let Err(e) = ctx.drain.start(&target).await {
-                warn!(pod = %target.pod, error = %e, "could not start draining; will retry");
+            .await;
+            for (target, probe) in results {
+                debug!(pod = %target.pod, ?probe, "drain probe");
+                probes.insert(target.ordinal, probe);
             }
         }
+        Ok(drain::decide(&DrainInputs {
+            desired,
+            current,
+            state,
+            probes: &probes,
+            now: (self.ctx.clock)(),
+            timeout: self.validated.drain_timeout,
+            noun: role.as_str(),
+        }))
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    for action in &decision.actions {
-        if let DrainAction::Restart(ordinal) = action {
-            let pod = names.pod(Role::Writer, *ordinal);
-            match pods.delete(&pod, &DeleteParams::default()).await {
-                Ok(_) => info!(%pod, "restarted a drained writer that stays"),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::RestartPod {
-                        pod,
-                        source: Box::new(source),
-                    });
+
+    /// The pods of `role` with some ordinals, with their IPs.
+    async fn targets(&self, role: Role, ordinals: &[i32]) -> Result<Vec<WriterTarget>> {
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&self.names.selector(role.as_str())))
+            .await
+            .map_err(|source| Error::WriterPods {
+                name: self.names.cluster().to_owned(),
+                source: Box::new(source),
+            })?;
+        let ips: BTreeMap<String, Option<String>> = list
+            .items
+            .into_iter()
+            .map(|p| {
+                let ip = p.status.and_then(|s| s.pod_ip);
+                (p.metadata.name.unwrap_or_default(), ip)
+            })
+            .collect();
+        Ok(ordinals
+            .iter()
+            .map(|o| {
+                let pod = self.names.pod(role, *o);
+                WriterTarget {
+                    role,
+                    ordinal: *o,
+                    ip: ips.get(&pod).cloned().flatten(),
+                    pod,
+                    token: Some(self.token.clone()),
+                }
+            })
+            .collect())
+    }
+
+    /// Sends drain requests and restarts drained pods that stay, then
+    /// announces the transition.
+    async fn act(&self, role: Role, decision: &DrainDecision) -> Result<()> {
+        let ctx = self.ctx;
+        let starts: Vec<i32> = decision
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                DrainAction::StartDrain(o) => Some(*o),
+                DrainAction::Restart(_) => None,
+            })
+            .collect();
+        if !starts.is_empty() {
+            for target in self.targets(role, &starts).await? {
+                // A failure here is seen by the next round's probe.
+                if let Err(e) = ctx.drain.start(&target).await {
+                    warn!(pod = %target.pod, error = %e, "could not start draining; will retry");
                 }
             }
         }
-    }
-    let Some(event) = &decision.event else {
-        return Ok(());
-    };
-    let (type_, reason, note, metric) = match event {
-        DrainEvent::Started { from, to } => (
-            EventType::Normal,
-            "ScaleDownStarted",
-            format!(
-                "draining writer(s) {} before scaling writers from {from} to {to}",
-                drain::leaving(*to, *from)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), self.namespace);
+        for action in &decision.actions {
+            if let DrainAction::Restart(ordinal) = action {
+                let pod = self.names.pod(role, *ordinal);
+                match pods.delete(&pod, &DeleteParams::default()).await {
+                    Ok(_) => info!(%pod, "restarted a drained {role} that stays"),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::RestartPod {
+                            pod,
+                            source: Box::new(source),
+                        });
+                    }
+                }
+            }
+        }
+        let Some(event) = &decision.event else {
+            return Ok(());
+        };
+        let (type_, reason, note, metric) = match event {
+            DrainEvent::Started { from, to } => (
+                EventType::Normal,
+                "ScaleDownStarted",
+                format!(
+                    "draining {role}(s) {} before scaling {role}s from {from} to {to}",
+                    drain::leaving(*to, *from)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "started",
             ),
-            "started",
-        ),
-        DrainEvent::Completed { from, to } => (
-            EventType::Normal,
-            "ScaleDownCompleted",
-            format!("writers drained; scaled from {from} to {to}"),
-            "completed",
-        ),
-        DrainEvent::Cancelled { replicas } => (
-            EventType::Normal,
-            "ScaleDownCancelled",
-            format!("writer replicas went back up to {replicas}; drained writers restarted"),
-            "cancelled",
-        ),
-        DrainEvent::Failed { reason, message } => (
-            EventType::Warning,
-            reason.as_str(),
-            format!("writer scale-down stopped, replicas left as they are: {message}"),
-            "failed",
-        ),
-    };
-    ctx.metrics.scale_down(metric);
-    info!(cluster = %names.cluster(), reason, %note, "writer scale-down");
-    publish(ctx, cluster, type_, reason, "ScaleWriters", &note).await;
-    Ok(())
+            DrainEvent::Completed { from, to } => (
+                EventType::Normal,
+                "ScaleDownCompleted",
+                format!("{role}s drained; scaled from {from} to {to}"),
+                "completed",
+            ),
+            DrainEvent::Cancelled { replicas } => (
+                EventType::Normal,
+                "ScaleDownCancelled",
+                format!("{role} replicas went back up to {replicas}; drained {role}s restarted"),
+                "cancelled",
+            ),
+            DrainEvent::Failed { reason, message } => (
+                EventType::Warning,
+                reason.as_str(),
+                format!("{role} scale-down stopped, replicas left as they are: {message}"),
+                "failed",
+            ),
+        };
+        ctx.metrics.scale_down(metric);
+        info!(cluster = %self.names.cluster(), reason, %note, "{role} scale-down");
+        let action = match role {
+            Role::Acceptor => "ScaleAcceptors",
+            _ => "ScaleWriters",
+        };
+        publish(ctx, self.cluster, type_, reason, action, &note).await;
+        Ok(())
+    }
 }
 
 /// Creates the managed catalog's password Secret once.
@@ -590,15 +612,20 @@ async fn remove_catalog_secret(ctx: &Context, cluster: &SignalDBCluster, namespa
 }
 
 /// `status.writer.scaleDown` alone, written before acting on it.
-async fn persist_scale_down(api: &Api<SignalDBCluster>, name: &str, state: Option<&ScaleDownStatus>) -> Result<()> {
+async fn persist_scale_down(
+    api: &Api<SignalDBCluster>,
+    name: &str,
+    role: Role,
+    state: Option<&ScaleDownStatus>,
+) -> Result<()> {
     let value = match state {
         Some(s) => serde_json::to_value(s).map_err(|source| Error::Serialize {
-            what: "status.writer.scaleDown".to_owned(),
+            what: format!("status.{role}.scaleDown"),
             source,
         })?,
         None => Value::Null,
     };
-    let patch = serde_json::json!({"status": {"writer": {"scaleDown": value}}});
+    let patch = serde_json::json!({"status": {role.as_str(): {"scaleDown": value}}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status {
@@ -619,8 +646,10 @@ fn status_patch(status: &SignalDBClusterStatus) -> Result<Value> {
             map.entry(key).or_insert(Value::Null);
         }
         map.entry("conditions").or_insert_with(|| Value::Array(Vec::new()));
-        if let Some(writer) = map.get_mut("writer").and_then(Value::as_object_mut) {
-            writer.entry("scaleDown").or_insert(Value::Null);
+        for role in ["writer", "acceptor"] {
+            if let Some(status) = map.get_mut(role).and_then(Value::as_object_mut) {
+                status.entry("scaleDown").or_insert(Value::Null);
+            }
         }
     }
     Ok(serde_json::json!({ "status": value }))

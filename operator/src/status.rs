@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use signaldb_config::Role;
 
 use crate::apply::Problem;
-use crate::crd::{RoleStatus, ScaleDownPhase, ScaleDownStatus, SignalDBClusterStatus, WriterStatus};
+use crate::crd::{AcceptorStatus, RoleStatus, ScaleDownPhase, ScaleDownStatus, SignalDBClusterStatus, WriterStatus};
 use crate::drain::FailureReason;
 use crate::validate::ValidationError;
 
@@ -102,6 +102,8 @@ pub struct Reconciled<'a> {
     /// Label selector of the writer pods.
     pub writer_selector: &'a str,
     pub scale_down: Option<&'a ScaleDownStatus>,
+    /// The acceptor scale-down in progress, if any.
+    pub acceptor_scale_down: Option<&'a ScaleDownStatus>,
     pub config_hash: &'a str,
     /// Children that could not be applied.
     pub problems: &'a [Problem],
@@ -204,7 +206,11 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
             set_if_absent(&mut conditions, inputs, READY, "InvalidSpec", &message);
         }
         Outcome::Reconciled(r) => {
-            status.acceptor = r.acceptor.status();
+            status.acceptor = AcceptorStatus {
+                replicas: r.acceptor.replicas,
+                ready_replicas: r.acceptor.ready,
+                scale_down: r.acceptor_scale_down.cloned(),
+            };
             status.querier = r.querier.status();
             status.router = r.router.status();
             status.compactor = r.compactor.status();
@@ -253,8 +259,12 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
                 .filter(|(_, o)| !o.rolled_out)
                 .map(|(role, _)| role.to_string())
                 .collect();
-            match r.scale_down {
-                Some(s) if s.phase == ScaleDownPhase::Draining => set(
+            let draining = [r.scale_down, r.acceptor_scale_down]
+                .into_iter()
+                .flatten()
+                .find(|s| s.phase == ScaleDownPhase::Draining);
+            match draining {
+                Some(s) => set(
                     &mut conditions,
                     inputs,
                     PROGRESSING,
@@ -288,8 +298,10 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
                 ),
             }
 
-            let failure = r.scale_down.filter(|s| s.phase == ScaleDownPhase::Failed);
-            if let Some(f) = failure {
+            let failure = [(Role::Writer, r.scale_down), (Role::Acceptor, r.acceptor_scale_down)]
+                .into_iter()
+                .find_map(|(role, s)| s.filter(|s| s.phase == ScaleDownPhase::Failed).map(|s| (role, s)));
+            if let Some((role, f)) = failure {
                 let reason = match f.reason.as_deref() {
                     Some("DrainTimedOut") => FailureReason::DrainTimedOut,
                     _ => FailureReason::DrainFailed,
@@ -301,7 +313,7 @@ pub fn compute(inputs: &StatusInputs<'_>) -> SignalDBClusterStatus {
                     "True",
                     reason.as_str(),
                     format!(
-                        "writer scale-down from {} to {} stopped, replicas left as they are: {}",
+                        "{role} scale-down from {} to {} stopped, replicas left as they are: {}",
                         f.from_replicas,
                         f.to_replicas,
                         f.message.as_deref().unwrap_or_default()
@@ -363,6 +375,7 @@ mod tests {
             compactor: ready(1),
             writer_selector: "sel",
             scale_down: None,
+            acceptor_scale_down: None,
             config_hash: "abc",
             problems,
             pending: false,
@@ -511,6 +524,7 @@ mod tests {
                     compactor: ready(1),
                     writer_selector: "sel",
                     scale_down: Some(s),
+                    acceptor_scale_down: None,
                     config_hash: "abc",
                     problems: &[],
                     pending: false,

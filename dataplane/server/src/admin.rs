@@ -1,5 +1,8 @@
-//! The admin HTTP port (9091): `/metrics`, `/ready`, `/live`, and a writer's
-//! drain (`GET` progress, `POST` start, `DELETE` undo).
+//! The admin HTTP port (9091): `/metrics`, `/ready`, `/live`, and the drain
+//! of a writer or an acceptor (`GET` progress, `POST` start, `DELETE` undo).
+//! A writer drains by leaving routing and flushing its buffer; an acceptor
+//! by refusing new requests (and reporting not ready, so its Service stops
+//! sending them) and delivering its WAL.
 //!
 //! Starting or undoing a drain changes where acknowledged data goes, so it
 //! needs the cluster token as `Authorization: Bearer <token>`
@@ -26,6 +29,9 @@ pub(crate) struct AdminState {
     pub(crate) metrics: Metrics,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) writer: Option<Writer>,
+    /// The acceptor of a process that runs one and no writer (a process
+    /// with both drains its writer).
+    pub(crate) acceptor: Option<crate::acceptor::Acceptor>,
     pub(crate) catalog: Arc<dyn Catalog>,
     /// The token `POST`/`DELETE /drain` need; `None`: open (a role run alone
     /// without `cluster.token_file`, warned about at start).
@@ -64,7 +70,21 @@ fn drain_report(w: &Writer) -> DrainStatus {
 }
 
 fn no_writer() -> axum::response::Response {
-    (StatusCode::NOT_FOUND, "this process runs no writer\n").into_response()
+    (StatusCode::NOT_FOUND, "this process runs no writer or acceptor\n").into_response()
+}
+
+/// Progress of an acceptor's drain, in the same shape as a writer's: the
+/// bytes of requests being received stand for `buffered_bytes`.
+fn acceptor_report(a: &crate::acceptor::Acceptor) -> DrainStatus {
+    let draining = a.is_draining();
+    let receiving = a.in_flight().in_use();
+    let pending = a.wal_pending_bytes();
+    DrainStatus {
+        draining,
+        buffered_bytes: receiving,
+        wal_pending_bytes: pending,
+        done: draining && a.requests_in_progress() == 0 && pending == 0,
+    }
 }
 
 /// The refusal for a request without the cluster token, or `None` when it
@@ -86,7 +106,10 @@ async fn drain_status(State(s): State<AdminState>) -> axum::response::Response {
             }
             axum::Json(drain_report(w)).into_response()
         }
-        None => no_writer(),
+        None => match &s.acceptor {
+            Some(a) => axum::Json(acceptor_report(a)).into_response(),
+            None => no_writer(),
+        },
     }
 }
 
@@ -96,7 +119,14 @@ async fn drain_start(State(s): State<AdminState>, headers: HeaderMap) -> axum::r
         return refusal;
     }
     let Some(w) = s.writer.clone() else {
-        return no_writer();
+        return match &s.acceptor {
+            Some(a) => {
+                a.set_draining(true);
+                info!("draining: refusing new requests and delivering the WAL");
+                (StatusCode::ACCEPTED, axum::Json(acceptor_report(a))).into_response()
+            }
+            None => no_writer(),
+        };
     };
     w.set_draining(true);
     if let Err(e) = s.catalog.set_draining(w.id(), true).await {
@@ -122,7 +152,14 @@ async fn drain_stop(State(s): State<AdminState>, headers: HeaderMap) -> axum::re
         return refusal;
     }
     let Some(w) = s.writer.clone() else {
-        return no_writer();
+        return match &s.acceptor {
+            Some(a) => {
+                a.set_draining(false);
+                info!("drain undone: taking requests again");
+                (StatusCode::OK, axum::Json(acceptor_report(a))).into_response()
+            }
+            None => no_writer(),
+        };
     };
     // Catalog first: acceptors must see the writer back before it is
     // reported back, and a failure leaves it draining (safe) rather than half.
@@ -155,7 +192,10 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
+    if s.writer.is_none() && s.acceptor.as_ref().is_some_and(crate::acceptor::Acceptor::is_draining) {
+        // Out of the acceptor Service: clients' retries go elsewhere.
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")

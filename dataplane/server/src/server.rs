@@ -399,6 +399,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
     }
 
     let mut acceptor_wal = None;
+    let mut acceptor_handle = None;
     if roles.acceptor {
         let (wal, replay) = open_wal(&config, Role::Acceptor, config.acceptor.max_pending.as_u64(), &metrics)?;
         let id = format!("{node}-acceptor");
@@ -441,6 +442,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
             metrics.clone(),
             tx,
         );
+        acceptor_handle = Some(acceptor.clone());
 
         let grpc_listener = bind("OTLP gRPC", config.acceptor.grpc_addr).await?;
         endpoints.otlp_grpc = local_addr(&grpc_listener);
@@ -665,6 +667,7 @@ pub async fn start(config: Config, roles: Roles) -> Result<Running, StartError> 
         metrics: metrics.clone(),
         ready: Arc::clone(&ready),
         writer: writer.clone(),
+        acceptor: acceptor_handle,
         catalog: Arc::clone(&catalog),
         token: cluster_token.clone(),
     });

@@ -271,11 +271,13 @@ async fn tls_goes_on_and_off_with_the_spec() {
 
 #[tokio::test]
 async fn an_edit_by_hand_is_undone() {
+    // Queriers hold nothing to lose: their StatefulSet goes straight back.
+    // (Writers and acceptors scaled up by hand are drained back down.)
     let h = Harness::new(cluster("demo", minimal())).await;
     h.reconcile().await;
     let sts = h.api::<StatefulSet>();
     sts.patch(
-        "demo-acceptor",
+        "demo-querier",
         &kube::api::PatchParams::default(),
         &kube::api::Patch::Merge(&json!({"spec": {"replicas": 7}})),
     )
@@ -283,8 +285,8 @@ async fn an_edit_by_hand_is_undone() {
     .unwrap();
     h.take_writes();
     h.reconcile().await;
-    assert_eq!(h.take_writes(), ["patch StatefulSet/demo-acceptor"]);
-    let replicas = sts.get("demo-acceptor").await.unwrap().spec.unwrap().replicas;
+    assert_eq!(h.take_writes(), ["patch StatefulSet/demo-querier"]);
+    let replicas = sts.get("demo-querier").await.unwrap().spec.unwrap().replicas;
     assert_eq!(replicas, Some(1));
 }
 

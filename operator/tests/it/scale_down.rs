@@ -231,3 +231,99 @@ async fn a_writer_that_restarted_mid_drain_is_told_again() {
     h.reconcile().await;
     assert_eq!(writers_in_sts(&h).await, 2);
 }
+
+async fn acceptors_in_sts(h: &Harness) -> i32 {
+    h.api::<StatefulSet>()
+        .get("demo-acceptor")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas
+        .unwrap()
+}
+
+/// Acceptors leave the same way: the leaving ones are told to drain (they
+/// refuse new requests and deliver their WALs), and the StatefulSet
+/// shrinks only once every one reports an empty WAL, so no acknowledged
+/// request stays behind on a claim nobody reads.
+#[tokio::test]
+async fn acceptor_scale_down_waits_for_their_wals_to_be_delivered() {
+    let mut spec = minimal();
+    spec["acceptor"] = json!({"replicas": 3});
+    let h = Harness::new(cluster("demo", spec)).await;
+    for ordinal in 0..3 {
+        h.drain.acceptor_holding(ordinal, 4096);
+    }
+    h.reconcile().await;
+    h.make_ready().await;
+    h.reconcile().await;
+    h.take_writes();
+    assert_eq!(acceptors_in_sts(&h).await, 3);
+
+    h.edit(json!({"acceptor": {"replicas": 2}})).await;
+    h.reconcile().await;
+    assert_eq!(
+        acceptors_in_sts(&h).await,
+        3,
+        "acceptor 2 still holds undelivered requests"
+    );
+    assert!(h.drain.acceptor(2).unwrap().draining);
+    assert!(!h.drain.acceptor(1).unwrap().draining);
+    let s = status(&h).await;
+    let sd = s.acceptor.scale_down.clone().unwrap();
+    assert_eq!(sd.phase, ScaleDownPhase::Draining);
+    assert_eq!((sd.from_replicas, sd.to_replicas, sd.draining.clone()), (3, 2, vec![2]));
+    assert_eq!(s.acceptor.replicas, 3);
+    assert_eq!(s.writer.scale_down, None, "writers are not touched");
+    assert_eq!(reason(&s, PROGRESSING), "True/ScalingDown");
+    assert_eq!(
+        sd.message.as_deref(),
+        Some("draining acceptor(s) 2 before scaling from 3 to 2: 0 of 1 done")
+    );
+
+    // Its WAL delivered: the StatefulSet shrinks.
+    h.drain.deliver(2);
+    h.advance(30);
+    h.reconcile().await;
+    assert_eq!(acceptors_in_sts(&h).await, 2);
+    let s = status(&h).await;
+    assert_eq!(s.acceptor.scale_down, None);
+    assert_eq!(s.acceptor.replicas, 2);
+    assert!(
+        h.drain.calls().contains(&FakeCall::AcceptorStart(2)),
+        "{:?}",
+        h.drain.calls()
+    );
+}
+
+/// An acceptor that cannot deliver (writers down) holds the scale-down
+/// until the drain timeout; then the cluster is Degraded and keeps the
+/// acceptor, with its WAL, rather than strand what it acknowledged.
+#[tokio::test]
+async fn an_acceptor_that_cannot_deliver_keeps_its_pod() {
+    let mut spec = minimal();
+    spec["acceptor"] = json!({"replicas": 2});
+    spec["writer"] = json!({"drainTimeout": "10m"});
+    let h = Harness::new(cluster("demo", spec)).await;
+    for ordinal in 0..2 {
+        h.drain.acceptor_holding(ordinal, 4096);
+    }
+    h.reconcile().await;
+    h.make_ready().await;
+    h.reconcile().await;
+    h.edit(json!({"acceptor": {"replicas": 1}})).await;
+    h.reconcile().await;
+    h.advance(11 * 60);
+    h.reconcile().await;
+    assert_eq!(acceptors_in_sts(&h).await, 2);
+    let s = status(&h).await;
+    assert_eq!(s.acceptor.scale_down.as_ref().unwrap().phase, ScaleDownPhase::Failed);
+    assert_eq!(reason(&s, DEGRADED), "True/DrainTimedOut");
+    assert!(
+        condition(&s, DEGRADED)
+            .unwrap()
+            .message
+            .starts_with("acceptor scale-down")
+    );
+}

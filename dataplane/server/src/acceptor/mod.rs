@@ -80,6 +80,20 @@ struct Inner {
     rates: rate::Rates,
     trace_sizes: trace_size::TraceSizes,
     limits: signaldb_config::LimitsConfig,
+    /// Leaving (a scale-down): new requests are refused so that clients
+    /// retry on another acceptor, and what the WAL holds is delivered.
+    draining: std::sync::atomic::AtomicBool,
+    /// Requests between their draining check and their WAL append.
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as active while it lives.
+struct ActiveRequest<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for ActiveRequest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Acceptor {
@@ -102,8 +116,33 @@ impl Acceptor {
                 metrics,
                 to_delivery,
                 config,
+                draining: std::sync::atomic::AtomicBool::new(false),
+                active: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// Starts (or undoes) a drain: while draining, requests are refused
+    /// with UNAVAILABLE / 503 (clients retry, and reach another acceptor
+    /// once this one is out of its Service for being not ready) and the
+    /// WAL is delivered.
+    pub fn set_draining(&self, on: bool) {
+        self.inner.draining.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Acknowledged bytes in the WAL not yet delivered to every replica.
+    pub fn wal_pending_bytes(&self) -> u64 {
+        self.inner.wal.stats().pending_bytes
+    }
+
+    /// Requests being admitted now (past the draining check, before their
+    /// WAL append).
+    pub fn requests_in_progress(&self) -> usize {
+        self.inner.active.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn config(&self) -> &AcceptorConfig {
@@ -145,6 +184,15 @@ impl Acceptor {
         mut request: ExportTraceServiceRequest,
     ) -> Result<Accepted, IngestError> {
         let i = &self.inner;
+        // Counted before the check: a drain that sees no request in progress
+        // after setting its flag has seen every request it will let in.
+        i.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _active = ActiveRequest(&i.active);
+        if i.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(IngestError::Unavailable(
+                "this acceptor is leaving the cluster (draining); retry, another acceptor takes the request".into(),
+            ));
+        }
         // The tenant's own attribute limits, else the acceptor's.
         let tenant_limits = i.limits.of(&tenant);
         let max_value = tenant_limits

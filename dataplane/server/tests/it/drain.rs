@@ -197,3 +197,75 @@ async fn queryable_spans(api: &str, acked: &std::collections::HashSet<SpanKey>) 
     }
     found
 }
+
+/// An acceptor leaving in a scale-down drains first: it refuses new
+/// requests (UNAVAILABLE, so clients retry elsewhere) and reports not
+/// ready, delivers everything its WAL holds (here only once a writer
+/// appears), and reports done only then; the pod can go with nothing left
+/// behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_acceptor_delivers_its_wal_before_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SharedCluster::new(dir.path());
+    let token = cluster.token.clone();
+    let acceptor = start(cluster.node("acc"), Roles::ACCEPTOR).await.unwrap();
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", acceptor.endpoints.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    // No writer yet: acknowledged requests wait in the acceptor's WAL.
+    let mut acked = std::collections::HashSet::new();
+    for seed in 300..306 {
+        let req = request(seed, 2, 5);
+        acked.extend(keys(&req));
+        grpc.export(req).await.unwrap();
+    }
+    let admin = format!("http://{}", acceptor.endpoints.admin.unwrap());
+    let http = reqwest::Client::new();
+    let resp = http.post(format!("{admin}/drain")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "starting a drain needs the cluster token");
+    let resp = http
+        .post(format!("{admin}/drain"))
+        .header("authorization", token.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let status = |http: reqwest::Client| {
+        let url = format!("{admin}/drain");
+        async move {
+            serde_json::from_str::<serde_json::Value>(&http.get(url).send().await.unwrap().text().await.unwrap())
+                .unwrap()
+        }
+    };
+    let body = status(http.clone()).await;
+    assert_eq!(body["draining"], true);
+    assert_eq!(body["done"], false, "the WAL still holds acknowledged requests: {body}");
+    assert!(body["wal_pending_bytes"].as_u64().unwrap() > 0);
+    // Out of the Service, and new requests go elsewhere.
+    let ready = http.get(format!("{admin}/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let refused = grpc.export(request(400, 1, 5)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("draining"), "{}", refused.message());
+
+    // A writer appears: the WAL is delivered and the drain is done.
+    let writer_config = cluster.node("w");
+    let writer = start(writer_config.clone(), Roles::WRITER).await.unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        let body = status(http.clone()).await;
+        if body["done"] == true {
+            assert_eq!(body["wal_pending_bytes"], 0);
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "drain did not finish: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pod goes; everything it acknowledged is with the writer.
+    acceptor.shutdown().await;
+    writer.writer().unwrap().flush().await.unwrap();
+    let store = signaldb::storage::open(&writer_config).unwrap();
+    let stored = catalog_spans(&writer_config.catalog_url(), &store, "single-tenant").await;
+    assert_exactly_once(&acked, &stored);
+    writer.shutdown().await;
+}
