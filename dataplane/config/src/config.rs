@@ -223,7 +223,7 @@ impl Default for CompactorConfig {
             window: Duration::from_secs(3600),
             target_file_size: ByteSize::mib(256),
             min_files: 4,
-            max_files: 32,
+            max_files: 8,
             delete_delay: Duration::from_secs(5 * 60),
             lease_ttl: Duration::from_secs(5 * 60),
         }

@@ -27,8 +27,12 @@ use tokio::runtime::Handle;
 
 use crate::upload::{self, PartSink, UploadError};
 
-/// Rows read from an input at a time, and rows gathered before they go to
-/// the output: small, as the job holds one batch per input.
+/// Rows decoded from an input at a time: small, as the job holds one
+/// decoded batch per input (spans with their attributes take a few KiB
+/// each decoded).
+const INPUT_ROWS: usize = 256;
+
+/// Rows gathered before they go to the output.
 const BATCH_ROWS: usize = 2048;
 
 /// Why a merge failed. Nothing it wrote is registered then; an output
@@ -262,7 +266,7 @@ pub(super) fn merge(rt: &Handle, inputs: &[FileRecord], mut target: Target) -> R
             .map_err(read_err)?;
         traces_hint += traces_in(builder.metadata().file_metadata())
             .unwrap_or_else(|| usize::try_from(file.rows).unwrap_or_default());
-        let stream = builder.with_batch_size(BATCH_ROWS).build().map_err(read_err)?;
+        let stream = builder.with_batch_size(INPUT_ROWS).build().map_err(read_err)?;
         let empty_ids = FixedSizeBinaryArray::new_null(16, 0);
         let mut input = Input {
             path: file.path.clone(),
