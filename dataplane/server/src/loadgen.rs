@@ -674,14 +674,7 @@ async fn compact_all(dir: &std::path::Path) -> Result<(), LoadgenError> {
     let mut total = crate::compactor::Report::default();
     loop {
         let r = compactor.compact_once(settled).await.map_err(|e| fail(e.to_string()))?;
-        total.jobs += r.jobs;
-        total.files_in += r.files_in;
-        total.files_out += r.files_out;
-        total.rows_in += r.rows_in;
-        total.rows_out += r.rows_out;
-        total.duplicates += r.duplicates;
-        total.bytes_in += r.bytes_in;
-        total.bytes_out += r.bytes_out;
+        total.add(&r);
         if r.jobs == 0 {
             break;
         }

@@ -31,7 +31,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // SAFETY: jemalloc reads this symbol as a `const char *` to a NUL-terminated
 // string; a reference to a byte array is one pointer, and the bytes end in NUL.
 #[unsafe(export_name = "malloc_conf")]
-pub static malloc_conf: &[u8; 81] = b"oversize_threshold:0,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 81] =
+    b"oversize_threshold:0,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// SignalDB: OpenTelemetry in, Parquet on object storage, Grafana Tempo's API out.
 ///

@@ -13,15 +13,19 @@ use signaldb_operator::status::{DEGRADED, PROGRESSING, condition};
 
 use crate::harness::{Harness, cluster, minimal};
 
-async fn writers_in_sts(h: &Harness) -> i32 {
+async fn replicas_in_sts(h: &Harness, name: &str) -> i32 {
     h.api::<StatefulSet>()
-        .get("demo-writer")
+        .get(name)
         .await
         .unwrap()
         .spec
         .unwrap()
         .replicas
         .unwrap()
+}
+
+async fn writers_in_sts(h: &Harness) -> i32 {
+    replicas_in_sts(h, "demo-writer").await
 }
 
 async fn status(h: &Harness) -> SignalDBClusterStatus {
@@ -233,14 +237,7 @@ async fn a_writer_that_restarted_mid_drain_is_told_again() {
 }
 
 async fn acceptors_in_sts(h: &Harness) -> i32 {
-    h.api::<StatefulSet>()
-        .get("demo-acceptor")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .replicas
-        .unwrap()
+    replicas_in_sts(h, "demo-acceptor").await
 }
 
 /// Acceptors leave the same way: the leaving ones are told to drain (they

@@ -50,6 +50,22 @@ pub struct Report {
     pub deleted: u64,
 }
 
+impl Report {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Report) {
+        self.jobs += other.jobs;
+        self.skipped += other.skipped;
+        self.files_in += other.files_in;
+        self.files_out += other.files_out;
+        self.rows_in += other.rows_in;
+        self.rows_out += other.rows_out;
+        self.duplicates += other.duplicates;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.deleted += other.deleted;
+    }
+}
+
 /// Why a round stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
@@ -168,16 +184,7 @@ impl Compactor {
             let files = self.catalog.list_files(&tenant, Signal::Traces, None).await?;
             for job in plan(&tenant, &files, &self.config, now_ns) {
                 match self.run_job(&job, now).await {
-                    Ok(Some(done)) => {
-                        report.jobs += 1;
-                        report.files_in += done.files_in;
-                        report.files_out += done.files_out;
-                        report.rows_in += done.rows_in;
-                        report.rows_out += done.rows_out;
-                        report.duplicates += done.duplicates;
-                        report.bytes_in += done.bytes_in;
-                        report.bytes_out += done.bytes_out;
-                    }
+                    Ok(Some(done)) => report.add(&done),
                     Ok(None) => report.skipped += 1,
                     Err(e) => {
                         report.skipped += 1;

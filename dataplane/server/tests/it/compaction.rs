@@ -131,15 +131,26 @@ async fn answers(base: &str, traces: &[String]) -> (BTreeMap<String, HashSet<Vec
     (by_id, found)
 }
 
-fn add(total: &mut Report, r: &Report) {
-    total.jobs += r.jobs;
-    total.skipped += r.skipped;
-    total.files_in += r.files_in;
-    total.files_out += r.files_out;
-    total.rows_in += r.rows_in;
-    total.rows_out += r.rows_out;
-    total.duplicates += r.duplicates;
-    total.deleted += r.deleted;
+/// The trace objects under the tenant's prefix in the store, and the
+/// paths the catalog names.
+async fn stored_and_named(
+    catalog: &Arc<dyn Catalog>,
+    store: &Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+) -> (HashSet<String>, HashSet<String>) {
+    let stored: HashSet<String> = store
+        .list(Some(&object_store::path::Path::from(format!("{tenant}/traces"))))
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await;
+    let named: HashSet<String> = catalog
+        .list_files(tenant, Signal::Traces, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    (stored, named)
 }
 
 async fn compacts_and_answers_the_same(mut config: Config) {
@@ -198,8 +209,8 @@ async fn compacts_and_answers_the_same(mut config: Config) {
         assert!(round < 20, "compaction keeps finding work: {total:?}");
         let (a, b) = tokio::join!(one.compact_once(now), two.compact_once(now));
         let (a, b) = (a.unwrap(), b.unwrap());
-        add(&mut total, &a);
-        add(&mut total, &b);
+        total.add(&a);
+        total.add(&b);
         if a.jobs + b.jobs == 0 && a.skipped + b.skipped == 0 {
             break;
         }
@@ -241,18 +252,7 @@ async fn compacts_and_answers_the_same(mut config: Config) {
     for f in &before_files {
         assert!(!exists(f.path.clone()).await, "{} deleted once due", f.path);
     }
-    let stored: HashSet<String> = store
-        .list(Some(&object_store::path::Path::from(format!("{TENANT}/traces"))))
-        .map(|m| m.unwrap().location.to_string())
-        .collect()
-        .await;
-    let named: HashSet<String> = catalog
-        .list_files(&tenant, Signal::Traces, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let (stored, named) = stored_and_named(&catalog, &store, &tenant).await;
     assert_eq!(stored, named, "the store holds exactly the registered files");
     assert_eq!(answers(&api, &traces).await, before);
     running.shutdown().await;
@@ -368,18 +368,7 @@ async fn compactors_killed_at_random_points_leave_a_consistent_store() {
         .await
         .unwrap();
     let pending: HashSet<String> = catalog.pending_deletes(None).await.unwrap().into_iter().collect();
-    let stored: HashSet<String> = store
-        .list(Some(&object_store::path::Path::from(format!("{TENANT}/traces"))))
-        .map(|m| m.unwrap().location.to_string())
-        .collect()
-        .await;
-    let named: HashSet<String> = catalog
-        .list_files(&tenant, Signal::Traces, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let (stored, named) = stored_and_named(&catalog, &store, &tenant).await;
     assert_eq!(
         stored,
         named.union(&pending).cloned().collect(),
@@ -387,11 +376,7 @@ async fn compactors_killed_at_random_points_leave_a_consistent_store() {
     );
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
     signaldb::retention::delete_due(&store, &catalog, later).await.unwrap();
-    let stored: HashSet<String> = store
-        .list(Some(&object_store::path::Path::from(format!("{TENANT}/traces"))))
-        .map(|m| m.unwrap().location.to_string())
-        .collect()
-        .await;
+    let (stored, named) = stored_and_named(&catalog, &store, &tenant).await;
     assert_eq!(stored, named);
     assert_eq!(answers(&api, &traces).await, before);
     running.shutdown().await;
