@@ -60,7 +60,13 @@ impl QueryEngine {
             {
                 break;
             }
-            let df = ctx.read_table(self.listing(std::slice::from_ref(file))?)?;
+            // A scan that stops at the first `n` reads the file a window
+            // of rows at a time; one that needs every match reads it whole.
+            let table = match collect {
+                Collect::First(_) => self.windowed_listing(std::slice::from_ref(file)),
+                Collect::Newest(_) | Collect::Every { .. } => self.listing(std::slice::from_ref(file))?,
+            };
+            let df = ctx.read_table(table)?;
             if self.scan_candidates(df, range, condition, collect, &mut found).await? {
                 break;
             }

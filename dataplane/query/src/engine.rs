@@ -421,6 +421,12 @@ impl QueryEngine {
         Ok(Arc::new(crate::table::SpanFiles::new(files, self.indexes.clone())))
     }
 
+    /// [`Self::listing`], each file read in windows of rows
+    /// ([`crate::table::SpanFiles::windowed`]): for scans that may stop early.
+    pub(crate) fn windowed_listing(&self, files: &[FileRecord]) -> Arc<crate::table::SpanFiles> {
+        Arc::new(crate::table::SpanFiles::new(files, self.indexes.clone()).windowed())
+    }
+
     /// All spans of a trace, deduplicated, or None.
     pub async fn trace_by_id(
         &self,

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, ParquetFileMetrics, ParquetFileReaderFactory, ParquetSource,
 };
@@ -28,7 +29,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
@@ -43,6 +44,9 @@ pub(crate) struct SpanFiles {
     files: Vec<FileRecord>,
     indexes: FileIndexes,
     schema: SchemaRef,
+    /// Read each file in windows of rows, one after the other (see
+    /// [`SpanFiles::windowed`]).
+    windowed: bool,
 }
 
 impl SpanFiles {
@@ -51,8 +55,85 @@ impl SpanFiles {
             files: files.to_vec(),
             indexes,
             schema: signaldb_schema::traces::schema(),
+            windowed: false,
         }
     }
+
+    /// The same files, each read in windows of rows that grow from
+    /// [`FIRST_WINDOW_ROWS`] to a row group, one window after the other.
+    ///
+    /// The Parquet reader evaluates a pushed-down filter over a whole row
+    /// group (64K rows) before it yields the first row that passes, so a
+    /// scan that stops after a few matches still decoded the filter's
+    /// columns of the whole row group. Windows bound that to the rows the
+    /// scan gets to: a search that stops at `limit` decodes a window or
+    /// two.
+    pub(crate) fn windowed(mut self) -> Self {
+        self.windowed = true;
+        self
+    }
+
+    /// One group of every file's windows, in order.
+    async fn windows(&self, store: &Arc<dyn ObjectStore>) -> datafusion::error::Result<FileGroup> {
+        let mut windows = Vec::new();
+        for file in &self.files {
+            let metadata = self
+                .indexes
+                .metadata(store, &file.path, size_of(file))
+                .await
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            let groups: Vec<usize> = metadata
+                .row_groups()
+                .iter()
+                .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+                .collect();
+            let total: usize = groups.iter().sum();
+            let (mut start, mut rows) = (0, FIRST_WINDOW_ROWS);
+            while start < total {
+                let end = (start + rows).min(total);
+                windows.push(
+                    PartitionedFile::new(file.path.clone(), size_of(file))
+                        .with_extension(window_plan(&groups, start..end)),
+                );
+                start = end;
+                rows = (rows * 2).min(signaldb_schema::traces::parquet::ROW_GROUP_ROWS);
+            }
+        }
+        Ok(FileGroup::new(windows))
+    }
+}
+
+/// Rows in a file's first window: four data pages.
+pub(crate) const FIRST_WINDOW_ROWS: usize = 4 * signaldb_schema::traces::parquet::PAGE_ROWS;
+
+/// The access plan that reads only the rows `window` of a file whose row
+/// groups hold `groups` rows each.
+fn window_plan(groups: &[usize], window: Range<usize>) -> ParquetAccessPlan {
+    let mut first = 0;
+    ParquetAccessPlan::new(
+        groups
+            .iter()
+            .map(|&rows| {
+                let group = first..first + rows;
+                first = group.end;
+                let (from, to) = (window.start.max(group.start), window.end.min(group.end));
+                if from >= to {
+                    RowGroupAccess::Skip
+                } else if from == group.start && to == group.end {
+                    RowGroupAccess::Scan
+                } else {
+                    let selectors = [
+                        RowSelector::skip(from - group.start),
+                        RowSelector::select(to - from),
+                        RowSelector::skip(group.end - to),
+                    ];
+                    RowGroupAccess::Selection(RowSelection::from(
+                        selectors.into_iter().filter(|s| s.row_count > 0).collect::<Vec<_>>(),
+                    ))
+                }
+            })
+            .collect(),
+    )
 }
 
 #[async_trait]
@@ -91,6 +172,11 @@ impl TableProvider for SpanFiles {
         let url = ObjectStoreUrl::parse(STORE_URL)?;
         // The session's store: it counts this query's reads.
         let store = state.runtime_env().object_store(&url)?;
+        let groups = if self.windowed {
+            vec![self.windows(&store).await?]
+        } else {
+            file_groups(&self.files, state.config_options().execution.target_partitions)
+        };
         let source = ParquetSource::new(Arc::clone(&self.schema))
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_parquet_file_reader_factory(Arc::new(IndexedReaders {
@@ -98,10 +184,7 @@ impl TableProvider for SpanFiles {
                 indexes: self.indexes.clone(),
             }));
         let config = FileScanConfigBuilder::new(url, Arc::new(source))
-            .with_file_groups(file_groups(
-                &self.files,
-                state.config_options().execution.target_partitions,
-            ))
+            .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
@@ -193,5 +276,38 @@ impl AsyncFileReader for IndexedReader {
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(access: &RowGroupAccess) -> (usize, usize) {
+        match access {
+            RowGroupAccess::Skip => (0, 0),
+            RowGroupAccess::Scan => (usize::MAX, 0),
+            RowGroupAccess::Selection(s) => (s.row_count(), s.skipped_row_count()),
+        }
+    }
+
+    #[test]
+    fn a_window_reads_its_rows_of_each_row_group() {
+        let groups = [100, 100, 50];
+        let plan = window_plan(&groups, 0..100);
+        assert_eq!(
+            plan.inner().iter().map(rows).collect::<Vec<_>>(),
+            [(usize::MAX, 0), (0, 0), (0, 0)]
+        );
+        let plan = window_plan(&groups, 40..230);
+        assert_eq!(
+            plan.inner().iter().map(rows).collect::<Vec<_>>(),
+            [(60, 40), (usize::MAX, 0), (30, 20)]
+        );
+        let plan = window_plan(&groups, 210..220);
+        assert_eq!(
+            plan.inner().iter().map(rows).collect::<Vec<_>>(),
+            [(0, 0), (0, 0), (10, 40)]
+        );
     }
 }

@@ -90,6 +90,57 @@ async fn a_search_stops_reading_once_it_has_limit_traces() {
     }));
 }
 
+/// Within a file, a search that stops at `limit` reads the rows it gets to,
+/// not the whole row group: the Parquet reader filters a row group whole
+/// before it yields a row, so the scan reads each file in windows of rows.
+/// Over one file of two row groups, the first matches of a condition on
+/// the attribute lists read a fraction of the bytes that reading every
+/// match (`most_recent`) does, with the same trace shape.
+#[tokio::test]
+async fn a_search_stops_within_a_row_group() {
+    let mut stored = Stored::new().await;
+    let traces = signaldb_schema::traces::parquet::ROW_GROUP_ROWS * 2 / crate::common::SPANS_PER_TRACE;
+    stored.add_file(&random_ids(7, traces)).await;
+    let engine = QueryEngine::new(
+        Arc::clone(&stored.catalog) as _,
+        Arc::clone(&stored.store) as _,
+        Arc::new(NoBuffers),
+    )
+    .unwrap();
+    let read = |query: &str, limit: usize| {
+        let params = SearchParams {
+            query: signaldb_traceql::Query::parse(query).unwrap(),
+            limit,
+            spans_per_spanset: 3,
+        };
+        let (engine, tenant) = (&engine, &stored.tenant);
+        async move {
+            let stats = ReadStats::default();
+            let (found, _, _) = signaldb_query::search(engine, tenant, None, &params, &stats)
+                .await
+                .unwrap();
+            (found, stats.bytes())
+        }
+    };
+    // Warm the file's index, so only pages are counted.
+    read("{ span.attr.str5 = \"value-7\" }", 1).await;
+    let (first, first_bytes) = read("{ span.attr.str5 = \"value-7\" }", 5).await;
+    let (newest, every_bytes) = read("{ span.attr.str5 = \"value-7\" } with (most_recent=true)", 5).await;
+    assert_eq!(first.len(), 5);
+    assert_eq!(newest.len(), 5);
+    assert!(
+        first.iter().all(|t| t
+            .spans
+            .iter()
+            .all(|s| s.attributes.iter().any(|a| a.key == "attr.str5"))),
+        "the matched spans show the condition's attribute"
+    );
+    assert!(
+        first_bytes * 4 < every_bytes,
+        "the first 5 matches read {first_bytes} bytes, every match {every_bytes}"
+    );
+}
+
 /// A condition on attributes with columns of their own (a span's
 /// dedicated attributes, the resource's `service.name`) reads those
 /// columns, not the attribute lists: the same traces and spans as a query
