@@ -9,6 +9,7 @@ pub mod acceptor;
 mod admin;
 pub mod api_keys;
 pub mod auth;
+mod background;
 pub mod compactor;
 pub mod discovery;
 pub mod endpoints;

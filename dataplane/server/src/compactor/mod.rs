@@ -259,14 +259,15 @@ impl Compactor {
         };
         let inputs = job.files.clone();
         let rt = tokio::runtime::Handle::current();
-        let merging = tokio::task::spawn_blocking(move || merge::merge(&rt, &inputs, target));
+        // At a lower priority: queries and ingest come first.
+        let merging = crate::background::run("compactor-merge", move || merge::merge(&rt, &inputs, target));
         // Keep the lease while the merge runs.
         let renew_every = self.config.lease_ttl / 3;
         let ttl_ms = i64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(i64::MAX);
         tokio::pin!(merging);
         let merged = loop {
             tokio::select! {
-                done = &mut merging => break done.map_err(|e| CompactError::Join(e.to_string()))??,
+                done = &mut merging => break done.map_err(CompactError::Join)??,
                 () = tokio::time::sleep(renew_every) => {
                     let at = crate::now_ms().max(now.timestamp_millis());
                     match self.catalog.try_lease(lease, &self.id, at, ttl_ms).await {
