@@ -2,8 +2,8 @@
 //! `Content-Type: application/json`), along the acceptor's path: JSON
 //! decoding as `acceptor::http` does it, validation (with small limits, so
 //! that truncation and refusals are reached by inputs of fuzzer size), the
-//! WAL record and its replay, and the conversion delivery makes for the
-//! writers. Decoding and validation may refuse; nothing panics, and a request
+//! conversion to span rows before the acknowledgement, the WAL record and
+//! its replay and conversion after a restart. Decoding and validation may refuse; nothing panics, and a request
 //! the acceptor accepted (acknowledged to the client) always replays and
 //! converts, one row per span, and converts back with every span.
 #![no_main]
@@ -15,7 +15,7 @@ use prost::Message;
 use signaldb::acceptor::pending_from_wal;
 use signaldb::acceptor::validate::{Limits, validate_traces};
 use signaldb::proto::{AcceptorWalRecord, SIGNAL_TRACES};
-use signaldb_schema::traces::{arrow_to_otlp, otlp_to_arrow_partitioned, span_count};
+use signaldb_schema::traces::{arrow_to_otlp, otlp_to_arrow, span_count};
 
 /// The longest string or bytes value anywhere in `attrs`, arrays and
 /// key-value lists included.
@@ -75,7 +75,14 @@ fuzz_target!(|data: &[u8]| {
         longest_in(&request) <= limits.max_value,
         "every value is cut to max_value"
     );
-    // The WAL record the acceptor appends, and its replay after a restart.
+    // The acceptor converts the validated request to span rows before it
+    // acknowledges it: an accepted request always converts.
+    let rows = otlp_to_arrow(&request.resource_spans).expect("an accepted request converts to span rows");
+    assert_eq!(rows.num_rows(), summary.spans, "one row per accepted span");
+    let back = arrow_to_otlp(&rows).expect("rows we made convert back");
+    assert_eq!(span_count(&back), rows.num_rows());
+    // The WAL record the acceptor appends (JSON is logged as protobuf), and
+    // its replay after a restart, which decodes and converts it again.
     let encoded = request.encode_to_vec();
     let record = AcceptorWalRecord {
         tenant: config_tenant(),
@@ -83,25 +90,14 @@ fuzz_target!(|data: &[u8]| {
         request: encoded.clone().into(),
     };
     pending_from_wal(1, &record.encode_to_vec()).expect("a record the acceptor wrote replays");
-    // Delivery decodes the request and converts it, split over the writers.
     let replayed = ExportTraceServiceRequest::decode(&encoded[..]).expect("the logged request decodes");
     assert_eq!(
         replayed.encode_to_vec(),
         encoded,
         "the logged request decodes to itself"
     );
-    let writers = 3;
-    let parts = otlp_to_arrow_partitioned(&replayed.resource_spans, writers, |tid| {
-        usize::from(tid.first().copied().unwrap_or(0)) % writers
-    })
-    .expect("an accepted request converts to span rows");
-    assert_eq!(parts.len(), writers);
-    let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, summary.spans, "one row per accepted span");
-    for part in &parts {
-        let back = arrow_to_otlp(part).expect("rows we made convert back");
-        assert_eq!(span_count(&back), part.num_rows());
-    }
+    let again = otlp_to_arrow(&replayed.resource_spans).expect("a replayed request converts");
+    assert_eq!(again.num_rows(), rows.num_rows());
 });
 
 /// The tenant of a single-tenant acceptor.

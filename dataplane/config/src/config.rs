@@ -107,6 +107,12 @@ pub struct AcceptorConfig {
     /// converted and waits for the writers; the others wait in the WAL
     /// (counted in `max_pending`) until there is room.
     pub max_delivering: ByteSize,
+    /// Bytes of span rows held for delivery as they were converted when
+    /// their requests were accepted (every request is converted before it
+    /// is acknowledged, so one that cannot be stored is refused, never
+    /// dropped later). Past this, accepted requests wait as logged and are
+    /// converted again when delivered.
+    pub max_converted_pending: ByteSize,
     /// Longest a request body may go without sending a byte; past it the
     /// request is dropped (408 / DEADLINE_EXCEEDED) and its bytes leave the
     /// in-flight budget, so stalled clients cannot hold it.
@@ -138,6 +144,7 @@ impl Default for AcceptorConfig {
             max_pending: ByteSize::mib(256),
             max_in_flight: ByteSize::mib(256),
             max_delivering: ByteSize::mib(32),
+            max_converted_pending: ByteSize::mib(96),
             body_timeout: Duration::from_secs(15),
             replication_factor: 1,
             max_retry_backoff: Duration::from_secs(5),

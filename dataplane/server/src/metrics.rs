@@ -18,6 +18,14 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecodeLabels {
+    /// `acceptance` (the request as it arrived) or `delivery` (a logged
+    /// request converted again: replayed, or past
+    /// `acceptor.max_converted_pending`).
+    pub at: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabels {
     pub role: &'static str,
 }
@@ -33,6 +41,10 @@ pub struct Metrics {
     /// Acknowledged WAL entries that could not be converted and were set
     /// aside; validation before the acknowledgement keeps this at zero.
     pub entries_dropped: Counter,
+    /// OTLP requests decoded from protobuf or JSON, by where.
+    pub acceptor_decodes: Family<DecodeLabels, Counter>,
+    /// Bytes of converted span rows accepted entries hold for delivery.
+    pub acceptor_converted_pending_bytes: Gauge,
     pub delivery_attempts_failed: Counter,
     pub deliveries: Counter,
     pub delivery_latency_seconds: Histogram,
@@ -85,6 +97,8 @@ impl Metrics {
             attributes_truncated: Counter::default(),
             spans_refused_trace_too_large: Counter::default(),
             entries_dropped: Counter::default(),
+            acceptor_decodes: Family::default(),
+            acceptor_converted_pending_bytes: Gauge::default(),
             delivery_attempts_failed: Counter::default(),
             deliveries: Counter::default(),
             delivery_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -137,6 +151,16 @@ impl Metrics {
             "acceptor_entries_dropped",
             "Acknowledged WAL entries that could not be converted to Arrow and were dropped (a bug or damage)",
             m.entries_dropped.clone(),
+        );
+        r.register(
+            "acceptor_decodes",
+            "OTLP requests decoded, by where: at acceptance (once per request) or at delivery (logged requests converted again)",
+            m.acceptor_decodes.clone(),
+        );
+        r.register(
+            "acceptor_converted_pending_bytes",
+            "Bytes of span rows converted at acceptance and held until delivered (at most acceptor.max_converted_pending)",
+            m.acceptor_converted_pending_bytes.clone(),
         );
         r.register(
             "acceptor_delivery_failures",

@@ -3,11 +3,13 @@
 //! durably held by its writers, then mark the WAL entry done.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prometheus_client::metrics::gauge::Gauge;
 use prost::Message;
 use signaldb_config::TenantId;
 use signaldb_wal::Wal;
@@ -16,30 +18,124 @@ use tracing::{debug, warn};
 
 use crate::discovery::{Ring, WriterDirectory, trace_key};
 use crate::flight::{FlightPool, put_batch};
-use crate::metrics::Metrics;
+use crate::metrics::{DecodeLabels, Metrics};
 use crate::proto::{PutMetadata, SIGNAL_TRACES};
 
-/// A WAL entry waiting for delivery. It holds the encoded request (about a
-/// third of the decoded size), so the memory of pending deliveries stays
-/// close to `acceptor.max_pending`.
+/// A WAL entry waiting for delivery: its span rows as converted when the
+/// request was accepted, or, when they did not fit
+/// `acceptor.max_converted_pending` (and after a restart), the request as
+/// logged, converted when it is delivered.
 #[derive(Debug)]
 pub struct Pending {
     seq: u64,
     tenant: TenantId,
-    request: Bytes,
+    /// Bytes of the entry as logged: what it costs of `max_delivering`.
+    logged: usize,
+    content: Content,
     replayed: bool,
     accepted: Instant,
 }
 
+#[derive(Debug)]
+enum Content {
+    /// The request's protobuf bytes.
+    Logged(Bytes),
+    /// Its span rows, holding their bytes of the converted budget until
+    /// the entry is dropped.
+    Rows { rows: RecordBatch, _held: HeldRows },
+}
+
 impl Pending {
-    pub(crate) fn new(seq: u64, tenant: TenantId, request: Bytes, replayed: bool) -> Self {
+    /// An entry replayed from the WAL: converted when delivered.
+    pub(crate) fn logged(seq: u64, tenant: TenantId, request: Bytes) -> Self {
         Self {
             seq,
             tenant,
-            request,
-            replayed,
+            logged: request.len(),
+            content: Content::Logged(request),
+            replayed: true,
             accepted: Instant::now(),
         }
+    }
+
+    /// An entry just accepted, with its span rows when `budget` has room
+    /// for them; else its logged bytes, converted again when delivered.
+    pub(crate) fn accepted(
+        seq: u64,
+        tenant: TenantId,
+        request: Bytes,
+        rows: RecordBatch,
+        budget: &ConvertedBudget,
+    ) -> Self {
+        let logged = request.len();
+        let content = match budget.hold(signaldb_schema::data_bytes(&rows)) {
+            Some(held) => Content::Rows { rows, _held: held },
+            None => Content::Logged(request),
+        };
+        Self {
+            seq,
+            tenant,
+            logged,
+            content,
+            replayed: false,
+            accepted: Instant::now(),
+        }
+    }
+}
+
+/// Bytes of span rows that accepted entries may hold while they wait for
+/// delivery (`acceptor.max_converted_pending`); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConvertedBudget {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+    /// Shows `held`.
+    gauge: Gauge,
+}
+
+impl ConvertedBudget {
+    pub fn new(limit: usize, gauge: Gauge) -> Self {
+        Self {
+            held: Arc::new(AtomicUsize::new(0)),
+            limit,
+            gauge,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Holds `bytes` until the returned guard drops, if they fit.
+    fn hold(&self, bytes: usize) -> Option<HeldRows> {
+        let before = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .ok()?;
+        self.gauge.set(i64::try_from(before + bytes).unwrap_or(i64::MAX));
+        Some(HeldRows {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Bytes of the converted budget, given back on drop.
+#[derive(Debug)]
+struct HeldRows {
+    budget: ConvertedBudget,
+    bytes: usize,
+}
+
+impl Drop for HeldRows {
+    fn drop(&mut self) {
+        let before = self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.budget
+            .gauge
+            .set(i64::try_from(before.saturating_sub(self.bytes)).unwrap_or(i64::MAX));
     }
 }
 
@@ -100,7 +196,7 @@ impl Delivery {
                     }
                 }
             };
-            let cost = u32::try_from(pending.request.len() / 1024)
+            let cost = u32::try_from(pending.logged / 1024)
                 .unwrap_or(u32::MAX)
                 .clamp(1, budget);
             let permit = tokio::select! {
@@ -163,7 +259,7 @@ impl Delivery {
             let ring = self.ring().await;
             if !ring.is_empty() {
                 if parts.is_none() {
-                    match partition(&p, &ring) {
+                    match partition(&p, &ring, &self.metrics) {
                         Ok(v) => parts = Some(v),
                         Err(e) => {
                             // Validated before logging, so this means a bug or a
@@ -256,16 +352,24 @@ impl Delivery {
 
 /// Splits an entry's spans by the writer that owns each trace now. A part
 /// keeps its number and routing key for every retry.
-fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, String> {
+fn partition(p: &Pending, ring: &Ring, metrics: &Metrics) -> Result<Vec<Part>, String> {
     let tenant = p.tenant.as_str();
-    let request =
-        ExportTraceServiceRequest::decode(p.request.clone()).map_err(|e| format!("undecodable request: {e}"))?;
-    let batches = signaldb_schema::traces::otlp_to_arrow_partitioned(&request.resource_spans, ring.len(), |tid| {
-        ring.owner(trace_key(tenant, tid)).unwrap_or(0)
-    })
-    .map_err(|e| e.to_string())?;
+    let converted;
+    let rows = match &p.content {
+        Content::Rows { rows, .. } => rows,
+        Content::Logged(bytes) => {
+            metrics
+                .acceptor_decodes
+                .get_or_create(&DecodeLabels { at: "delivery" })
+                .inc();
+            let request =
+                ExportTraceServiceRequest::decode(bytes.clone()).map_err(|e| format!("undecodable request: {e}"))?;
+            converted = signaldb_schema::traces::otlp_to_arrow(&request.resource_spans).map_err(|e| e.to_string())?;
+            &converted
+        }
+    };
     let mut parts = Vec::new();
-    for batch in batches {
+    for batch in by_owner(rows, ring.len(), |tid| ring.owner(trace_key(tenant, tid)).unwrap_or(0))? {
         if batch.num_rows() == 0 {
             continue;
         }
@@ -278,6 +382,28 @@ fn partition(p: &Pending, ring: &Ring) -> Result<Vec<Part>, String> {
         });
     }
     Ok(parts)
+}
+
+/// The rows of `rows` by `owner` of their trace id (`0..partitions`), in
+/// their order; the batch itself when one owner has them all.
+fn by_owner(rows: &RecordBatch, partitions: usize, owner: impl Fn(&[u8]) -> usize) -> Result<Vec<RecordBatch>, String> {
+    use arrow_array::Array;
+    let ids = rows
+        .column_by_name(signaldb_schema::columns::TRACE_ID)
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>())
+        .ok_or("span rows without a trace id column")?;
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions.max(1)];
+    for i in 0..ids.len() {
+        let to = owner(ids.value(i)).min(indices.len() - 1);
+        indices[to].push(u32::try_from(i).map_err(|_| "more than 2^32 span rows in one request")?);
+    }
+    if indices.iter().filter(|i| !i.is_empty()).count() <= 1 {
+        return Ok(vec![rows.clone()]);
+    }
+    indices
+        .into_iter()
+        .map(|i| arrow::compute::take_record_batch(rows, &arrow_array::UInt32Array::from(i)).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// A part's number, derived from which spans it holds (not from the ring),

@@ -6,11 +6,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use super::received::{ExportReceived, Received, TraceServer};
 use super::{Acceptor, IngestError};
 use crate::metrics::RequestLabels;
 use crate::proto::status_with_retry;
@@ -26,9 +26,10 @@ impl OtlpGrpc {
         Self { acceptor }
     }
 
-    pub fn trace_service(self) -> TraceServiceServer<Self> {
+    /// The trace service; it keeps each request's bytes as received.
+    pub fn trace_service(self) -> TraceServer<Self> {
         let max = self.acceptor.config().max_request_size.as_usize();
-        TraceServiceServer::new(self)
+        TraceServer::new(self)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd)
             .send_compressed(CompressionEncoding::Gzip)
@@ -60,16 +61,16 @@ pub fn to_status(e: IngestError) -> Status {
 }
 
 #[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+impl ExportReceived for OtlpGrpc {
+    async fn export(&self, request: Request<Received>) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let md = request.metadata();
         let text = |name: &str| md.get(name).map(|v| v.to_str().map_err(|_| ()));
         let tenant = self.acceptor.tenant(text("authorization"), text("x-scope-orgid")).await;
         let result = match tenant {
-            Ok(tenant) => self.acceptor.export_traces(tenant, request.into_inner()).await,
+            Ok(tenant) => {
+                let Received { bytes, request } = request.into_inner();
+                self.acceptor.export_traces(tenant, request, Some(bytes)).await
+            }
             Err(e) => Err(e),
         };
         let outcome = match &result {

@@ -244,13 +244,24 @@ async fn decode_and_export(
             )));
         }
     };
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP protobuf: {e}"))))?,
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
+    // Protobuf is logged as received (unless validation changes it); JSON
+    // is encoded as protobuf to be logged.
+    let (request, received) = match encoding {
+        Encoding::Protobuf => (
+            ExportTraceServiceRequest::decode(body.clone())
+                .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP protobuf: {e}"))))?,
+            Some(body),
+        ),
+        Encoding::Json => (
+            serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+                .map_err(|e| HttpError::Ingest(IngestError::Invalid(format!("malformed OTLP JSON: {e}"))))?,
+            None,
+        ),
     };
-    acceptor.export_traces(tenant, request).await.map_err(HttpError::Ingest)
+    acceptor
+        .export_traces(tenant, request, received)
+        .await
+        .map_err(HttpError::Ingest)
 }
 
 /// Decompresses at most `max` bytes: a body that expands further (a

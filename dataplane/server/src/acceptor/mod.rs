@@ -6,6 +6,7 @@ mod delivery;
 pub mod grpc;
 pub mod http;
 pub mod rate;
+pub mod received;
 pub mod trace_size;
 pub mod validate;
 
@@ -20,7 +21,7 @@ use signaldb_wal::Wal;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-pub use delivery::{Delivery, Pending};
+pub use delivery::{ConvertedBudget, Delivery, Pending};
 
 use crate::api_keys::{AuthError, Tenants};
 use crate::metrics::Metrics;
@@ -80,6 +81,8 @@ struct Inner {
     rates: rate::Rates,
     trace_sizes: trace_size::TraceSizes,
     limits: signaldb_config::LimitsConfig,
+    /// Span rows converted at acceptance and held until delivered.
+    converted: ConvertedBudget,
     /// Leaving (a scale-down): new requests are refused so that clients
     /// retry on another acceptor, and what the WAL holds is delivered.
     draining: std::sync::atomic::AtomicBool,
@@ -108,6 +111,10 @@ impl Acceptor {
         Self {
             inner: Arc::new(Inner {
                 wal,
+                converted: ConvertedBudget::new(
+                    config.max_converted_pending.as_usize(),
+                    metrics.acceptor_converted_pending_bytes.clone(),
+                ),
                 in_flight: admission::InFlight::new(config.max_in_flight.as_u64(), config.body_timeout),
                 trace_sizes: trace_size::TraceSizes::new(limits.clone()),
                 rates: rate::Rates::new(limits.clone()),
@@ -176,14 +183,23 @@ impl Acceptor {
             })
     }
 
-    /// Validates, logs durably, and queues for delivery. Returns once the
-    /// request is fsynced: from then on it survives a crash.
+    /// Validates, converts to span rows, logs durably, and queues the rows
+    /// for delivery. Returns once the request is fsynced: from then on it
+    /// survives a crash. `received` is the protobuf `request` was decoded
+    /// from, if it came as protobuf: it is logged as received unless
+    /// validation changed the request.
     pub async fn export_traces(
         &self,
         tenant: TenantId,
         mut request: ExportTraceServiceRequest,
+        received: Option<Bytes>,
     ) -> Result<Accepted, IngestError> {
         let i = &self.inner;
+        // Every request reaching here was decoded once, by its front end.
+        i.metrics
+            .acceptor_decodes
+            .get_or_create(&crate::metrics::DecodeLabels { at: "acceptance" })
+            .inc();
         // Counted before the check: a drain that sees no request in progress
         // after setting its flag has seen every request it will let in.
         i.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -233,7 +249,22 @@ impl Acceptor {
                 sized.limit, sized.spans, sized.traces
             )));
         }
-        let encoded = Bytes::from(request.encode_to_vec());
+        // Converted once, here: a request whose spans cannot become rows is
+        // refused now, never dropped after its acknowledgement.
+        let rows = match signaldb_schema::traces::otlp_to_arrow(&request.resource_spans) {
+            Ok(rows) => rows,
+            Err(e) => {
+                i.trace_sizes.give_back(&tenant, &sized);
+                return Err(IngestError::Invalid(format!("the spans cannot be stored: {e}")));
+            }
+        };
+        // Logged as received, unless validation truncated values or the
+        // trace-size limit removed spans.
+        let changed = summary.truncated_values > 0 || sized.spans > 0;
+        let encoded = match received {
+            Some(bytes) if !changed => bytes,
+            _ => Bytes::from(request.encode_to_vec()),
+        };
         drop(request);
         // The tenant's rate, before anything is logged.
         match i.rates.take(&tenant, encoded.len()) {
@@ -279,7 +310,7 @@ impl Acceptor {
         };
         i.metrics.spans_accepted.inc_by(accepted.spans as u64);
         i.metrics.set_wal_pending("acceptor", i.wal.stats().pending_bytes);
-        let pending = Pending::new(seq, tenant, encoded, false);
+        let pending = Pending::accepted(seq, tenant, encoded, rows, &i.converted);
         if i.to_delivery.send(pending).is_err() {
             // Delivery has stopped (shutdown): the entry is in the WAL and is
             // delivered after the restart.
@@ -338,5 +369,5 @@ pub fn pending_from_wal(seq: u64, payload: &[u8]) -> Result<Pending, String> {
         return Err(format!("WAL record {seq} has unknown signal {}", record.signal));
     }
     let tenant = TenantId::new(record.tenant).map_err(|e| format!("WAL record {seq}: {e}"))?;
-    Ok(Pending::new(seq, tenant, record.request, true))
+    Ok(Pending::logged(seq, tenant, record.request))
 }

@@ -15,6 +15,7 @@ mod bad_input;
 mod bounds;
 mod compaction;
 mod crash;
+mod decode_once;
 mod drain;
 mod endpoint_slices;
 mod memory;
