@@ -1,5 +1,5 @@
-//! Spans as Parquet files: sorted by trace id, then start time, zstd, page
-//! statistics on every column, a page index, and a trace-id bloom filter per
+//! Spans as Parquet files: sorted by trace id, then start time, zstd on the
+//! large columns and LZ4 on the others, page statistics on every column, a page index, and a trace-id bloom filter per
 //! row group sized for the file's distinct trace ids. The writer flushes
 //! with this; tests build stored files with it.
 
@@ -34,6 +34,31 @@ const NO_DICTIONARY: &[&[&str]] = &[
     &[columns::ATTRIBUTES, "list", "item", "int"],
     &[columns::ATTRIBUTES, "list", "item", "double"],
 ];
+
+/// Leaf columns compressed with zstd: those that hold most of a file's
+/// bytes and compress well (times, repeated ids, attribute values).
+///
+/// Every other leaf column is LZ4 (or not compressed, see
+/// [`UNCOMPRESSED`]): the Parquet reader makes a zstd compressor and a
+/// decompressor for every zstd column chunk it opens, and over the 70 leaf
+/// columns a trace by id reads, making them took a fifth of its CPU. The
+/// small columns (dictionary indices, types, booleans, columns a load
+/// leaves empty) gain little from zstd; an LZ4 chunk needs no context.
+const ZSTD_COLUMNS: &[&[&str]] = &[
+    &[columns::TRACE_ID],
+    &[columns::PARENT_SPAN_ID],
+    &[columns::START_TIME_UNIX_NANO],
+    &[columns::END_TIME_UNIX_NANO],
+    &[columns::DURATION_NANO],
+    &[columns::ATTRIBUTES, "list", "item", "str"],
+    &[columns::ATTRIBUTES, "list", "item", "int"],
+    &[columns::ATTRIBUTES, "list", "item", "double"],
+    &[columns::RESOURCE_ATTRIBUTES, "list", "item", "str"],
+    &[columns::EVENTS, "list", "item", "attributes", "list", "item", "str"],
+];
+
+/// Leaf columns stored without compression: random by definition.
+const UNCOMPRESSED: &[&[&str]] = &[&[columns::SPAN_ID]];
 
 /// Why spans could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +305,7 @@ impl<W: std::io::Write + Send> SortedSpanWriter<W> {
 /// The Parquet layout of a file of spans holding `traces` distinct traces.
 fn writer_properties(trace_id_idx: usize, start_idx: usize, traces: usize) -> Result<WriterProperties, EncodeError> {
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(EncodeError::Parquet)?))
+        .set_compression(Compression::LZ4_RAW)
         // Reading one page of a column means reading and decompressing its
         // whole dictionary page first: at the default 1 MiB limit a
         // trace-by-id decompressed 4 MiB of dictionaries to return ten
@@ -313,12 +338,22 @@ fn writer_properties(trace_id_idx: usize, start_idx: usize, traces: usize) -> Re
                 nulls_first: false,
             },
         ]));
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(3).map_err(EncodeError::Parquet)?);
+    for column in ZSTD_COLUMNS {
+        props = props.set_column_compression(column_path(column), zstd);
+    }
+    for column in UNCOMPRESSED {
+        props = props.set_column_compression(column_path(column), Compression::UNCOMPRESSED);
+    }
     // Ids and times hardly repeat: a dictionary would be all cost.
     for column in NO_DICTIONARY {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::new(column.iter().map(|p| (*p).to_owned()).collect()), false);
+        props = props.set_column_dictionary_enabled(column_path(column), false);
     }
     Ok(props.build())
+}
+
+fn column_path(parts: &[&str]) -> ColumnPath {
+    ColumnPath::new(parts.iter().map(|p| (*p).to_owned()).collect())
 }
 
 /// The order of the rows of several batches (numbered across them, first
@@ -603,6 +638,39 @@ mod tests {
                     "{path} must have no dictionary"
                 );
             }
+        }
+    }
+
+    /// zstd on the named large columns, none on span ids, LZ4 on the rest;
+    /// every named column exists.
+    #[test]
+    fn large_columns_are_zstd_and_the_others_lz4() {
+        let traces = ids(6, 1_000);
+        let file = encode_parquet(&[spans_of(&traces, 10)]).unwrap().unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(file.bytes)).unwrap();
+        let group = reader.metadata().row_group(0);
+        let paths: Vec<String> = group
+            .columns()
+            .iter()
+            .map(|c| c.column_path().parts().join("."))
+            .collect();
+        for named in ZSTD_COLUMNS.iter().chain(UNCOMPRESSED) {
+            assert!(paths.contains(&named.join(".")), "{} is a leaf column", named.join("."));
+        }
+        for column in group.columns() {
+            let path = column.column_path().parts().join(".");
+            let expected = if ZSTD_COLUMNS.iter().any(|p| p.join(".") == path) {
+                "ZSTD"
+            } else if UNCOMPRESSED.iter().any(|p| p.join(".") == path) {
+                "UNCOMPRESSED"
+            } else {
+                "LZ4_RAW"
+            };
+            assert!(
+                format!("{:?}", column.compression()).starts_with(expected),
+                "{path}: {:?}, expected {expected}",
+                column.compression()
+            );
         }
     }
 
