@@ -26,6 +26,13 @@ pub struct DecodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpcLabels {
+    /// `as_received` (the Arrow IPC a `DoPut` carried) or `encoded` (a
+    /// put without it).
+    pub logged: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabels {
     pub role: &'static str,
 }
@@ -55,6 +62,8 @@ pub struct Metrics {
     pub wal_replayed_records: Family<RoleLabels, Counter>,
     pub wal_pending_bytes: Family<RoleLabels, Gauge>,
     pub writer_batches: Counter,
+    /// Arrow IPC bytes the writer logged, by how it got them.
+    pub writer_wal_ipc_bytes: Family<IpcLabels, Counter>,
     pub writer_duplicate_batches: Counter,
     pub writer_rows: Counter,
     pub writer_buffer_bytes: Gauge,
@@ -109,6 +118,7 @@ impl Metrics {
             wal_replayed_records: Family::default(),
             wal_pending_bytes: Family::default(),
             writer_batches: Counter::default(),
+            writer_wal_ipc_bytes: Family::default(),
             writer_duplicate_batches: Counter::default(),
             writer_rows: Counter::default(),
             writer_buffer_bytes: Gauge::default(),
@@ -212,6 +222,11 @@ impl Metrics {
             "writer_batches",
             "Batches stored by the writer",
             m.writer_batches.clone(),
+        );
+        r.register(
+            "writer_wal_ipc_bytes",
+            "Arrow IPC bytes the writer logged: as_received (what a DoPut carried) or encoded (again, by the writer)",
+            m.writer_wal_ipc_bytes.clone(),
         );
         r.register(
             "writer_duplicate_batches",

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 pub use flush::FlushReport;
 
-use crate::metrics::Metrics;
+use crate::metrics::{IpcLabels, Metrics};
 use crate::proto::{PutAck, PutMetadata, WriterWalRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -225,8 +225,15 @@ impl Writer {
         Ok(restored)
     }
 
-    /// Stores one batch durably; see the module docs.
-    pub async fn put(&self, meta: PutMetadata, batches: Vec<RecordBatch>) -> Result<PutAck, WriterError> {
+    /// Stores one batch durably; see the module docs. `received` is the
+    /// batch's Arrow IPC stream as it arrived, logged as it is; without it
+    /// the batches are encoded for the log.
+    pub async fn put(
+        &self,
+        meta: PutMetadata,
+        batches: Vec<RecordBatch>,
+        received: Option<Bytes>,
+    ) -> Result<PutAck, WriterError> {
         let i = &self.inner;
         // Count first, check second: a drain that sees no puts in flight
         // after setting the flag knows none can still add data.
@@ -265,9 +272,26 @@ impl Writer {
             i.metrics.writer_duplicate_batches.inc();
             return Ok(ack(true));
         }
+        let ipc = match received {
+            Some(ipc) => {
+                i.metrics
+                    .writer_wal_ipc_bytes
+                    .get_or_create(&IpcLabels { logged: "as_received" })
+                    .inc_by(ipc.len() as u64);
+                ipc
+            }
+            None => {
+                let ipc = encode_ipc(&batches).map_err(WriterError::Encode)?;
+                i.metrics
+                    .writer_wal_ipc_bytes
+                    .get_or_create(&IpcLabels { logged: "encoded" })
+                    .inc_by(ipc.len() as u64);
+                ipc
+            }
+        };
         let record = WriterWalRecord {
             meta: Some(meta.clone()),
-            ipc: encode_ipc(&batches).map_err(WriterError::Encode)?,
+            ipc,
         };
         let seq = i
             .wal

@@ -70,14 +70,14 @@ impl FlightService for WriterFlight {
         // arrow-ipc has panicked, instead of failing, on malformed IPC
         // (fuzzing found it in the writer's WAL decoder): should a put make
         // it panic, the put is refused and the connection and writer go on.
-        let (meta, batches) = AssertUnwindSafe(read_put(request.into_inner()))
+        let (meta, batches, received) = AssertUnwindSafe(read_put(request.into_inner()))
             .catch_unwind()
             .await
             .map_err(|_| Status::invalid_argument("malformed Arrow IPC message (the decoder panicked)"))??;
         let meta = meta.ok_or_else(|| {
             Status::invalid_argument("DoPut needs app_metadata with tenant, source, seq and part on its first message")
         })?;
-        let ack = self.writer.put(meta, batches).await?;
+        let ack = self.writer.put(meta, batches, Some(received)).await?;
         let result = PutResult {
             app_metadata: Bytes::from(ack.encode_to_vec()),
         };
@@ -145,12 +145,15 @@ impl FlightService for WriterFlight {
     }
 }
 
-/// The metadata and record batches of one `DoPut`.
-async fn read_put(stream: Streaming<FlightData>) -> Result<(Option<PutMetadata>, Vec<RecordBatch>), Status> {
+/// The metadata and record batches of one `DoPut`, and the Arrow IPC
+/// stream its messages make, as received (the writer logs that stream
+/// instead of encoding the batches again).
+async fn read_put(stream: Streaming<FlightData>) -> Result<(Option<PutMetadata>, Vec<RecordBatch>, Bytes), Status> {
     let stream = stream.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
     let mut decoder = FlightDataDecoder::new(stream);
     let mut meta: Option<PutMetadata> = None;
     let mut batches = Vec::new();
+    let mut ipc = bytes::BytesMut::new();
     while let Some(item) = decoder.next().await {
         let item = item.map_err(|e| Status::invalid_argument(format!("undecodable Flight data: {e}")))?;
         if meta.is_none() && !item.inner.app_metadata.is_empty() {
@@ -159,9 +162,65 @@ async fn read_put(stream: Streaming<FlightData>) -> Result<(Option<PutMetadata>,
                     .map_err(|e| Status::invalid_argument(format!("undecodable app_metadata: {e}")))?,
             );
         }
-        if let DecodedPayload::RecordBatch(b) = item.payload {
-            batches.push(b);
+        match item.payload {
+            DecodedPayload::Schema(_) => append_ipc_message(&mut ipc, &item.inner)?,
+            DecodedPayload::RecordBatch(b) => {
+                append_ipc_message(&mut ipc, &item.inner)?;
+                batches.push(b);
+            }
+            DecodedPayload::None => {}
         }
     }
-    Ok((meta, batches))
+    Ok((meta, batches, ipc.freeze()))
+}
+
+/// Appends one Flight message to an Arrow IPC stream: the continuation
+/// marker, the length of the header padded to 8 bytes, the header and its
+/// padding, then the body (already padded by the sender's encoder).
+fn append_ipc_message(ipc: &mut bytes::BytesMut, data: &FlightData) -> Result<(), Status> {
+    use bytes::BufMut;
+    let header = &data.data_header;
+    let padded = header.len().div_ceil(8) * 8;
+    let len = i32::try_from(padded)
+        .map_err(|_| Status::invalid_argument(format!("Flight message header of {} bytes", header.len())))?;
+    ipc.reserve(8 + padded + data.data_body.len());
+    ipc.put_u32_le(0xFFFF_FFFF);
+    ipc.put_i32_le(len);
+    ipc.put_slice(header);
+    ipc.put_bytes(0, padded - header.len());
+    ipc.put_slice(&data.data_body);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The Flight messages of a put, framed as an IPC stream, decode as the
+    /// writer's WAL replay decodes them, to the batches that were sent
+    /// (split over several messages by the encoder's size limit).
+    #[tokio::test]
+    async fn flight_messages_framed_as_received_replay_to_the_same_batches() {
+        let mut f = crate::loadgen::RequestFactory::new(3, 10, 10);
+        let batch = signaldb_schema::traces::otlp_to_arrow(&f.request(2_000).resource_spans).unwrap();
+        let messages: Vec<FlightData> = FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(64 * 1024)
+            .build(futures::stream::iter([Ok(batch.clone())]))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(messages.len() > 2, "a schema and several batch messages");
+        let mut ipc = bytes::BytesMut::new();
+        for m in &messages {
+            append_ipc_message(&mut ipc, m).unwrap();
+        }
+        let record = crate::proto::WriterWalRecord {
+            meta: Some(PutMetadata::default()),
+            ipc: ipc.freeze(),
+        };
+        let (_, replayed) = super::super::decode_record(&record.encode_to_vec()).unwrap();
+        let replayed = arrow::compute::concat_batches(&batch.schema(), &replayed).unwrap();
+        assert_eq!(replayed, batch);
+    }
 }

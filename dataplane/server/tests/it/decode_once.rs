@@ -11,7 +11,8 @@ use crate::common::*;
 /// does not know, which an encoding of the decoded request would lose),
 /// having decoded it once; a request whose values it truncated is logged as truncated.
 /// After a restart with a writer, the logged requests are converted from
-/// the WAL (the only decodes at delivery) and every span is stored.
+/// the WAL (the only decodes at delivery), the writer logs the Arrow IPC it
+/// receives as it is, and every span is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_decoded_once_and_logged_as_received() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +99,12 @@ async fn requests_are_decoded_once_and_logged_as_received() {
     assert_eq!(
         metric(&text, "signaldb_acceptor_decodes_total{at=\"delivery\"}"),
         Some(7.0)
+    );
+    // The writer logged the Arrow IPC each put carried, encoding none again.
+    assert!(metric(&text, "signaldb_writer_wal_ipc_bytes_total{logged=\"as_received\"}").is_some_and(|b| b > 0.0));
+    assert_eq!(
+        metric(&text, "signaldb_writer_wal_ipc_bytes_total{logged=\"encoded\"}"),
+        None
     );
     running.shutdown().await;
     let stored = spans_by_id(&stored_spans(dir.path()));
