@@ -430,13 +430,22 @@ impl FileIndexes {
             .buffered(LOAD_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut out = Vec::new();
-        for (file, index, candidates) in looked_up {
-            if !candidates.is_empty() {
-                out.extend(read_rows(store, &file, &index, candidates, Arc::clone(&ids), projection).await?);
-            }
-        }
-        Ok(out)
+        // The files' pages are read concurrently (a search's candidates are
+        // spread over many files; each read waits on the store twice), and
+        // their rows kept in file order.
+        let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(
+            looked_up
+                .into_iter()
+                .filter(|(_, _, candidates)| !candidates.is_empty()),
+        )
+        .map(|(file, index, candidates)| {
+            let ids = Arc::clone(&ids);
+            async move { read_rows(store, &file, &index, candidates, ids, projection).await }
+        })
+        .buffered(LOAD_CONCURRENCY)
+        .try_collect()
+        .await?;
+        Ok(per_file.into_iter().flatten().collect())
     }
 
     /// What a lookup of trace `id` does with each of `files`, in order.
