@@ -22,6 +22,9 @@ const PENDING: usize = 16 * MIB;
 /// `acceptor.max_delivering`: logged requests being converted and sent to
 /// the writers (converted, about three times this).
 const DELIVERING: usize = 4 * MIB;
+/// `acceptor.max_converted_pending`: span rows converted at acceptance and
+/// held until delivered.
+const CONVERTED: usize = 8 * MIB;
 /// What the process may hold beyond its bounds: the flush's sort keys and
 /// pieces, Parquet pages of a row group, upload parts, caches, allocator
 /// slack.
@@ -47,6 +50,7 @@ async fn ten_times_the_writer_buffer_passes_within_the_configured_memory() {
     let in_flight = format!("{}MiB", IN_FLIGHT / MIB);
     let pending = format!("{}MiB", PENDING / MIB);
     let delivering = format!("{}MiB", DELIVERING / MIB);
+    let converted = format!("{}MiB", CONVERTED / MIB);
     let proc = Proc::spawn(
         &all_in_one_args(&data),
         &[
@@ -56,6 +60,7 @@ async fn ten_times_the_writer_buffer_passes_within_the_configured_memory() {
             ("SIGNALDB_ACCEPTOR__MAX_REQUEST_SIZE", "4MiB"),
             ("SIGNALDB_ACCEPTOR__MAX_PENDING", pending.as_str()),
             ("SIGNALDB_ACCEPTOR__MAX_DELIVERING", delivering.as_str()),
+            ("SIGNALDB_ACCEPTOR__MAX_CONVERTED_PENDING", converted.as_str()),
             // Compaction runs all along, within the same bound.
             ("SIGNALDB_COMPACTOR__INTERVAL", "2s"),
             ("SIGNALDB_COMPACTOR__MIN_FILES", "2"),
@@ -120,7 +125,7 @@ async fn ten_times_the_writer_buffer_passes_within_the_configured_memory() {
         .await;
     }
     let peak = rss(pid, "VmHWM:");
-    let bound = base + BUFFER + PENDING + 3 * (IN_FLIGHT + DELIVERING) + SLACK;
+    let bound = base + BUFFER + PENDING + CONVERTED + 3 * (IN_FLIGHT + DELIVERING) + SLACK;
     eprintln!(
         "{} MiB of spans in {:.1} s: RSS {} MiB at rest, peak {} MiB, bound {} MiB",
         requests * per_request / MIB,
@@ -131,13 +136,14 @@ async fn ten_times_the_writer_buffer_passes_within_the_configured_memory() {
     );
     assert!(
         peak <= bound,
-        "peak RSS {} MiB over the bound of {} MiB ({} MiB at rest, writer buffer {}, pending {}, \
+        "peak RSS {} MiB over the bound of {} MiB ({} MiB at rest, writer buffer {}, pending {}, converted {}, \
          3 x (in flight {} + delivering {}), slack {})",
         peak / MIB,
         bound / MIB,
         base / MIB,
         BUFFER / MIB,
         PENDING / MIB,
+        CONVERTED / MIB,
         IN_FLIGHT / MIB,
         DELIVERING / MIB,
         SLACK / MIB
