@@ -102,11 +102,6 @@ impl ConvertedBudget {
         }
     }
 
-    /// Bytes held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
-    }
-
     /// Holds `bytes` until the returned guard drops, if they fit.
     fn hold(&self, bytes: usize) -> Option<HeldRows> {
         let before = self

@@ -176,19 +176,27 @@ async fn read_put(stream: Streaming<FlightData>) -> Result<(Option<PutMetadata>,
 
 /// Appends one Flight message to an Arrow IPC stream: the continuation
 /// marker, the length of the header padded to 8 bytes, the header and its
-/// padding, then the body (already padded by the sender's encoder).
+/// padding, then exactly the body length the header declares (a body sent
+/// longer is cut, one sent shorter padded), so that a replay reads every
+/// message where this one ends.
 fn append_ipc_message(ipc: &mut bytes::BytesMut, data: &FlightData) -> Result<(), Status> {
     use bytes::BufMut;
     let header = &data.data_header;
+    let message = arrow_ipc::root_as_message(header)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Arrow IPC message header: {e}")))?;
+    let body_len = usize::try_from(message.bodyLength())
+        .map_err(|_| Status::invalid_argument(format!("Arrow IPC body length {}", message.bodyLength())))?;
+    let body = &data.data_body[..body_len.min(data.data_body.len())];
     let padded = header.len().div_ceil(8) * 8;
     let len = i32::try_from(padded)
         .map_err(|_| Status::invalid_argument(format!("Flight message header of {} bytes", header.len())))?;
-    ipc.reserve(8 + padded + data.data_body.len());
+    ipc.reserve(8 + padded + body_len);
     ipc.put_u32_le(0xFFFF_FFFF);
     ipc.put_i32_le(len);
     ipc.put_slice(header);
     ipc.put_bytes(0, padded - header.len());
-    ipc.put_slice(&data.data_body);
+    ipc.put_slice(body);
+    ipc.put_bytes(0, body_len - body.len());
     Ok(())
 }
 
@@ -212,8 +220,15 @@ mod tests {
             .unwrap();
         assert!(messages.len() > 2, "a schema and several batch messages");
         let mut ipc = bytes::BytesMut::new();
-        for m in &messages {
-            append_ipc_message(&mut ipc, m).unwrap();
+        for (n, m) in messages.iter().enumerate() {
+            let mut m = m.clone();
+            // A sender's trailing bytes past the declared body are not logged.
+            if n == 1 {
+                let mut body = m.data_body.to_vec();
+                body.extend_from_slice(&[7; 24]);
+                m.data_body = Bytes::from(body);
+            }
+            append_ipc_message(&mut ipc, &m).unwrap();
         }
         let record = crate::proto::WriterWalRecord {
             meta: Some(PutMetadata::default()),
