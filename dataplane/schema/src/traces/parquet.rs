@@ -60,6 +60,18 @@ const ZSTD_COLUMNS: &[&[&str]] = &[
 /// Leaf columns stored without compression: random by definition.
 const UNCOMPRESSED: &[&[&str]] = &[&[columns::SPAN_ID]];
 
+/// Columns of lists whose leaf columns get no statistics: queries cannot
+/// prune by the values inside a list, and a flush spent a twentieth of the
+/// ingest path's CPU comparing attribute strings for their page minimums
+/// and maximums.
+const NO_STATISTICS: &[&str] = &[
+    columns::ATTRIBUTES,
+    columns::RESOURCE_ATTRIBUTES,
+    columns::SCOPE_ATTRIBUTES,
+    columns::EVENTS,
+    columns::LINKS,
+];
+
 /// Why spans could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -344,6 +356,19 @@ fn writer_properties(trace_id_idx: usize, start_idx: usize, traces: usize) -> Re
     }
     for column in UNCOMPRESSED {
         props = props.set_column_compression(column_path(column), Compression::UNCOMPRESSED);
+    }
+    let leaves = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(&super::schema())
+        .map_err(EncodeError::Parquet)?;
+    for leaf in leaves.columns() {
+        if leaf
+            .path()
+            .parts()
+            .first()
+            .is_some_and(|root| NO_STATISTICS.contains(&root.as_str()))
+        {
+            props = props.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
+        }
     }
     // Ids and times hardly repeat: a dictionary would be all cost.
     for column in NO_DICTIONARY {
@@ -672,6 +697,30 @@ mod tests {
                 column.compression()
             );
         }
+    }
+
+    /// Top-level columns have page statistics; the leaves of list columns
+    /// have none.
+    #[test]
+    fn list_leaves_have_no_statistics() {
+        let traces = ids(8, 500);
+        let file = encode_parquet(&[spans_of(&traces, 10)]).unwrap().unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(file.bytes)).unwrap();
+        let group = reader.metadata().row_group(0);
+        let mut lists = 0;
+        for column in group.columns() {
+            let parts = column.column_path().parts();
+            let in_list = NO_STATISTICS.contains(&parts[0].as_str());
+            lists += usize::from(in_list);
+            assert_eq!(
+                column.statistics().is_some(),
+                !in_list,
+                "{}: statistics {:?}",
+                parts.join("."),
+                column.statistics()
+            );
+        }
+        assert!(lists > 30, "{lists} list leaves");
     }
 
     /// The trace-id bloom filter holds every stored id and answers "maybe"
