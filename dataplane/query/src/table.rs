@@ -104,7 +104,7 @@ impl SpanFiles {
 }
 
 /// Rows in a file's first window: four data pages.
-pub(crate) const FIRST_WINDOW_ROWS: usize = 4 * signaldb_schema::traces::parquet::PAGE_ROWS;
+const FIRST_WINDOW_ROWS: usize = 4 * signaldb_schema::traces::parquet::PAGE_ROWS;
 
 /// The access plan that reads only the rows `window` of a file whose row
 /// groups hold `groups` rows each.

@@ -647,27 +647,40 @@ pub async fn run(mut args: LoadgenArgs) -> Result<(), LoadgenError> {
     Ok(())
 }
 
-/// The bytes of the span files the catalog of data directory `dir` lists.
-async fn registered_bytes(dir: &std::path::Path) -> Result<u64, String> {
-    use signaldb_catalog::Catalog as _;
+/// The catalog of data directory `dir` (a spawned server's).
+async fn open_catalog(dir: &std::path::Path) -> Result<std::sync::Arc<dyn signaldb_catalog::Catalog>, String> {
     let config = signaldb_config::Config {
         data_dir: dir.to_path_buf(),
         ..signaldb_config::Config::default()
     };
-    let catalog = signaldb_catalog::connect(&config.catalog_url(), 1)
+    let catalog = signaldb_catalog::connect(&config.catalog_url(), 2)
         .await
         .map_err(|e| e.to_string())?;
-    let mut bytes = 0u64;
+    Ok(std::sync::Arc::new(catalog))
+}
+
+/// Every tenant's span files that `catalog` lists.
+async fn span_files(catalog: &dyn signaldb_catalog::Catalog) -> Result<Vec<signaldb_catalog::FileRecord>, String> {
+    let mut files = Vec::new();
     for tenant in catalog.list_tenants().await.map_err(|e| e.to_string())? {
-        for file in catalog
-            .list_files(&tenant, signaldb_config::Signal::Traces, None)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            bytes += u64::try_from(file.size_bytes).unwrap_or(0);
-        }
+        files.extend(
+            catalog
+                .list_files(&tenant, signaldb_config::Signal::Traces, None)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
-    Ok(bytes)
+    Ok(files)
+}
+
+/// The bytes of the span files the catalog of data directory `dir` lists.
+async fn registered_bytes(dir: &std::path::Path) -> Result<u64, String> {
+    let catalog = open_catalog(dir).await?;
+    Ok(span_files(catalog.as_ref())
+        .await?
+        .iter()
+        .map(|f| u64::try_from(f.size_bytes).unwrap_or(0))
+        .sum())
 }
 
 /// Compacts every file of the spawned server's store (data directory
@@ -678,23 +691,9 @@ async fn compact_all(dir: &std::path::Path) -> Result<(), LoadgenError> {
         data_dir: dir.to_path_buf(),
         ..signaldb_config::Config::default()
     };
-    let catalog: std::sync::Arc<dyn signaldb_catalog::Catalog> = std::sync::Arc::new(
-        signaldb_catalog::connect(&config.catalog_url(), 2)
-            .await
-            .map_err(|e| fail(e.to_string()))?,
-    );
+    let catalog = open_catalog(dir).await.map_err(fail)?;
     let store = crate::storage::open(&config).map_err(|e| fail(e.to_string()))?;
-    let count = || async {
-        let mut files = 0;
-        for tenant in catalog.list_tenants().await.map_err(|e| fail(e.to_string()))? {
-            files += catalog
-                .list_files(&tenant, signaldb_config::Signal::Traces, None)
-                .await
-                .map_err(|e| fail(e.to_string()))?
-                .len();
-        }
-        Ok::<_, LoadgenError>(files)
-    };
+    let count = || async { span_files(catalog.as_ref()).await.map(|f| f.len()).map_err(fail) };
     let before = count().await?;
     let compactor = crate::compactor::Compactor::new(
         "loadgen-compactor".into(),

@@ -249,15 +249,6 @@ impl Acceptor {
                 sized.limit, sized.spans, sized.traces
             )));
         }
-        // Converted once, here: a request whose spans cannot become rows is
-        // refused now, never dropped after its acknowledgement.
-        let rows = match signaldb_schema::traces::otlp_to_arrow(&request.resource_spans) {
-            Ok(rows) => rows,
-            Err(e) => {
-                i.trace_sizes.give_back(&tenant, &sized);
-                return Err(IngestError::Invalid(format!("the spans cannot be stored: {e}")));
-            }
-        };
         // Logged as received, unless validation truncated values or the
         // trace-size limit removed spans.
         let changed = summary.truncated_values > 0 || sized.spans > 0;
@@ -265,7 +256,6 @@ impl Acceptor {
             Some(bytes) if !changed => bytes,
             _ => Bytes::from(request.encode_to_vec()),
         };
-        drop(request);
         // The tenant's rate, before anything is logged.
         match i.rates.take(&tenant, encoded.len()) {
             Ok(()) => {}
@@ -286,6 +276,17 @@ impl Acceptor {
                 )));
             }
         }
+        // Converted once, here (after the rate check, so that refused requests
+        // cost no conversion): a request whose spans cannot become rows is
+        // refused now, never dropped after its acknowledgement.
+        let rows = match signaldb_schema::traces::otlp_to_arrow(&request.resource_spans) {
+            Ok(rows) => rows,
+            Err(e) => {
+                i.trace_sizes.give_back(&tenant, &sized);
+                return Err(IngestError::Invalid(format!("the spans cannot be stored: {e}")));
+            }
+        };
+        drop(request);
         let record = AcceptorWalRecord {
             tenant: tenant.as_str().to_owned(),
             signal: SIGNAL_TRACES,
